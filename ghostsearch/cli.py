@@ -1,0 +1,59 @@
+"""What every script shares: one-line errors with exit code 2, and the run's provenance."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+
+EXIT_USAGE = 2
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None],
+            argv: Sequence[str] | None = None) -> int:
+    """Run a script's `main`; a ConfigError becomes `error: <line>` and exit code 2."""
+    try:
+        return int(main(argv) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the checkout this package runs from, if it is one."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Versions, commit and resolved arguments, written beside every result."""
+    import platform
+
+    import torch
+
+    from . import __version__
+
+    info: dict[str, Any] = {
+        "ghostsearch": __version__,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "argv": sys.argv,
+    }
+    if args is not None:
+        info["args"] = {k: v for k, v in vars(args).items() if not callable(v)}
+    return info

@@ -1,0 +1,208 @@
+"""FLOPs and parameters in the paper's convention, three ways that must agree.
+
+The convention (GhostNet, MobileNet, the NAS literature): one multiply-add of a convolution or
+linear layer is one FLOP; biases, BN, activations, pooling, the SE multiply and residual
+additions are not counted. `count_flops` traces a built model with fvcore (thop as the
+cross-check); `analytic_counts` derives the same numbers from the config alone, without
+building anything, so a search can reject thousands of over-budget candidates per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import NetConfig
+from .layers import ghost_channels, se_channels
+
+COUNTERS = ("fvcore", "thop", "analytic")
+# fvcore's operator names for conv and linear multiply-adds; everything else is not the paper's
+_FVCORE_PAPER_OPS = ("conv", "linear", "addmm", "matmul", "bmm", "einsum")
+
+
+@dataclass(frozen=True)
+class Counts:
+    flops: int  # multiply-adds of conv and linear layers
+    params: int  # learnable parameters (what `sum(p.numel())` gives)
+
+
+class _Tally:
+    """Running FLOPs/params for a walk over a config, tracking the spatial size."""
+
+    def __init__(self) -> None:
+        self.flops = 0
+        self.params = 0
+
+    def conv(self, cin: int, cout: int, k: int, stride: int, size: int, groups: int = 1,
+             bias: bool = False) -> int:
+        out = (size - 1) // stride + 1  # odd k, padding k // 2
+        weights = cout * (cin // groups) * k * k
+        self.flops += weights * out * out
+        self.params += weights + (cout if bias else 0)
+        return out
+
+    def bn(self, c: int) -> None:
+        self.params += 2 * c
+
+    def ghost(self, cin: int, cout: int, ratio: int, d: int, size: int) -> None:
+        init, new = ghost_channels(cout, ratio)
+        self.conv(cin, init, 1, 1, size)
+        self.bn(init)
+        self.conv(init, new, d, 1, size, groups=init)
+        self.bn(new)
+
+
+def analytic_counts(cfg: NetConfig, resolution: int | None = None) -> Counts:
+    """FLOPs and params of `cfg` at `resolution` (default: its deployment resolution).
+
+    Walks the same layers `build_model` creates, in plain integer arithmetic; tests hold it
+    equal to fvcore on the built model for the references and for random configs.
+    """
+    size = cfg.resolution if resolution is None else resolution
+    t = _Tally()
+    size = t.conv(cfg.in_channels, cfg.stem_channels, 3, cfg.stem_stride, size)
+    t.bn(cfg.stem_channels)
+    prev = cfg.stem_channels
+    for b in cfg.blocks:
+        mid, out = b.expansion, b.out_channels
+        t.ghost(prev, mid, b.ghost_ratio, b.cheap_kernel, size)
+        new_size = size
+        if b.stride > 1:
+            new_size = t.conv(mid, mid, b.kernel, b.stride, size, groups=mid)
+            t.bn(mid)
+        if b.se_ratio > 0:
+            r = se_channels(mid, b.se_ratio)
+            t.conv(mid, r, 1, 1, 1, bias=True)
+            t.conv(r, mid, 1, 1, 1, bias=True)
+        t.ghost(mid, out, b.ghost_ratio, b.cheap_kernel, new_size)
+        if not (prev == out and b.stride == 1):
+            t.conv(prev, prev, b.kernel, b.stride, size, groups=prev)
+            t.bn(prev)
+            t.conv(prev, out, 1, 1, new_size)
+            t.bn(out)
+        prev, size = out, new_size
+    t.conv(prev, cfg.head_channels, 1, 1, size)
+    t.bn(cfg.head_channels)
+    t.conv(cfg.head_channels, cfg.num_features, 1, 1, 1, bias=True)  # after global pooling
+    t.conv(cfg.num_features, cfg.num_classes, 1, 1, 1, bias=True)  # the linear classifier
+    return Counts(flops=t.flops, params=t.params)
+
+
+def _as_model(obj: NetConfig | nn.Module) -> nn.Module:
+    if isinstance(obj, NetConfig):
+        from .model import build_model
+
+        return build_model(obj)
+    if isinstance(obj, nn.Module):
+        return obj
+    raise TypeError(f"expected a NetConfig or torch.nn.Module, got {type(obj).__name__}")
+
+
+def _resolution_of(obj: NetConfig | nn.Module, resolution: int | None) -> int:
+    if resolution is not None:
+        return resolution
+    cfg = obj if isinstance(obj, NetConfig) else getattr(obj, "config", None)
+    if isinstance(cfg, NetConfig):
+        return cfg.resolution
+    return 224
+
+
+def _input_for(model: nn.Module, resolution: int) -> torch.Tensor:
+    cfg = getattr(model, "config", None)
+    in_ch = cfg.in_channels if isinstance(cfg, NetConfig) else 3
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    return torch.zeros(1, in_ch, resolution, resolution, device=device)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Count in eval mode (dropout off, BN frozen) and restore the caller's mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def fvcore_flops(model: nn.Module, resolution: int = 224) -> dict[str, int]:
+    """fvcore's count by operator, with `paper` (conv + linear) and `total` (all it counts)."""
+    with warnings.catch_warnings():
+        # fvcore scripts a loss with torch.jit at import and traces with it: deprecation noise
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with _eval_mode(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        analysis = FlopCountAnalysis(model, _input_for(model, resolution))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        by_op = {k: int(v) for k, v in analysis.by_operator().items()}
+    by_op["paper"] = sum(v for k, v in by_op.items() if k in _FVCORE_PAPER_OPS)
+    by_op["total"] = int(analysis.total())
+    return by_op
+
+
+def thop_flops(model: nn.Module, resolution: int = 224) -> dict[str, int]:
+    """thop's count: `paper` sums its conv and linear layers only, `total` is what it reports."""
+    import thop
+
+    with _eval_mode(model):
+        total, _params, layers = thop.profile(
+            model, inputs=(_input_for(model, resolution),), verbose=False, ret_layer_info=True
+        )
+
+    def own_ops(path: str) -> float:
+        node: tuple = (0.0, 0.0, layers)
+        for name in path.split("."):
+            node = node[2][name]
+        return node[0]  # a leaf's ops are its own
+
+    paper = sum(
+        own_ops(name)
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and name
+    )
+    return {"paper": int(round(paper)), "total": int(round(total))}
+
+
+def count_flops(
+    obj: NetConfig | nn.Module, resolution: int | None = None, *, counter: str = "fvcore"
+) -> int:
+    """Multiply-adds of conv and linear layers for one image at `resolution` x `resolution`.
+
+    Args:
+        obj: a `NetConfig` (built for counting when the counter needs a model) or a module.
+        resolution: input size; defaults to the config's deployment resolution, else 224.
+        counter: "fvcore" (the reference), "thop" (cross-check) or "analytic" (config only).
+    """
+    res = _resolution_of(obj, resolution)
+    if counter == "analytic":
+        cfg = obj if isinstance(obj, NetConfig) else getattr(obj, "config", None)
+        if not isinstance(cfg, NetConfig):
+            raise TypeError("the analytic counter needs a NetConfig or a model from build_model")
+        return analytic_counts(cfg, res).flops
+    if counter == "fvcore":
+        return fvcore_flops(_as_model(obj), res)["paper"]
+    if counter == "thop":
+        return thop_flops(_as_model(obj), res)["paper"]
+    raise ValueError(f"counter={counter!r}: choose one of {', '.join(COUNTERS)}")
+
+
+def count_params(obj: NetConfig | nn.Module) -> int:
+    """Learnable parameters: from the config alone for a NetConfig, else summed over the module."""
+    if isinstance(obj, NetConfig):
+        return analytic_counts(obj).params
+    if isinstance(obj, nn.Module):
+        return sum(p.numel() for p in obj.parameters())
+    raise TypeError(f"expected a NetConfig or torch.nn.Module, got {type(obj).__name__}")
