@@ -81,3 +81,39 @@ def reference_config(
         stem_stride=stem_stride,
         dropout=dropout,
     )
+
+
+# The same 16 rows split where the output channels change (the paper's stages as a search sees
+# them): a stage's first row may change stride or width, the rest repeat at stride 1.
+REFERENCE_ROWS = tuple(row for stage in REFERENCE_TABLE for row in stage)
+SEARCH_STAGES: tuple[tuple[tuple[int, int, int, float, int], ...], ...] = (
+    REFERENCE_ROWS[0:1],  # stage1: 16 ch, 112x112
+    REFERENCE_ROWS[1:3],  # stage2: 24 ch, 56x56
+    REFERENCE_ROWS[3:5],  # stage3: 40 ch, 28x28, SE
+    REFERENCE_ROWS[5:9],  # stage4: 80 ch, 14x14
+    REFERENCE_ROWS[9:11],  # stage5: 112 ch, 14x14, SE
+    REFERENCE_ROWS[11:16],  # stage6: 160 ch, 7x7, SE on alternate blocks
+)
+
+
+def group_like_timm(blocks: tuple[BlockConfig, ...] | list[BlockConfig]) -> tuple[
+    tuple[BlockConfig, ...], ...
+]:
+    """Group bottlenecks into `blocks.i` stages the way timm's GhostNet table does.
+
+    One group per block until two downsamplings past the stem; after each later stride-2 block,
+    the stride-1 run that follows is one group. On the reference's 16 rows this gives exactly
+    timm's 9 groups, so a searched config at the reference point loads timm checkpoints.
+    """
+    groups: list[list[BlockConfig]] = []
+    downsamplings = 0
+    prev_stride = 2
+    for b in blocks:
+        downsamplings += b.stride == 2
+        joins = b.stride == 1 and prev_stride == 1 and downsamplings >= 3 and groups
+        if joins:
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+        prev_stride = b.stride
+    return tuple(tuple(g) for g in groups)

@@ -1,0 +1,170 @@
+"""Short, fixed-budget proxy training of one candidate, to rank candidates cheaply.
+
+The FLOPs and latency a search scores are always the deployment model's; the proxy model is
+the same architecture adapted to the proxy task (its classes and image size, and a stride-1
+stem for small images, as CIFAR adaptations of ImageNet networks do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError, NetConfig
+from .data import Dataset, DeviceLoader
+from .model import build_model
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class ProxyProtocol:
+    """Every knob of the proxy training, with units. Recorded with every trial."""
+
+    epochs: int = 5  # passes over the training split (45,000 images for CIFAR-10)
+    batch_size: int = 512  # images per step
+    lr: float = 0.4  # peak SGD learning rate for batch 512 (scaled linearly with batch size)
+    momentum: float = 0.9  # Nesterov
+    weight_decay: float = 5e-4  # on conv/linear weights only, not BN or biases
+    label_smoothing: float = 0.1
+    warmup: float = 0.2  # fraction of steps of linear warm-up (onecycle, cosine)
+    schedule: str = "onecycle"  # onecycle: linear up then linear down to 0; cosine; constant
+    small_input_stem_stride: int = 1  # stem stride for proxy images of 64 px or less
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs {self.epochs}: must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size}: must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr {self.lr}: must be a positive number")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup={self.warmup}: must be in [0, 1)")
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate at `step` of `total`, for the batch size this protocol uses."""
+        peak = self.lr * self.batch_size / 512
+        t = step / max(1, total)
+        if self.schedule == "constant":
+            return peak
+        if t < self.warmup:
+            return peak * (step + 1) / max(1, self.warmup * total)
+        rest = (t - self.warmup) / (1 - self.warmup)
+        if self.schedule == "onecycle":
+            return peak * (1 - rest)
+        return peak * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+@dataclass
+class ProxyResult:
+    val_acc: float  # final validation accuracy, %
+    test_acc: float | None  # %, reported only, never selected on
+    val_curve: list[float] = field(default_factory=list)  # validation accuracy after each epoch
+    train_seconds: float = 0.0  # training and per-epoch evaluation, not the test evaluation
+    epochs_run: int = 0
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def proxy_config(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol) -> NetConfig:
+    """The deployment architecture adapted to the proxy task's classes and image size."""
+    stem = protocol.small_input_stem_stride if data.resolution <= 64 else cfg.stem_stride
+    return dataclasses.replace(cfg, num_classes=data.num_classes, resolution=data.resolution,
+                               stem_stride=stem)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: not a torch device (cpu, cuda, cuda:1)") from None
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> float:
+    """Top-1 accuracy in %, one host sync at the end."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
+    for x, y in loader:
+        with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+            correct += (model(x).argmax(1) == y).sum()
+    return 100.0 * correct.item() / len(loader.split)
+
+
+def train_proxy(
+    cfg: NetConfig,
+    data: Dataset,
+    protocol: ProxyProtocol,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, float], None] | None = None,
+    evaluate_test: bool = True,
+) -> ProxyResult:
+    """Train `cfg` (a proxy config, see `proxy_config`) for the protocol; return accuracies.
+
+    `on_epoch(epoch, val_acc)` is called after each epoch; it may raise (e.g. optuna's
+    TrialPruned) to stop the training. Raises TrainingDiverged on a NaN/inf loss.
+    """
+    device = torch.device(device)
+    amp = device.type == "cuda"  # bf16 autocast; CPU stays fp32 for exact reproducibility
+    torch.manual_seed(seed)
+    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
+    train_loader = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std,
+                                train=True, seed=seed, device=device)
+    val_loader = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
+    opt = torch.optim.SGD(_param_groups(model, protocol.weight_decay), lr=protocol.lr,
+                          momentum=protocol.momentum, nesterov=True)
+    total = protocol.epochs * len(train_loader)
+    result = ProxyResult(val_acc=0.0, test_acc=None)
+    step = 0
+    start = time.perf_counter()
+    for epoch in range(protocol.epochs):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        for x, y in train_loader:
+            for group in opt.param_groups:
+                group["lr"] = protocol.lr_at(step, total)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = F.cross_entropy(model(x), y, label_smoothing=protocol.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            step += 1
+        if not torch.isfinite(loss_sum).item():  # one host sync per epoch, not per step
+            raise TrainingDiverged(f"loss is {loss_sum.item()} in epoch {epoch + 1}")
+        acc = evaluate(model, val_loader, amp)
+        result.val_curve.append(acc)
+        result.val_acc = acc
+        result.epochs_run = epoch + 1
+        result.train_seconds = time.perf_counter() - start
+        if on_epoch is not None:
+            on_epoch(epoch, acc)
+    if evaluate_test:
+        test_loader = DeviceLoader(data.test, 1024, data.mean, data.std, train=False,
+                                   device=device)
+        result.test_acc = evaluate(model, test_loader, amp)
+    return result
