@@ -90,8 +90,8 @@ def _scan_folder(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         for f in sorted((root / cls).iterdir()):
             if f.is_file() and not f.name.startswith("."):
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
-                    raise ConfigError(f"{f}: not an image file (expected {', '.join(IMAGE_SUFFIXES)});"
-                                      " remove it from the image folder")
+                    raise ConfigError(f"{f}: not an image file (expected "
+                                      f"{', '.join(IMAGE_SUFFIXES)}); remove it from the folder")
                 items.append((f, label))
     if not items:
         raise ConfigError(f"{root}: the class folders hold no images")

@@ -1,0 +1,362 @@
+"""The Optuna study: candidates from a space, hard budgets before any training, baselines,
+proxy training, storage that resumes, and workers that share one study."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from .config import ConfigError, NetConfig
+from .counting import analytic_counts
+from .data import Dataset, load_data
+from .proxy import ProxyProtocol, TrainingDiverged, pick_device, proxy_config, train_proxy
+from .space import SearchSpace
+
+OBJECTIVES = ("accuracy", "flops", "params")
+SAMPLERS = ("tpe", "nsga2", "random")
+BASELINE_WIDTHS = (0.5, 1.0)
+# a sampler that keeps proposing over-budget candidates is stopped after this many in a row
+MAX_INFEASIBLE_STREAK = 2000
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How each worker loads the data (workers are separate processes)."""
+
+    name: str = "synthetic"
+    data_dir: str | None = None
+    val_size: int | None = None
+    train_subset: int | None = None
+    resolution: int | None = None
+    seed: int = 0
+
+    def load(self, progress: bool = True) -> Dataset:
+        return load_data(self.name, self.data_dir, val_size=self.val_size,
+                         train_subset=self.train_subset, resolution=self.resolution,
+                         seed=self.seed, progress=progress)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study_name: str
+    storage: str
+    space: SearchSpace
+    data: DataSpec
+    protocol: ProxyProtocol
+    budget_flops: int | None = None
+    objectives: tuple[str, ...] = ("accuracy",)
+    sampler: str = "tpe"
+    trials: int = 40  # trained trials (baselines included); over-budget ones are not counted
+    timeout: float | None = None  # seconds
+    seed: int = 0
+    device: str = "auto"
+    n_jobs: int = 1
+    prune: bool = True
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"--trials {self.trials}: must be >= 1")
+        if self.n_jobs < 1:
+            raise ConfigError(f"--n-jobs {self.n_jobs}: must be >= 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if not self.objectives or self.objectives[0] != "accuracy" or any(
+                o not in OBJECTIVES for o in self.objectives) or len(set(self.objectives)) != len(
+                self.objectives):
+            raise ConfigError(f"--objectives {','.join(self.objectives)}: start with accuracy, "
+                              f"then any of {', '.join(OBJECTIVES[1:])} (e.g. accuracy,flops)")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study is resumed (a change makes it another study)."""
+        space = json.dumps(self.space.to_dict(), sort_keys=True)
+        return {
+            "space": self.space.name,
+            "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
+            "budget_flops": self.budget_flops,
+            "objectives": list(self.objectives),
+            "data": dataclasses.asdict(self.data),
+            "protocol": dataclasses.asdict(self.protocol),
+            "seed": self.seed,
+        }
+
+
+def default_storage(study_name: str, results_dir: str | Path = "results") -> str:
+    path = Path(results_dir) / study_name / "study.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """RDB storages get a heartbeat, so a killed worker's trial is failed and retried once."""
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=90,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1))
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    raise ConfigError(f"--storage {url!r}: unknown scheme; use sqlite:///PATH, "
+                      "postgresql://..., mysql://... or journal:PATH")
+
+
+def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=20)
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=10,
+                                      multivariate=settings.multi_objective or None)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A fixed, recorded seed per trial: same study seed and trial number, same training."""
+    return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
+
+
+def width_name(width: float) -> str:
+    return f"GhostNet {width:.1f}x" if round(width, 1) == width else f"GhostNet {width:.2f}x"
+
+
+def baseline_widths(space: SearchSpace, budget_flops: int | None) -> list[tuple[str, float]]:
+    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within budget."""
+    out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in space.width]
+    if budget_flops is not None:
+        fitting = [w for w in space.width
+                   if analytic_counts(space.build_config(space.reference_params(w))).flops
+                   <= budget_flops]
+        if fitting and max(fitting) not in [w for _, w in out]:
+            out.append((f"{width_name(max(fitting))} (widest within budget)", max(fitting)))
+    return out
+
+
+def smallest_flops(space: SearchSpace) -> int:
+    return analytic_counts(space.build_config(space.smallest_params())).flops
+
+
+def open_study(settings: SearchSettings) -> optuna.Study:
+    """Create the study, or resume it when the settings match what it was created with."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(settings.storage)
+    directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+              if settings.prune and not settings.multi_objective else optuna.pruners.NopPruner())
+    study = optuna.create_study(storage=storage, study_name=settings.study_name,
+                                directions=directions, sampler=make_sampler(settings),
+                                pruner=pruner, load_if_exists=True)
+    identity = settings.identity()
+    previous = study.user_attrs.get("settings")
+    if previous is None:
+        study.set_user_attr("settings", identity)
+        study.set_user_attr("space", settings.space.to_dict())
+    elif previous != identity:
+        changed = sorted(k for k in identity if previous.get(k) != identity.get(k))
+        raise ConfigError(
+            f"study {settings.study_name!r} was created with other {', '.join(changed)}; "
+            "rerun with its original options to resume, or pass a new --study-name")
+    if settings.baselines:
+        for name, width in baseline_widths(settings.space, settings.budget_flops):
+            study.enqueue_trial(settings.space.reference_params(width),
+                                user_attrs={"baseline": name}, skip_if_exists=True)
+    return study
+
+
+def trained_count(study: optuna.Study) -> int:
+    """Trials that got training time (feasible candidates and baselines), in any end state."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.user_attrs.get("trained") and t.state.is_finished())
+
+
+def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """Highest validation accuracy among completed trials within every limit."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None]
+    return max(done, key=lambda t: (t.user_attrs["val_acc"], -t.number), default=None)
+
+
+class Objective:
+    """One trial: suggest, count, refuse over-budget candidates untrained, else proxy-train."""
+
+    def __init__(self, settings: SearchSettings, data: Dataset, device: torch.device,
+                 on_epoch: Callable[[int, int, float], None] | None = None) -> None:
+        self.s = settings
+        self.data = data
+        self.device = device
+        self.on_epoch = on_epoch
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        s = self.s
+        cfg: NetConfig = s.space.suggest(trial)
+        counts = analytic_counts(cfg)
+        baseline = trial.user_attrs.get("baseline")
+        seed = trial_seed(s.seed, trial.number)
+        over = counts.flops - s.budget_flops if s.budget_flops is not None else -1
+        trial.set_constraint("flops", float(over))
+        for key, value in {"config": cfg.to_dict(), "arch": cfg.short(), "flops": counts.flops,
+                           "params": counts.params, "seed": seed, "feasible": over <= 0,
+                           "budget_flops": s.budget_flops}.items():
+            trial.set_user_attr(key, value)
+        if over > 0 and not baseline:
+            trial.set_user_attr("reason", f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
+                                          f"{s.budget_flops / 1e6:.2f}M")
+            return self._values(0.0, counts.flops, counts.params)  # never trained
+        pcfg = proxy_config(cfg, self.data, s.protocol)
+        trial.set_user_attr("proxy_flops", analytic_counts(pcfg).flops)
+        trial.set_user_attr("trained", True)
+
+        def report(epoch: int, acc: float) -> None:
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, epoch, acc)
+            if not s.multi_objective:
+                trial.report(acc, epoch)
+                if not baseline and trial.should_prune():
+                    trial.set_user_attr("val_curve", curve + [acc])
+                    trial.set_user_attr("reason", f"pruned after epoch {epoch + 1} "
+                                                  f"(val {acc:.2f}%)")
+                    raise optuna.TrialPruned()
+            curve.append(acc)
+
+        curve: list[float] = []
+        try:
+            result = train_proxy(pcfg, self.data, s.protocol, seed=seed, device=self.device,
+                                 on_epoch=report)
+        except (TrainingDiverged, torch.OutOfMemoryError) as e:
+            trial.set_user_attr("reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise
+        for key, value in {"val_curve": result.val_curve, "val_acc": result.val_acc,
+                           "test_acc": result.test_acc, "train_seconds": result.train_seconds,
+                           "epochs_run": result.epochs_run}.items():
+            trial.set_user_attr(key, value)
+        return self._values(result.val_acc, counts.flops, counts.params)
+
+    def _values(self, acc: float, flops: int, params: int) -> float | tuple[float, ...]:
+        values = {"accuracy": acc, "flops": flops / 1e6, "params": params / 1e6}
+        out = tuple(values[o] for o in self.s.objectives)
+        return out if self.s.multi_objective else out[0]
+
+
+def _stop_callback(settings: SearchSettings, streak: list[int]) -> Callable:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        streak[0] = 0 if trial.user_attrs.get("trained") else streak[0] + 1
+        if trained_count(study) >= settings.trials or streak[0] >= MAX_INFEASIBLE_STREAK:
+            study.stop()
+    return callback
+
+
+def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device: str | None = None,
+               progress: Callable[[optuna.Study, Any], None] | None = None,
+               on_epoch: Callable[[int, int, float], None] | None = None,
+               deadline: float | None = None) -> optuna.Study:
+    """Run trials in this process until the study has `settings.trials` trained trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(settings)
+    if trained_count(study) >= settings.trials:
+        return study
+    data = data if data is not None else settings.data.load(progress=False)
+    dev = pick_device(device or settings.device)
+    streak = [0]
+    callbacks = [_stop_callback(settings, streak)]
+    if progress is not None:
+        callbacks.append(progress)
+    timeout = None if deadline is None else max(1.0, deadline - time.time())
+    study.optimize(Objective(settings, data, dev, on_epoch), timeout=timeout,
+                   callbacks=callbacks, catch=(TrainingDiverged, torch.OutOfMemoryError),
+                   gc_after_trial=True)
+    if streak[0] >= MAX_INFEASIBLE_STREAK:
+        print(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; the budget "
+              "leaves too little of the space (raise --budget or narrow the space)")
+    return study
+
+
+def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None) -> None:
+    run_worker(settings, device=device, deadline=deadline)
+
+
+def run_search(settings: SearchSettings, data: Dataset | None = None, *,
+               devices: list[str] | None = None, show_progress: bool = True) -> optuna.Study:
+    """Run the search to `settings.trials` trained trials (or the timeout), resuming if stored.
+
+    With n_jobs > 1, that many worker processes share the study through its storage (each with
+    its own CUDA context), spread round-robin over `devices`; this process shows progress.
+    """
+    from tqdm import tqdm
+
+    if settings.budget_flops is not None:
+        low = smallest_flops(settings.space)
+        if settings.budget_flops < low:
+            raise ConfigError(
+                f"--budget {settings.budget_flops / 1e6:.2f}M is below the smallest architecture "
+                f"of space {settings.space.name!r} ({low / 1e6:.2f} MFLOPs at "
+                f"{settings.space.deployment.resolution}px); raise it or use a smaller space")
+    study = open_study(settings)
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,
+               initial=min(trained_count(study), settings.trials), dynamic_ncols=True)
+
+    def describe(study: optuna.Study) -> dict[str, str]:
+        best = best_feasible(study)
+        return {"best_val": f"{best.user_attrs['val_acc']:.2f}%" if best else "-"}
+
+    def progress(study: optuna.Study, _trial: Any) -> None:
+        bar.n = min(trained_count(study), settings.trials)
+        bar.set_postfix(describe(study), refresh=True)
+
+    def on_epoch(number: int, epoch: int, acc: float) -> None:
+        bar.set_postfix({**describe(study), "trial": number,
+                         "epoch": f"{epoch + 1}/{settings.protocol.epochs}",
+                         "val": f"{acc:.2f}%"}, refresh=True)
+
+    try:
+        if settings.n_jobs == 1:
+            device = (devices or [settings.device])[0]
+            run_worker(settings, data, device=device, progress=progress, on_epoch=on_epoch,
+                       deadline=deadline)
+        else:
+            devices = devices or [settings.device]
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=_spawned_worker,
+                                 args=(settings, devices[i % len(devices)], deadline))
+                     for i in range(settings.n_jobs)]
+            for p in procs:
+                p.start()
+            while any(p.is_alive() for p in procs):
+                progress(study, None)
+                time.sleep(2.0)
+            for p in procs:
+                p.join()
+            failed = [p.exitcode for p in procs if p.exitcode != 0]
+            if failed:
+                print(f"warning: {len(failed)} worker(s) exited with codes {failed}")
+        progress(study, None)
+    finally:
+        bar.close()
+    return study
+
+
+def trial_config(trial: optuna.trial.FrozenTrial) -> NetConfig:
+    return NetConfig.from_dict(trial.user_attrs["config"])
+

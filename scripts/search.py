@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Search GhostNet-family architectures for a FLOPs budget with Optuna and short proxy trainings.
+
+Every candidate is counted from its config first: one over the budget is recorded as
+infeasible and never trained. Reference GhostNets (0.5x, 1.0x and the widest within the budget)
+are trained under the same protocol in the same study. Rerunning the same command resumes it.
+
+Examples:
+  python scripts/search.py --budget 200MFLOPs --data imagefolder --data-dir /data/cifar10
+  python scripts/search.py --budget 200M --objectives accuracy,flops --sampler nsga2
+  python scripts/search.py --budget 12M --space ghostnet_cifar --data cifar10 --data-dir ./cifar
+
+Outputs in results/<study-name>/: study.db (the Optuna storage), trials.csv, best_arch.json
+(rebuild with ghostsearch.load_config + build_model) and run.json (resolved arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ghostsearch import parse_budget
+from ghostsearch.budget import format_flops
+from ghostsearch.cli import provenance, run_cli
+from ghostsearch.config import ConfigError
+from ghostsearch.data import DATASETS
+from ghostsearch.export import export_best
+from ghostsearch.proxy import SCHEDULES, ProxyProtocol
+from ghostsearch.report import summary_table, trials_frame
+from ghostsearch.search import (
+    OBJECTIVES,
+    SAMPLERS,
+    DataSpec,
+    SearchSettings,
+    best_feasible,
+    default_storage,
+    run_search,
+)
+from ghostsearch.space import load_space
+
+DEFAULTS = ProxyProtocol()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to search")
+    g.add_argument("--budget", default="200MFLOPs",
+                   help="FLOPs limit in the paper's convention (multiply-adds of conv and linear "
+                        "layers) at the space's deployment resolution, e.g. 200MFLOPs, 0.2G, "
+                        "150MMACs (default: 200MFLOPs)")
+    g.add_argument("--space", default="ghostnet",
+                   help="a search_spaces/ name (ghostnet: 224x224/1000 classes deployment; "
+                        "ghostnet_cifar: 32x32/10 classes) or a YAML file (default: ghostnet)")
+    g.add_argument("--objectives", default="accuracy",
+                   help=f"'accuracy' (single-objective, budget as constraint, pruning) or "
+                        f"accuracy plus any of {', '.join(OBJECTIVES[1:])}, comma-separated "
+                        "(multi-objective, no pruning) (default: accuracy)")
+    g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="tpe (multivariate for several objectives), nsga2 or random "
+                        "(default: tpe)")
+    g.add_argument("--trials", type=int, default=40,
+                   help="trained trials to reach, baselines included; over-budget candidates "
+                        "are not trained and not counted (default: 40)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="stop starting new trials after this many seconds")
+    g.add_argument("--no-baselines", action="store_true",
+                   help="do not train the reference GhostNets in the study")
+    g.add_argument("--no-prune", action="store_true",
+                   help="single-objective: train every trial to the end")
+    g = p.add_argument_group("data (the proxy task)")
+    g.add_argument("--data", choices=DATASETS, default="synthetic",
+                   help="cifar10/cifar100 (torchvision files in --data-dir), imagefolder "
+                        "(--data-dir with train/ and val/ or test/), synthetic (generated, for "
+                        "trying the tool) (default: synthetic)")
+    g.add_argument("--data-dir", default=None, help="where the data set lies")
+    g.add_argument("--val-size", type=int, default=None,
+                   help="images held out of train to select on (default: 5,000, or a tenth of "
+                        "a smaller set); the test set is only reported")
+    g.add_argument("--train-subset", type=int, default=None,
+                   help="train on only this many images (quick runs)")
+    g.add_argument("--resolution", type=int, default=None,
+                   help="resize image folders to this size (default: as stored)")
+    g = p.add_argument_group("proxy training")
+    g.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
+                   help=f"epochs per candidate (default: {DEFAULTS.epochs})")
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help=f"images per step (default: {DEFAULTS.batch_size})")
+    g.add_argument("--lr", type=float, default=DEFAULTS.lr,
+                   help=f"peak SGD learning rate at batch 512, scaled linearly with the batch "
+                        f"size (default: {DEFAULTS.lr})")
+    g.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+                   help=f"learning-rate schedule (default: {DEFAULTS.schedule})")
+    g.add_argument("--device", default="auto",
+                   help="cuda, cuda:N or cpu (default: cuda when available)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seeds the sampler, the hold-out split and every trial (default: 0)")
+    g = p.add_argument_group("storage and workers")
+    g.add_argument("--study-name", default=None,
+                   help="default: <space>-<budget>-<data>, so the same command resumes")
+    g.add_argument("--storage", default=None,
+                   help="any Optuna storage URL, or journal:PATH (default: sqlite in "
+                        "results/<study-name>/study.db)")
+    g.add_argument("--out", default=None, help="output folder (default: results/<study-name>)")
+    g.add_argument("--n-jobs", type=int, default=1,
+                   help="worker processes sharing the study on one machine (default: 1)")
+    g.add_argument("--devices", default=None,
+                   help="comma-separated devices to spread the workers over, e.g. cuda:0,cuda:1")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = parse_budget(args.budget)
+    space = load_space(args.space)
+    name = args.study_name or f"{space.name}-{budget / 1e6:g}M-{args.data}"
+    out = Path(args.out or Path("results") / name)
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
+    protocol = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             schedule=args.schedule)
+    data = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
+                    args.seed)
+    settings = SearchSettings(
+        study_name=name, storage=args.storage or default_storage(name, out.parent),
+        space=space, data=data, protocol=protocol, budget_flops=budget,
+        objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
+        trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
+        n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines)
+    dataset = data.load() if args.n_jobs == 1 else None  # bad data fails here, before Optuna
+    if dataset is not None:
+        print(dataset.summary())
+    print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
+          f"{space.deployment.resolution}x{space.deployment.resolution}, "
+          f"{space.deployment.num_classes} classes; storage {settings.storage}")
+    devices = args.devices.split(",") if args.devices else None
+    study = run_search(settings, dataset, devices=devices)
+
+    out.mkdir(parents=True, exist_ok=True)
+    trials_frame(study).to_csv(out / "trials.csv", index=False)
+    (out / "run.json").write_text(json.dumps(provenance(args), indent=2, default=str) + "\n")
+    best_path = export_best(study, out)
+    table = summary_table(study)
+    if not table.empty:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    best = best_feasible(study)
+    if best is None:
+        print("no feasible trial completed yet; rerun the same command to continue")
+    else:
+        a = best.user_attrs
+        tag = f" ({a['baseline']})" if a.get("baseline") else ""
+        print(f"best within budget: trial {best.number}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
+              f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
+              f"test {a['test_acc']:.2f}%")
+        print(f"wrote {best_path}, {out / 'trials.csv'}, {out / 'run.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
