@@ -141,10 +141,15 @@ def width_name(width: float) -> str:
 
 
 def baseline_widths(space: SearchSpace, budget_flops: int | None) -> list[tuple[str, float]]:
-    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within budget."""
-    out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in space.width]
+    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within budget.
+
+    Only widths whose reference GhostNet is a point of the space (a space that leaves out the
+    paper's s, d, k or depths has no baseline inside it).
+    """
+    widths = [w for w in space.width if space.contains(space.reference_params(w))]
+    out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in widths]
     if budget_flops is not None:
-        fitting = [w for w in space.width
+        fitting = [w for w in widths
                    if analytic_counts(space.build_config(space.reference_params(w))).flops
                    <= budget_flops]
         if fitting and max(fitting) not in [w for _, w in out]:

@@ -199,67 +199,74 @@ def _check_stage_choice(key: str, field: str, value: Any) -> Any:
 
 
 def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
-    """Strictly parse a space; every error is one line naming the key."""
+    """Strictly parse a space; every error is one line naming the key, after `source`."""
+    try:
+        return _parse_space(data)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _parse_space(data: Any) -> SearchSpace:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: must be a mapping of {', '.join(_TOP_KEYS)}")
+        raise ConfigError(f"must be a mapping of {', '.join(_TOP_KEYS)}")
     for key in data:
         if key not in _TOP_KEYS:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(_TOP_KEYS)})")
+            raise ConfigError(f"unknown key {key!r} (known: {', '.join(_TOP_KEYS)})")
     deploy_raw = data.get("deployment") or {}
     if not isinstance(deploy_raw, dict):
-        raise ConfigError(f"{source}: deployment must be a mapping")
+        raise ConfigError("deployment must be a mapping")
     for key in deploy_raw:
         if key not in _DEPLOY_KEYS:
             raise ConfigError(
-                f"{source}: unknown key 'deployment.{key}' (known: {', '.join(_DEPLOY_KEYS)})"
+                f"unknown key 'deployment.{key}' (known: {', '.join(_DEPLOY_KEYS)})"
             )
     deployment = Deployment(**deploy_raw)
     try:  # the deployment must be something the generator accepts
         NetConfig(stem_channels=8, stages=((BlockConfig(3, 8, 8),),), head_channels=8,
                   **dataclasses.asdict(deployment))
     except (ConfigError, TypeError) as e:
-        raise ConfigError(f"{source}: deployment.{e}") from None
+        raise ConfigError(f"deployment.{e}") from None
 
     if "width" not in data:
-        raise ConfigError(f"{source}: missing key 'width' (the width multiplier choices)")
+        raise ConfigError("missing key 'width' (the width multiplier choices)")
     width = _choices("width", data["width"])
     for w in width:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
-            raise ConfigError(f"{source}: width: choice {w!r} refused (must be a positive number)")
+            raise ConfigError(f"width: choice {w!r} refused (must be a positive number)")
     width = tuple(float(w) for w in width)
 
     defaults = data.get("defaults") or {}
     stages_raw = data.get("stages") or {}
     for where, mapping in (("defaults", defaults), ("stages", stages_raw)):
         if not isinstance(mapping, dict):
-            raise ConfigError(f"{source}: {where} must be a mapping")
+            raise ConfigError(f"{where} must be a mapping")
     for key in defaults:
         if key not in STAGE_KEYS:
-            raise ConfigError(f"{source}: unknown key 'defaults.{key}' "
+            raise ConfigError(f"unknown key 'defaults.{key}' "
                               f"(known: {', '.join(STAGE_KEYS)})")
     for name in stages_raw:
         if name not in STAGE_NAMES:
-            raise ConfigError(f"{source}: unknown key 'stages.{name}' "
+            raise ConfigError(f"unknown key 'stages.{name}' "
                               f"(known: {', '.join(STAGE_NAMES)})")
     stages = []
     for name in STAGE_NAMES:
         stage = stages_raw.get(name) or {}
         if not isinstance(stage, dict):
-            raise ConfigError(f"{source}: stages.{name} must be a mapping")
+            raise ConfigError(f"stages.{name} must be a mapping")
         fields: dict[str, tuple[Any, ...]] = {}
         for key in stage:
             if key not in STAGE_KEYS:
-                raise ConfigError(f"{source}: unknown key 'stages.{name}.{key}' "
+                raise ConfigError(f"unknown key 'stages.{name}.{key}' "
                                   f"(known: {', '.join(STAGE_KEYS)})")
         for key in STAGE_KEYS:
             where = f"stages.{name}.{key}" if key in stage else f"defaults.{key}"
             if key not in stage and key not in defaults:
-                raise ConfigError(f"{source}: missing key 'stages.{name}.{key}' "
+                raise ConfigError(f"missing key 'stages.{name}.{key}' "
                                   f"(set it there or under defaults)")
             values = _choices(where, stage.get(key, defaults.get(key)))
             fields[key] = tuple(_check_stage_choice(where, key, v) for v in values)
         stages.append(StageChoices(**fields))
-    name = data.get("name", source)
+    name = data.get("name", "space")
     return SearchSpace(name=str(name), deployment=deployment, width=width, stages=tuple(stages),
                        description=str(data.get("description", "")))
 
@@ -276,5 +283,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict):
+        data.setdefault("name", path.stem)
     return space_from_dict(data, source=str(path))
 

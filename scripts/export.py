@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Export trials of a study as config files that rebuild the exact models.
+
+    python scripts/export.py --study-name NAME                 # best_arch.json
+    python scripts/export.py --study-name NAME --trial 17      # trial_17.json
+    python scripts/export.py --study-name NAME --pareto        # the accuracy/FLOPs front
+
+Each file holds the deployment NetConfig and its metadata (FLOPs, params, accuracies, protocol,
+versions); `ghostsearch.load_config(path)` + `build_model` rebuild the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+
+from ghostsearch.cli import run_cli
+from ghostsearch.config import ConfigError
+from ghostsearch.export import export_best, export_trial
+from ghostsearch.search import make_storage
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study-name", required=True, help="the study to export from")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default: sqlite in results/<study-name>/study.db)")
+    p.add_argument("--out", default=None, help="output folder (default: results/<study-name>)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, action="append",
+                       help="trial number to export (repeatable)")
+    which.add_argument("--pareto", action="store_true",
+                       help="export every feasible trial that no other beats on both "
+                            "validation accuracy and FLOPs")
+    return p.parse_args(argv)
+
+
+def pareto_numbers(study: optuna.Study) -> list[int]:
+    """Feasible completed trials not dominated in (val_acc up, FLOPs down)."""
+    pts = [(t.number, t.user_attrs["val_acc"], t.user_attrs["flops"])
+           for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+           if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None]
+    return [n for n, acc, fl in pts
+            if not any(a >= acc and f <= fl and (a > acc or f < fl) for _, a, f in pts)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    storage = args.storage
+    if storage is None:
+        db = Path("results") / args.study_name / "study.db"
+        if not db.exists():
+            raise ConfigError(f"--study-name {args.study_name!r}: no {db}; pass --storage")
+        storage = f"sqlite:///{db}"
+    try:
+        study = optuna.load_study(study_name=args.study_name, storage=make_storage(storage))
+    except KeyError:
+        raise ConfigError(f"--study-name {args.study_name!r}: not in {storage}") from None
+    out = Path(args.out or Path("results") / args.study_name)
+    if args.trial or args.pareto:
+        numbers = args.trial or pareto_numbers(study)
+        for n in numbers:
+            print(export_trial(study, n, out / f"trial_{n}.json"))
+    else:
+        path = export_best(study, out)
+        if path is None:
+            raise ConfigError(f"study {args.study_name!r} has no completed trial within its "
+                              "limits yet")
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

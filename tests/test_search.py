@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+import ghostsearch.search as search_mod
+from ghostsearch import ConfigError, analytic_counts, build_model, count_flops, load_config
+from ghostsearch.export import export_best, export_trial
+from ghostsearch.proxy import ProxyProtocol
+from ghostsearch.report import summary_table, trials_frame
+from ghostsearch.search import (
+    DataSpec,
+    SearchSettings,
+    baseline_widths,
+    best_feasible,
+    run_search,
+    trained_count,
+)
+from ghostsearch.space import space_from_dict
+
+TINY_SPACE = {
+    "name": "tiny",
+    "deployment": {"resolution": 64, "num_classes": 10, "stem_stride": 2},
+    "width": [0.3, 0.5, 0.75, 1.0],
+    "defaults": {"ghost_ratio": [2, 4], "cheap_kernel": [1, 3], "kernel": [3, 5],
+                 "expansion": [0.5, 1.0], "se": ["none", "reference"]},
+    "stages": {f"stage{i}": {"depth": [1, 2] if i > 1 else [1]} for i in range(1, 7)},
+}
+
+
+@pytest.fixture
+def space():
+    s = dict(TINY_SPACE)
+    s["stages"] = dict(TINY_SPACE["stages"])
+    s["stages"]["stage4"] = {"depth": [2, 4]}
+    s["stages"]["stage6"] = {"depth": [3, 5]}
+    return space_from_dict(s, "tiny")
+
+
+def settings(tmp_path, space, **kw):
+    base = dict(
+        study_name="t", storage=f"sqlite:///{tmp_path / 'study.db'}", space=space,
+        data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16, seed=0),
+        protocol=ProxyProtocol(epochs=2, batch_size=32), budget_flops=9_000_000, trials=6,
+        seed=0, device="cpu")
+    base.update(kw)
+    return SearchSettings(**base)
+
+
+@pytest.fixture
+def trained_configs(monkeypatch):
+    """Record every config that reaches the proxy trainer."""
+    seen = []
+    real = search_mod.train_proxy
+
+    def spy(cfg, *args, **kwargs):
+        seen.append(cfg)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(search_mod, "train_proxy", spy)
+    return seen
+
+
+def test_search_trains_only_within_budget_and_records_everything(tmp_path, space,
+                                                                 trained_configs):
+    s = settings(tmp_path, space)
+    study = run_search(s, show_progress=False)
+    trials = study.get_trials()
+    assert trained_count(study) == 6 == len(trained_configs)
+    infeasible = [t for t in trials if not t.user_attrs["feasible"]]
+    assert infeasible, "the budget should cut part of this space"
+    for t in trials:
+        a = t.user_attrs
+        assert a["flops"] == analytic_counts(load_config_from(a)).flops
+        if a["feasible"] is False and not a.get("baseline"):
+            assert "trained" not in a and a["reason"].startswith("over budget")
+            assert t.constraints["flops"] > 0
+        if a.get("trained") and t.state == optuna.trial.TrialState.COMPLETE:
+            assert len(a["val_curve"]) == 2 and a["val_acc"] == a["val_curve"][-1]
+            assert a["test_acc"] is not None and a["train_seconds"] > 0 and "seed" in a
+    # the trainer saw proxy configs (stride-1 stem, 16 px), never an over-budget candidate
+    for cfg in trained_configs:
+        assert (cfg.resolution, cfg.stem_stride) == (16, 1)
+    over = {t.user_attrs["arch"] for t in infeasible if not t.user_attrs.get("baseline")}
+    assert not over & {c.short().replace("stem", "stem") for c in trained_configs}
+
+
+def load_config_from(attrs):
+    from ghostsearch import NetConfig
+
+    return NetConfig.from_dict(attrs["config"])
+
+
+def test_baselines_are_in_the_study(tmp_path, space):
+    s = settings(tmp_path, space)
+    names = [n for n, _ in baseline_widths(space, s.budget_flops)]
+    assert names[:2] == ["GhostNet 0.5x", "GhostNet 1.0x"]
+    assert "widest within budget" in names[-1]
+    study = run_search(s, show_progress=False)
+    marked = {t.user_attrs.get("baseline") for t in study.get_trials()} - {None}
+    assert marked == set(names)
+    for t in study.get_trials():
+        if t.user_attrs.get("baseline") == "GhostNet 1.0x":
+            assert t.params == space.reference_params(1.0)
+
+
+def test_resume_grows_the_study_and_loses_nothing(tmp_path, space):
+    first = run_search(settings(tmp_path, space, trials=4), show_progress=False)
+    before = {t.number: (t.params, t.user_attrs.get("val_acc")) for t in first.get_trials()}
+    again = run_search(settings(tmp_path, space, trials=4), show_progress=False)
+    assert len(again.get_trials()) == len(before)  # already done: nothing runs
+    more = run_search(settings(tmp_path, space, trials=7), show_progress=False)
+    assert trained_count(more) == 7
+    after = {t.number: (t.params, t.user_attrs.get("val_acc")) for t in more.get_trials()}
+    assert all(after[n] == v for n, v in before.items())
+    baselines = [t.user_attrs["baseline"] for t in more.get_trials()
+                 if t.user_attrs.get("baseline")]
+    assert len(baselines) == len(set(baselines))  # not enqueued twice
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, space):
+    run_search(settings(tmp_path, space, trials=3), show_progress=False)
+    with pytest.raises(ConfigError, match="created with other budget_flops.*new --study-name"):
+        run_search(settings(tmp_path, space, trials=3, budget_flops=10_000_000),
+                   show_progress=False)
+
+
+def test_budget_below_the_smallest_architecture(tmp_path, space):
+    with pytest.raises(ConfigError, match=r"below the smallest architecture .* MFLOPs"):
+        run_search(settings(tmp_path, space, budget_flops=1000), show_progress=False)
+
+
+def test_export_round_trip_equals_the_trained_model(tmp_path, space):
+    study = run_search(settings(tmp_path, space), show_progress=False)
+    path = export_best(study, tmp_path / "out")
+    best = best_feasible(study)
+    data = json.loads(path.read_text())
+    meta = data["metadata"]
+    assert meta["trial"] == best.number and meta["val_acc"] == best.user_attrs["val_acc"]
+    assert meta["budget_flops"] == 9_000_000 and meta["proxy_protocol"]["epochs"] == 2
+    cfg = load_config(path)
+    assert cfg.to_dict() == best.user_attrs["config"]
+    model = build_model(cfg)
+    assert count_flops(model) == meta["flops"] == best.user_attrs["flops"] <= 9_000_000
+    assert sum(p.numel() for p in model.parameters()) == meta["params"]
+    with pytest.raises(ConfigError, match="--trial 999"):
+        export_trial(study, 999, tmp_path / "x.json")
+
+
+def test_multi_objective_runs_without_pruning(tmp_path, space):
+    s = settings(tmp_path, space, objectives=("accuracy", "flops"), sampler="nsga2", trials=4)
+    study = run_search(s, show_progress=False)
+    assert len(study.directions) == 2
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(len(t.values) == 2 for t in done)
+    assert all(t.values[1] == t.user_attrs["flops"] / 1e6 for t in done)
+
+
+def test_same_seed_same_architectures_and_accuracies(tmp_path, space):
+    a = run_search(settings(tmp_path / "a", space, trials=5), show_progress=False)
+    b = run_search(settings(tmp_path / "b", space, trials=5), show_progress=False)
+    key = [(t.params, t.user_attrs.get("val_acc")) for t in a.get_trials()]
+    assert key == [(t.params, t.user_attrs.get("val_acc")) for t in b.get_trials()]
+
+
+def test_report_tables(tmp_path, space):
+    study = run_search(settings(tmp_path, space), show_progress=False)
+    df = trials_frame(study)
+    assert len(df) == len(study.get_trials())
+    assert {"trial", "state", "baseline", "s", "d", "k", "MFLOPs", "val_acc",
+            "reason"} <= set(df.columns)
+    assert (df[df.feasible == False].reason != "").all()  # noqa: E712
+    assert df.s.iloc[0].count("/") == 5
+    top = summary_table(study)
+    assert top.val_acc.is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"trials": 0}, "--trials 0"),
+    ({"objectives": ("flops",)}, "start with accuracy"),
+    ({"sampler": "grid"}, "--sampler 'grid'"),
+    ({"storage": "redis://x"}, "unknown scheme"),
+])
+def test_bad_settings(tmp_path, space, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        run_search(settings(tmp_path, space, **kw), show_progress=False)
