@@ -14,6 +14,13 @@ from .config import ConfigError
 EXIT_USAGE = 2
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (`error: ...`, exit code 2) instead of two."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None],
             argv: Sequence[str] | None = None) -> int:
     """Run a script's `main`; a ConfigError becomes `error: <line>` and exit code 2."""

@@ -106,6 +106,8 @@ def default_storage(study_name: str, results_dir: str | Path = "results") -> str
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """RDB storages get a heartbeat, so a killed worker's trial is failed and retried once."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
         with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
@@ -227,6 +229,8 @@ class Objective:
             trial.set_user_attr("reason", f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
                                           f"{s.budget_flops / 1e6:.2f}M")
             return self._values(0.0, counts.flops, counts.params)  # never trained
+        if over > 0:
+            trial.set_user_attr("reason", "baseline over budget: trained for comparison only")
         pcfg = proxy_config(cfg, self.data, s.protocol)
         trial.set_user_attr("proxy_flops", analytic_counts(pcfg).flops)
         trial.set_user_attr("trained", True)

@@ -18,13 +18,13 @@ import time
 from collections.abc import Sequence
 
 from ghostsearch import build_model, reference_config
-from ghostsearch.cli import provenance, run_cli
+from ghostsearch.cli import ArgumentParser, provenance, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.counting import analytic_counts, fvcore_flops, thop_flops
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--configs", type=int, default=2000,
                    help="random configs for the analytic counter (default 2000)")
     p.add_argument("--traced", type=int, default=20,

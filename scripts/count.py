@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ghostsearch import build_model, load_config, reference_config
-from ghostsearch.cli import run_cli
+from ghostsearch.cli import ArgumentParser, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.counting import analytic_counts, fvcore_flops, thop_flops
 
@@ -23,7 +23,7 @@ PAPER = {0.5: ("2.6M", "42M"), 1.0: ("5.2M", "141M"), 1.3: ("7.3M", "226M")}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--width", type=float, nargs="*", default=None,
                    help="reference GhostNet width multipliers (default: 0.5 1.0 1.3 "
                         "when no --config is given)")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import optuna
 
-from ghostsearch.cli import run_cli
+from ghostsearch.cli import ArgumentParser, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.export import export_best, export_trial
 from ghostsearch.search import make_storage
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study-name", required=True, help="the study to export from")
     p.add_argument("--storage", default=None,

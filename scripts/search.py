@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ghostsearch import parse_budget
 from ghostsearch.budget import format_flops
-from ghostsearch.cli import provenance, run_cli
+from ghostsearch.cli import ArgumentParser, provenance, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.data import DATASETS
 from ghostsearch.export import export_best
@@ -45,7 +45,7 @@ DEFAULTS = ProxyProtocol()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to search")
     g.add_argument("--budget", default="200MFLOPs",

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "abc"], "error: budget 'abc': not a number of FLOPs"),
+    (["--budget", "0"], "error: budget '0': must be a positive number"),
+    (["--budget=-5M"], "error: budget '-5M': must be a positive number"),
+    (["--budget", "200MB"], "error: budget '200MB': unit 'MB' is not FLOPs or MACs"),
+    (["--budget", "1M"], "below the smallest architecture of space 'ghostnet' (8.20 MFLOPs"),
+    (["--trials", "0"], "error: --trials 0: must be >= 1"),
+    (["--space", "nope"], "error: space 'nope': no such file"),
+    (["--data", "imagefolder"], "error: --data imagefolder needs --data-dir"),
+    (["--data", "imagefolder", "--data-dir", "/nonexistent"], "no such directory"),
+    (["--storage", "redis://localhost"], "unknown scheme"),
+    (["--budget", "-5M"], "error: argument --budget: expected one argument"),
+    (["--epochs", "x"], "error: argument --epochs: invalid int value"),
+])
+def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    extra = [] if "--trials" in args else ["--trials", "1"]
+    r = run("search.py", *args, *extra, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_count_script_prints_the_reference_table(tmp_path):
+    r = run("count.py", "--width", "0.5", "--format", "csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.strip().splitlines()
+    assert "params" in header and row.startswith("GhostNet 0.5x,224,2587292,42.33,True,True")
+
+
+@pytest.mark.slow
+def test_search_end_to_end_then_export(tmp_path):
+    args = ["--budget", "60M", "--data", "synthetic", "--trials", "3", "--epochs", "1",
+            "--batch-size", "64", "--train-subset", "64", "--val-size", "40",
+            "--resolution", "16", "--device", "cpu", "--study-name", "e2e"]
+    r = run("search.py", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "results" / "e2e"
+    assert {"study.db", "trials.csv", "best_arch.json", "run.json"} <= {
+        p.name for p in out.iterdir()}
+    assert "best within budget" in r.stdout
+    best = json.loads((out / "best_arch.json").read_text())
+    assert best["metadata"]["flops"] <= 60_000_000
+    r = run("export.py", "--study-name", "e2e", "--trial", "0", cwd=tmp_path)
+    assert r.returncode == 0 and (out / "trial_0.json").exists()
+    r = run("export.py", "--study-name", "missing", cwd=tmp_path)
+    assert r.returncode == 2 and "no results/missing/study.db" in r.stderr
