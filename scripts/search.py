@@ -10,8 +10,9 @@ Examples:
   python scripts/search.py --budget 200M --objectives accuracy,flops --sampler nsga2
   python scripts/search.py --budget 12M --space ghostnet_cifar --data cifar10 --data-dir ./cifar
 
-Outputs in results/<study-name>/: study.db (the Optuna storage), trials.csv, best_arch.json
-(rebuild with ghostsearch.load_config + build_model) and run.json (resolved arguments).
+Outputs in results/<study-name>/: study.db (the Optuna storage), best_arch.json (rebuild with
+ghostsearch.load_config + build_model), the report (report.md, report.html, pareto_flops.png,
+trials.csv, pareto.csv) and run.json (resolved arguments, versions, commit).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ghostsearch.config import ConfigError
 from ghostsearch.data import DATASETS
 from ghostsearch.export import export_best
 from ghostsearch.proxy import SCHEDULES, ProxyProtocol
-from ghostsearch.report import summary_table, trials_frame
+from ghostsearch.report import summary_table, write_report
 from ghostsearch.search import (
     OBJECTIVES,
     SAMPLERS,
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     study = run_search(settings, dataset, devices=devices)
 
     out.mkdir(parents=True, exist_ok=True)
-    trials_frame(study).to_csv(out / "trials.csv", index=False)
+    report = write_report([study], out)
     (out / "run.json").write_text(json.dumps(provenance(args), indent=2, default=str) + "\n")
     best_path = export_best(study, out)
     table = summary_table(study)
@@ -155,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"best within budget: trial {best.number}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
               f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
               f"test {a['test_acc']:.2f}%")
-        print(f"wrote {best_path}, {out / 'trials.csv'}, {out / 'run.json'}")
+        print(f"wrote {best_path}")
+    print(f"report: {report['md']}, {report['html']}, {report['pareto_flops']} "
+          f"(also trials.csv, pareto.csv, run.json in {out})")
     return 0
 
 
