@@ -28,8 +28,8 @@ NOTES = ("Columns: s ghost ratio, d cheap-operation kernel, k depthwise kernel, 
          "and no more costly, better in one. Accuracies (%) come from the proxy training, not "
          "a full training.")
 TRIAL_COLUMNS = ("study", "trial", "state", "baseline", "feasible", "width", *STAGE_COLUMNS,
-                 "MFLOPs", "params_M", "latency_ms", "val_acc", "test_acc", "train_s",
-                 "epochs", "seed", "reason", "arch")
+                 "MFLOPs", "params_M", "latency_ms", "val_acc", "last_val_acc", "test_acc",
+                 "train_s", "epochs", "seed", "reason", "trained", "arch")
 
 
 def _stage_column(params: dict[str, Any], key: str) -> str:
@@ -62,16 +62,19 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "params_M": a["params"] / 1e6 if "params" in a else None,
             "latency_ms": a.get("latency_ms"),
             "val_acc": a.get("val_acc"),
+            "last_val_acc": (a.get("val_curve") or [None])[-1],
             "test_acc": a.get("test_acc"),
             "train_s": a.get("train_seconds"),
             "epochs": a.get("epochs_run"),
             "seed": a.get("seed"),
             "reason": reason,
+            "trained": a.get("decision") == "train" or bool(a.get("trained")),
             "arch": a.get("arch", ""),
         })
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
-    for col in ("MFLOPs", "params_M", "latency_ms", "val_acc", "test_acc", "train_s"):
+    for col in ("MFLOPs", "params_M", "latency_ms", "val_acc", "last_val_acc", "test_acc",
+                "train_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
 
@@ -158,11 +161,11 @@ def plot_pareto(df: pd.DataFrame, path: Path, cost: str = "MFLOPs", limit: float
     trained = df[df.val_acc.notna() & df[cost].notna()]
     searched = trained[trained.baseline == ""]
     feasible = searched[searched.feasible == True]  # noqa: E712
-    pruned = searched[searched.state == "PRUNED"]
+    pruned = df[(df.state == "PRUNED") & df.last_val_acc.notna() & df[cost].notna()]
     ax.scatter(feasible[cost], feasible.val_acc, s=22, c="tab:blue", alpha=0.6,
                label=f"found architectures ({len(feasible)})")
     if len(pruned):
-        ax.scatter(pruned[cost], pruned.val_acc, s=14, c="tab:gray", marker="v", alpha=0.5,
+        ax.scatter(pruned[cost], pruned.last_val_acc, s=14, c="tab:gray", marker="v", alpha=0.5,
                    label=f"pruned early ({len(pruned)}, last epoch's accuracy)")
     front = pareto_front(df, cost)
     if len(front):  # the front holds to the right of its last point, up to the limit
@@ -254,7 +257,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     comparison = baseline_comparison(df)
 
     counts = df.state.value_counts().to_dict()
-    trained = int(df.val_acc.notna().sum())
+    trained = int(df.trained.sum())
+    completed = int((df.trained & (df.state == "COMPLETE")).sum())
     infeasible = int(((df.feasible == False) & (df.baseline == "")).sum())  # noqa: E712
     front_cols = ["study", "trial", "baseline", "MFLOPs", "params_M", "val_acc", "test_acc",
                   "width", *STAGE_COLUMNS]
@@ -266,7 +270,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
         comparison = comparison.drop(columns=["study"], errors="ignore")
     sections = [
         ("Setting", "\n".join(sum((_protocol_lines(s) for s in settings[:1]), [])
-                              + [f"- trials: {len(df)} ({trained} trained, {infeasible} over a "
+                              + [f"- trials: {len(df)} ({trained} trained, of which "
+                                 f"{completed} to the end; {infeasible} over a "
                                  f"limit and never trained; states "
                                  f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"])),
         ("Best architecture within the limits", "\n".join(_best_lines(df, "MFLOPs"))),

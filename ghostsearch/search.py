@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import time
 import warnings
@@ -20,7 +21,7 @@ import torch
 from .config import ConfigError, NetConfig
 from .counting import analytic_counts
 from .data import Dataset, load_data
-from .proxy import ProxyProtocol, TrainingDiverged, pick_device, proxy_config, train_proxy
+from .proxy import ProxyProtocol, pick_device, proxy_config, train_proxy
 from .space import SearchSpace
 
 OBJECTIVES = ("accuracy", "flops", "params")
@@ -64,10 +65,13 @@ class SearchSettings:
     n_jobs: int = 1
     prune: bool = True
     baselines: bool = True
+    heartbeat_s: int = 30  # a killed worker's trial is failed after 3 missed beats
 
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ConfigError(f"--trials {self.trials}: must be >= 1")
+        if self.heartbeat_s < 1:
+            raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be >= 1 second")
         if self.n_jobs < 1:
             raise ConfigError(f"--n-jobs {self.n_jobs}: must be >= 1")
         if self.timeout is not None and self.timeout <= 0:
@@ -104,8 +108,9 @@ def default_storage(study_name: str, results_dir: str | Path = "results") -> str
     return f"sqlite:///{path}"
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """RDB storages get a heartbeat, so a killed worker's trial is failed and retried once."""
+def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage:
+    """RDB storages get a heartbeat, so a killed worker's trial is failed (after three missed
+    beats) and its configuration retried once."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith(("sqlite:", "postgresql", "mysql")):
@@ -113,7 +118,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=90,
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=1))
     if url.startswith("journal:"):
@@ -166,13 +172,18 @@ def smallest_flops(space: SearchSpace) -> int:
 def open_study(settings: SearchSettings) -> optuna.Study:
     """Create the study, or resume it when the settings match what it was created with."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(settings.storage)
+    storage = make_storage(settings.storage, settings.heartbeat_s)
     directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
               if settings.prune and not settings.multi_objective else optuna.pruners.NopPruner())
-    study = optuna.create_study(storage=storage, study_name=settings.study_name,
-                                directions=directions, sampler=make_sampler(settings),
-                                pruner=pruner, load_if_exists=True)
+    kwargs = dict(storage=storage, study_name=settings.study_name, directions=directions,
+                  sampler=make_sampler(settings), pruner=pruner)
+    try:  # the storage's unique study name makes exactly one of racing workers the creator
+        study = optuna.create_study(**kwargs)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**{k: v for k, v in kwargs.items() if k != "directions"})
+        created = False
     identity = settings.identity()
     previous = study.user_attrs.get("settings")
     if previous is None:
@@ -183,17 +194,48 @@ def open_study(settings: SearchSettings) -> optuna.Study:
         raise ConfigError(
             f"study {settings.study_name!r} was created with other {', '.join(changed)}; "
             "rerun with its original options to resume, or pass a new --study-name")
-    if settings.baselines:
+    if settings.baselines and created:  # once per study, whatever the number of workers
         for name, width in baseline_widths(settings.space, settings.budget_flops):
             study.enqueue_trial(settings.space.reference_params(width),
-                                user_attrs={"baseline": name}, skip_if_exists=True)
+                                user_attrs={"baseline": name})
     return study
 
 
-def trained_count(study: optuna.Study) -> int:
-    """Trials that got training time (feasible candidates and baselines), in any end state."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.user_attrs.get("trained") and t.state.is_finished())
+def _counts_as_trained(t: optuna.trial.FrozenTrial, *, running: bool) -> bool:
+    """A trial that was given training: finished (completed, pruned, or failed with a recorded
+    fault) or, with `running`, still training. A trial failed by the heartbeat (its worker was
+    killed) has no recorded reason and does not count: its retry does."""
+    if t.user_attrs.get("decision") != "train":
+        return False
+    state = optuna.trial.TrialState
+    if t.state in (state.COMPLETE, state.PRUNED):
+        return True
+    if t.state == state.FAIL:
+        return bool(t.user_attrs.get("reason"))
+    return running and t.state == state.RUNNING
+
+
+def trained_count(study: optuna.Study, running: bool = False) -> int:
+    """Trials that got training time (feasible candidates and baselines)."""
+    return sum(_counts_as_trained(t, running=running) for t in study.get_trials(deepcopy=False))
+
+
+def claim_training_slot(study: optuna.Study, number: int, target: int,
+                        wait_s: float = 30.0) -> bool:
+    """Whether trial `number` may train without the study passing `target` trained trials.
+
+    Decided in trial-number order, so workers in any number of processes or machines agree
+    without a lock: each trial marks itself `pending` first, and a trial waits until every
+    earlier trial has decided, then counts those that train.
+    """
+    deadline = time.time() + wait_s
+    while True:
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < number]
+        pending = [t for t in earlier if t.state == optuna.trial.TrialState.RUNNING
+                   and t.user_attrs.get("decision") == "pending"]
+        if not pending or time.time() > deadline:
+            return sum(_counts_as_trained(t, running=True) for t in earlier) < target
+        time.sleep(0.1)
 
 
 def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -214,6 +256,25 @@ class Objective:
         self.on_epoch = on_epoch
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:  # Optuna fails the trial; it is not counted, not retried
+            trial.set_user_attr("decision", "interrupted")
+            trial.set_user_attr("reason", "interrupted (Ctrl-C); not counted")
+            raise
+        except Exception as e:  # any fault ends this trial, recorded; the search goes on
+            first = (str(e).splitlines() or [""])[0]
+            trial.set_user_attr("reason", f"{type(e).__name__}: {first}"[:300])
+            if trial.user_attrs.get("decision") == "pending":
+                trial.set_user_attr("decision", "skip")
+            if self.device.type == "cuda":  # release what the failed candidate held
+                torch.cuda.empty_cache()
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         s = self.s
         cfg: NetConfig = s.space.suggest(trial)
         counts = analytic_counts(cfg)
@@ -228,12 +289,20 @@ class Objective:
         if over > 0 and not baseline:
             trial.set_user_attr("reason", f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
                                           f"{s.budget_flops / 1e6:.2f}M")
+            trial.set_user_attr("decision", "skip")
             return self._values(0.0, counts.flops, counts.params)  # never trained
+        if not claim_training_slot(trial.study, trial.number, s.trials):
+            trial.set_user_attr("decision", "surplus")
+            trial.set_user_attr("reason", f"surplus: {s.trials} trials were already trained "
+                                          "or training in other workers")
+            trial.study.stop()
+            raise optuna.TrialPruned()
+        trial.set_user_attr("decision", "train")
+        trial.set_user_attr("trained", True)
         if over > 0:
             trial.set_user_attr("reason", "baseline over budget: trained for comparison only")
         pcfg = proxy_config(cfg, self.data, s.protocol)
         trial.set_user_attr("proxy_flops", analytic_counts(pcfg).flops)
-        trial.set_user_attr("trained", True)
 
         def report(epoch: int, acc: float) -> None:
             if self.on_epoch is not None:
@@ -248,14 +317,8 @@ class Objective:
             curve.append(acc)
 
         curve: list[float] = []
-        try:
-            result = train_proxy(pcfg, self.data, s.protocol, seed=seed, device=self.device,
-                                 on_epoch=report)
-        except (TrainingDiverged, torch.OutOfMemoryError) as e:
-            trial.set_user_attr("reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise
+        result = train_proxy(pcfg, self.data, s.protocol, seed=seed, device=self.device,
+                             on_epoch=report)
         for key, value in {"val_curve": result.val_curve, "val_acc": result.val_acc,
                            "test_acc": result.test_acc, "train_seconds": result.train_seconds,
                            "epochs_run": result.epochs_run}.items():
@@ -270,10 +333,25 @@ class Objective:
 
 def _stop_callback(settings: SearchSettings, streak: list[int]) -> Callable:
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        streak[0] = 0 if trial.user_attrs.get("trained") else streak[0] + 1
+        streak[0] = 0 if trial.user_attrs.get("decision") != "skip" else streak[0] + 1
         if trained_count(study) >= settings.trials or streak[0] >= MAX_INFEASIBLE_STREAK:
             study.stop()
     return callback
+
+
+class _QuietInterrupt(logging.Filter):
+    """Ctrl-C is the user's choice, not a fault: no traceback from Optuna for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in str(
+            record.msg)
+
+
+def _quiet_interrupts() -> None:
+    for handler in logging.getLogger("optuna").handlers:  # records come from child loggers
+        if not any(isinstance(f, _QuietInterrupt) for f in handler.filters):
+            handler.addFilter(_QuietInterrupt())
 
 
 def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device: str | None = None,
@@ -282,6 +360,7 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
                deadline: float | None = None) -> optuna.Study:
     """Run trials in this process until the study has `settings.trials` trained trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_interrupts()
     study = open_study(settings)
     if trained_count(study) >= settings.trials:
         return study
@@ -293,8 +372,7 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
         callbacks.append(progress)
     timeout = None if deadline is None else max(1.0, deadline - time.time())
     study.optimize(Objective(settings, data, dev, on_epoch), timeout=timeout,
-                   callbacks=callbacks, catch=(TrainingDiverged, torch.OutOfMemoryError),
-                   gc_after_trial=True)
+                   callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
     if streak[0] >= MAX_INFEASIBLE_STREAK:
         print(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; the budget "
               "leaves too little of the space (raise --budget or narrow the space)")
@@ -302,7 +380,10 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
 
 
 def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None) -> None:
-    run_worker(settings, device=device, deadline=deadline)
+    try:
+        run_worker(settings, device=device, deadline=deadline)
+    except KeyboardInterrupt:  # the parent reports; no traceback per worker
+        pass
 
 
 def run_search(settings: SearchSettings, data: Dataset | None = None, *,
@@ -352,11 +433,13 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
                      for i in range(settings.n_jobs)]
             for p in procs:
                 p.start()
-            while any(p.is_alive() for p in procs):
-                progress(study, None)
-                time.sleep(2.0)
-            for p in procs:
-                p.join()
+            try:
+                while any(p.is_alive() for p in procs):
+                    progress(study, None)
+                    time.sleep(2.0)
+            finally:  # on Ctrl-C too: the workers got it as well; wait for them to save
+                for p in procs:
+                    p.join()
             failed = [p.exitcode for p in procs if p.exitcode != 0]
             if failed:
                 print(f"warning: {len(failed)} worker(s) exited with codes {failed}")

@@ -38,7 +38,9 @@ from ghostsearch.search import (
     SearchSettings,
     best_feasible,
     default_storage,
+    open_study,
     run_search,
+    trained_count,
 )
 from ghostsearch.space import load_space
 
@@ -108,6 +110,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--out", default=None, help="output folder (default: results/<study-name>)")
     g.add_argument("--n-jobs", type=int, default=1,
                    help="worker processes sharing the study on one machine (default: 1)")
+    g.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between a running trial's heartbeats in an RDB storage; a "
+                        "trial whose worker died is failed after 3 missed beats and its "
+                        "configuration retried once (default: 30)")
     g.add_argument("--devices", default=None,
                    help="comma-separated devices to spread the workers over, e.g. cuda:0,cuda:1")
     return p.parse_args(argv)
@@ -130,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         space=space, data=data, protocol=protocol, budget_flops=budget,
         objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
         trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
-        n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines)
+        n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines,
+        heartbeat_s=args.heartbeat)
     dataset = data.load() if args.n_jobs == 1 else None  # bad data fails here, before Optuna
     if dataset is not None:
         print(dataset.summary())
@@ -138,10 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{space.deployment.resolution}x{space.deployment.resolution}, "
           f"{space.deployment.num_classes} classes; storage {settings.storage}")
     devices = args.devices.split(",") if args.devices else None
-    study = run_search(settings, dataset, devices=devices)
+    interrupted = False
+    try:
+        run_search(settings, dataset, devices=devices)
+    except KeyboardInterrupt:
+        interrupted = True
+    study = open_study(settings)
 
     out.mkdir(parents=True, exist_ok=True)
     report = write_report([study], out)
+    if interrupted:
+        print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
+              f"{settings.storage}; rerun the same command to resume", file=sys.stderr)
     (out / "run.json").write_text(json.dumps(provenance(args), indent=2, default=str) + "\n")
     best_path = export_best(study, out)
     table = summary_table(study)
@@ -159,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {best_path}")
     print(f"report: {report['md']}, {report['html']}, {report['pareto_flops']} "
           f"(also trials.csv, pareto.csv, run.json in {out})")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,216 @@
+"""Interruption, parallel and distributed workers, faults inside a trial, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from test_search import settings, space  # noqa: F401  (fixture)
+
+import ghostsearch.proxy as proxy_mod
+import ghostsearch.search as search_mod
+from ghostsearch import reference_config
+from ghostsearch.data import load_data
+from ghostsearch.proxy import ProxyProtocol, TrainingDiverged, proxy_config, train_proxy
+from ghostsearch.search import SearchSettings, run_search, trained_count
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["--budget", "60M", "--data", "synthetic", "--batch-size", "32", "--train-subset", "64",
+         "--val-size", "40", "--resolution", "16", "--device", "cpu", "--no-prune"]
+State = optuna.trial.TrialState
+
+
+def search_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "search.py"), *QUICK, *args]
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    args = ["--study-name", "k", "--storage", url, "--trials", "5", "--epochs", "6",
+            "--heartbeat", "1", "--no-baselines"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(search_cmd(*args), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill -9 in the middle of a trial that follows a completed one
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if not (tmp_path / "k.db").exists():
+                continue
+            trials = load(url, "k").get_trials()
+            done = [t for t in trials if "val_acc" in t.user_attrs]
+            running = [t for t in trials if t.state == State.RUNNING
+                       and t.user_attrs.get("val_curve") is None
+                       and t.user_attrs.get("decision") == "train"]
+            if done and running:
+                break
+        else:
+            pytest.fail("the search never reached a second trial")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = {t.number: t.user_attrs["val_acc"]
+              for t in load(url, "k").get_trials() if "val_acc" in t.user_attrs}
+    killed = [t for t in load(url, "k").get_trials() if t.state == State.RUNNING]
+    assert len(killed) == 1
+    time.sleep(3.5)  # three missed heartbeats
+    r = subprocess.run(search_cmd(*args), cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    study = load(url, "k")
+    assert trained_count(study) == 5
+    trials = {t.number: t for t in study.get_trials()}
+    assert all(trials[n].user_attrs["val_acc"] == acc for n, acc in before.items())
+    assert trials[killed[0].number].state == State.FAIL
+    retries = [t for t in trials.values()
+               if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+               == killed[0].number]
+    assert len(retries) == 1 and retries[0].params == killed[0].params
+    assert retries[0].state == State.COMPLETE
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    args = ["--study-name", "c", "--trials", "50", "--epochs", "2"]
+    proc = subprocess.Popen(search_cmd(*args), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "results" / "c" / "study.db"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if db.exists() and any("val_acc" in t.user_attrs
+                               for t in load(f"sqlite:///{db}", "c").get_trials()):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+    assert (tmp_path / "results" / "c" / "report.html").exists()
+    study = load(f"sqlite:///{db}", "c")
+    assert trained_count(study) >= 1
+    assert all(t.state != State.RUNNING for t in study.get_trials())
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_parallel_workers_reach_exactly_the_requested_count(tmp_path, storage):
+    url = (f"sqlite:///{tmp_path / 'p.db'}" if storage == "sqlite"
+           else f"journal:{tmp_path / 'p.log'}")
+    r = subprocess.run(search_cmd("--study-name", "p", "--storage", url, "--trials", "6",
+                                  "--epochs", "1", "--n-jobs", "3"),
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "database is locked" not in r.stderr + r.stdout
+    study = optuna.load_study(study_name="p", storage=search_mod.make_storage(url))
+    assert trained_count(study) == 6
+    assert not [t for t in study.get_trials() if t.state == State.FAIL]
+    names = [t.user_attrs["baseline"] for t in study.get_trials()
+             if t.user_attrs.get("baseline") and t.user_attrs.get("decision") == "train"]
+    assert len(names) == len(set(names)) == 3
+
+
+def test_two_separate_commands_on_postgresql(tmp_path):
+    url = os.environ.get("GHOSTSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL absent: set GHOSTSEARCH_TEST_POSTGRES_URL (.ci/run starts a "
+                    "throw-away cluster and sets it)")
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    cmd = search_cmd("--study-name", name, "--storage", url, "--trials", "6", "--epochs", "1",
+                     "--out", str(tmp_path / "out"))
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=900)
+        assert w.returncode == 0, err
+    study = optuna.load_study(study_name=name, storage=url)
+    assert trained_count(study) == 6
+    per_worker = {t.user_attrs.get("seed") for t in study.get_trials()}
+    assert len(per_worker) == len(study.get_trials())  # distinct trials, no duplicates
+    names = [t.user_attrs["baseline"] for t in study.get_trials()
+             if t.user_attrs.get("baseline") and t.user_attrs.get("decision") == "train"]
+    assert len(names) == len(set(names))
+
+
+def test_nan_loss_is_detected():
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=40, progress=False)
+    cfg = proxy_config(reference_config(0.3), data, ProxyProtocol())
+    with pytest.raises(TrainingDiverged, match="loss is (nan|inf)"):
+        train_proxy(cfg, data, ProxyProtocol(epochs=2, batch_size=32, lr=1e12,
+                                             schedule="constant"), seed=0)
+
+
+def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, space,  # noqa: F811
+                                                                     monkeypatch):
+    calls = {"n": 0}
+    real_train, real_build = search_mod.train_proxy, proxy_mod.build_model
+
+    def faulty_train(cfg, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise TrainingDiverged("loss is nan in epoch 1")
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(cfg, *args, **kwargs)
+
+    def faulty_build(cfg):
+        if calls["n"] == 4:
+            raise RuntimeError("cannot build this candidate")
+        return real_build(cfg)
+
+    monkeypatch.setattr(search_mod, "train_proxy", faulty_train)
+    monkeypatch.setattr(proxy_mod, "build_model", faulty_build)
+    study = run_search(settings(tmp_path, space, trials=6), show_progress=False)
+    failed = [t for t in study.get_trials() if t.state == State.FAIL]
+    reasons = sorted(t.user_attrs["reason"] for t in failed)
+    assert reasons == ["OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                       "RuntimeError: cannot build this candidate",
+                       "TrainingDiverged: loss is nan in epoch 1"]
+    assert trained_count(study) == 6
+    assert len([t for t in study.get_trials() if t.state == State.COMPLETE
+                and t.user_attrs.get("val_acc") is not None]) == 3
+
+
+def _tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_reused_study_name_is_refused_without_changing_results(tmp_path):
+    args = ["--study-name", "r", "--trials", "3", "--epochs", "1"]
+    assert subprocess.run(search_cmd(*args), cwd=tmp_path, capture_output=True,
+                          timeout=600).returncode == 0
+    digest = _tree_digest(tmp_path / "results")
+    r = subprocess.run(search_cmd(*args, "--budget", "70M"), cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: study 'r' was created with other budget_flops; rerun "
+                                "with its original options to resume, or pass a new "
+                                "--study-name")
+    assert _tree_digest(tmp_path / "results") == digest
+
+
+def test_corrupt_best_arch_is_refused(tmp_path):
+    path = tmp_path / "best_arch.json"
+    path.write_text('{"format": "ghostsearch.Architecture", "config": {"stem_channels": 16')
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "count.py"), "--config",
+                        str(path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "best_arch.json: not valid JSON" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_settings_refuse_a_zero_heartbeat(tmp_path, space):  # noqa: F811
+    with pytest.raises(Exception, match="heartbeat_s=0"):
+        SearchSettings(**{**settings(tmp_path, space).__dict__, "heartbeat_s": 0})
