@@ -36,13 +36,20 @@ class GhostModule(nn.Module):
     on them; concatenated and cut to `out` channels."""
 
     def __init__(
-        self, in_chs: int, out_chs: int, ratio: int = 2, dw_size: int = 3, use_act: bool = True
+        self, in_chs: int, out_chs: int, ratio: int = 2, dw_size: int = 3, use_act: bool = True,
+        kernel_size: int | tuple[int, int] = 1, stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | None = None, dilation: int | tuple[int, int] = 1,
     ) -> None:
+        """`kernel_size`, `stride`, `padding`, `dilation` shape the primary conv: 1x1 in GhostNet,
+        the replaced conv's own when a Ghost module stands in for an ordinary convolution."""
         super().__init__()
         self.out_chs = out_chs
         init_chs, new_chs = ghost_channels(out_chs, ratio)
+        if padding is None:
+            padding = kernel_size // 2 if isinstance(kernel_size, int) else tuple(
+                k // 2 for k in kernel_size)
         self.primary_conv = nn.Sequential(
-            nn.Conv2d(in_chs, init_chs, 1, 1, 0, bias=False),
+            nn.Conv2d(in_chs, init_chs, kernel_size, stride, padding, dilation, bias=False),
             nn.BatchNorm2d(init_chs),
             nn.ReLU(inplace=True) if use_act else nn.Identity(),
         )

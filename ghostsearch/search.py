@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import random
 import time
 import warnings
 from collections.abc import Callable
@@ -115,13 +116,23 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith(("sqlite:", "postgresql", "mysql")):
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
-        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                grace_period=3 * heartbeat_s,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1))
+        import sqlalchemy.exc
+
+        for attempt in range(6):
+            try:
+                with warnings.catch_warnings():  # the heartbeat is "experimental" (Optuna 2.8)
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                        grace_period=3 * heartbeat_s,
+                        heartbeat_stale_trial_callback=(
+                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # workers started together on an empty database race to create its tables;
+                # the loser retries and finds them made
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 + random.random())
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
