@@ -61,4 +61,24 @@ def ghostify(model: nn.Module, ratio: int = 2, cheap_kernel: int = 3, *,
 
 
 def count_ghostified(model: nn.Module) -> int:
+    """Number of Ghost modules in `model`."""
     return sum(isinstance(m, GhostModule) for m in model.modules())
+
+
+def cheap_flops(model: nn.Module, resolution: int) -> int:
+    """Multiply-adds of the cheap depthwise operations alone (fvcore, per module)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+        from fvcore.nn import FlopCountAnalysis
+
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            analysis = FlopCountAnalysis(model, torch.zeros(1, 3, resolution, resolution))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            by_module = analysis.by_module()
+        model.train(was_training)
+    return int(sum(v for k, v in by_module.items() if k.endswith("cheap_operation.0")))

@@ -102,6 +102,37 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: torch.nn.Module, protocol: ProxyProtocol) -> torch.optim.SGD:
+    return torch.optim.SGD(_param_groups(model, protocol.weight_decay), lr=protocol.lr,
+                           momentum=protocol.momentum, nesterov=True)
+
+
+def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.Optimizer,
+                protocol: ProxyProtocol, epoch: int, total_steps: int, amp: bool) -> float:
+    """One pass over `loader` with the protocol's schedule; returns the mean loss.
+
+    Raises TrainingDiverged when the loss is NaN or infinite (checked once per epoch: a host
+    sync per step would cost more than the check is worth)."""
+    model.train()
+    device = loader.device
+    loss_sum = torch.zeros((), device=device)
+    step = epoch * len(loader)
+    for x, y in loader:
+        for group in opt.param_groups:
+            group["lr"] = protocol.lr_at(step, total_steps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x), y, label_smoothing=protocol.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        step += 1
+    mean = loss_sum.item() / max(1, len(loader))
+    if not math.isfinite(mean):
+        raise TrainingDiverged(f"loss is {mean} in epoch {epoch + 1}")
+    return mean
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> float:
     """Top-1 accuracy in %, one host sync at the end."""
@@ -135,27 +166,12 @@ def train_proxy(
     train_loader = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std,
                                 train=True, seed=seed, device=device)
     val_loader = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
-    opt = torch.optim.SGD(_param_groups(model, protocol.weight_decay), lr=protocol.lr,
-                          momentum=protocol.momentum, nesterov=True)
+    opt = make_optimizer(model, protocol)
     total = protocol.epochs * len(train_loader)
     result = ProxyResult(val_acc=0.0, test_acc=None)
-    step = 0
     start = time.perf_counter()
     for epoch in range(protocol.epochs):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        for x, y in train_loader:
-            for group in opt.param_groups:
-                group["lr"] = protocol.lr_at(step, total)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(model(x), y, label_smoothing=protocol.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            step += 1
-        if not torch.isfinite(loss_sum).item():  # one host sync per epoch, not per step
-            raise TrainingDiverged(f"loss is {loss_sum.item()} in epoch {epoch + 1}")
+        train_epoch(model, train_loader, opt, protocol, epoch, total, amp)
         acc = evaluate(model, val_loader, amp)
         result.val_curve.append(acc)
         result.val_acc = acc

@@ -88,3 +88,42 @@ def vgg16_cifar(num_classes: int = 10) -> VGG:
 
 def resnet56_cifar(num_classes: int = 10) -> CifarResNet:
     return CifarResNet(56, num_classes)
+
+
+def _torchvision(name: str):
+    def build(num_classes: int) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    return build
+
+
+# name -> (builder(num_classes), its usual input resolution)
+MODELS = {
+    "vgg16": (vgg16_cifar, 32),
+    "resnet56": (resnet56_cifar, 32),
+    "resnet18": (_torchvision("resnet18"), 224),
+    "resnet50": (_torchvision("resnet50"), 224),
+    "vgg16_bn": (_torchvision("vgg16_bn"), 224),
+}
+
+
+def _ghost(name: str):
+    def build(num_classes: int) -> nn.Module:
+        from .ghostify import ghostify
+
+        return ghostify(MODELS[name][0](num_classes), 2, 3)
+    return build
+
+
+MODELS.update({f"ghost-{n}": (_ghost(n), MODELS[n][1]) for n in list(MODELS)})
+
+
+def make_model(name: str, num_classes: int = 10) -> tuple[nn.Module, int]:
+    """A fresh model by name and its usual input size (`ghost-NAME`: ghostified, s=2, d=3)."""
+    if name not in MODELS:
+        from .config import ConfigError
+
+        raise ConfigError(f"--model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    build, resolution = MODELS[name]
+    return build(num_classes), resolution
