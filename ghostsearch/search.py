@@ -394,7 +394,7 @@ def _spawned_worker(settings: SearchSettings, device: str, deadline: float | Non
     try:
         run_worker(settings, device=device, deadline=deadline)
     except KeyboardInterrupt:  # the parent reports; no traceback per worker
-        pass
+        return
 
 
 def run_search(settings: SearchSettings, data: Dataset | None = None, *,
@@ -460,6 +460,15 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
     return study
 
 
-def trial_config(trial: optuna.trial.FrozenTrial) -> NetConfig:
-    return NetConfig.from_dict(trial.user_attrs["config"])
-
+def load_existing_study(name: str, url: str | None = None) -> optuna.Study:
+    """An existing study by name; without `url`, from results/<name>/study.db."""
+    if url is None:
+        db = Path("results") / name / "study.db"
+        if not db.exists():
+            raise ConfigError(f"--study-name {name!r}: no {db}; pass --storage")
+        url = f"sqlite:///{db}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(url))
+    except KeyError:
+        raise ConfigError(f"--study-name {name!r}: no such study in {url}") from None

@@ -16,12 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import optuna
-
 from ghostsearch.cli import ArgumentParser, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.export import export_best, export_trial
-from ghostsearch.search import make_storage
+from ghostsearch.report import pareto_front, trials_frame
+from ghostsearch.search import load_existing_study
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,30 +39,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def pareto_numbers(study: optuna.Study) -> list[int]:
-    """Feasible completed trials not dominated in (val_acc up, FLOPs down)."""
-    pts = [(t.number, t.user_attrs["val_acc"], t.user_attrs["flops"])
-           for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-           if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None]
-    return [n for n, acc, fl in pts
-            if not any(a >= acc and f <= fl and (a > acc or f < fl) for _, a, f in pts)]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    storage = args.storage
-    if storage is None:
-        db = Path("results") / args.study_name / "study.db"
-        if not db.exists():
-            raise ConfigError(f"--study-name {args.study_name!r}: no {db}; pass --storage")
-        storage = f"sqlite:///{db}"
-    try:
-        study = optuna.load_study(study_name=args.study_name, storage=make_storage(storage))
-    except KeyError:
-        raise ConfigError(f"--study-name {args.study_name!r}: not in {storage}") from None
+    study = load_existing_study(args.study_name, args.storage)
     out = Path(args.out or Path("results") / args.study_name)
     if args.trial or args.pareto:
-        numbers = args.trial or pareto_numbers(study)
+        numbers = args.trial or [int(n) for n in pareto_front(trials_frame(study)).trial]
         for n in numbers:
             print(export_trial(study, n, out / f"trial_{n}.json"))
     else:

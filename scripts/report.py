@@ -18,12 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import optuna
-
 from ghostsearch.cli import ArgumentParser, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.report import write_report
-from ghostsearch.search import make_storage
+from ghostsearch.search import load_existing_study
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,26 +37,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load(name: str, url: str | None) -> optuna.Study:
-    if url is None:
-        db = Path("results") / name / "study.db"
-        if not db.exists():
-            raise ConfigError(f"--study-name {name!r}: no {db}; pass --storage")
-        url = f"sqlite:///{db}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=make_storage(url))
-    except KeyError:
-        raise ConfigError(f"--study-name {name!r}: no such study in {url}") from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     names, urls = args.study_name, args.storage or [None]
     if len(urls) not in (1, len(names)):
         raise ConfigError("--storage: give one for all studies or one per --study-name")
     urls = urls * len(names) if len(urls) == 1 else urls
-    studies = [load(n, u) for n, u in zip(names, urls, strict=True)]
+    studies = [load_existing_study(n, u) for n, u in zip(names, urls, strict=True)]
     default = names[0] if len(names) == 1 else "compare-" + "-".join(names)
     files = write_report(studies, args.out or Path("results") / default)
     for path in files.values():
