@@ -36,6 +36,14 @@ def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
 
 
+def stored_trials(url: str, name: str) -> list:
+    """The study's trials, or none while the search has not created it yet."""
+    try:
+        return load(url, name).get_trials()
+    except KeyError:
+        return []
+
+
 def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     args = ["--study-name", "k", "--storage", url, "--trials", "5", "--epochs", "6",
@@ -49,7 +57,7 @@ def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
             time.sleep(0.5)
             if not (tmp_path / "k.db").exists():
                 continue
-            trials = load(url, "k").get_trials()
+            trials = stored_trials(url, "k")
             done = [t for t in trials if "val_acc" in t.user_attrs]
             running = [t for t in trials if t.state == State.RUNNING
                        and t.user_attrs.get("val_curve") is None
@@ -90,7 +98,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     while time.time() < deadline:
         time.sleep(0.5)
         if db.exists() and any("val_acc" in t.user_attrs
-                               for t in load(f"sqlite:///{db}", "c").get_trials()):
+                               for t in stored_trials(f"sqlite:///{db}", "c")):
             break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
