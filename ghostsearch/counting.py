@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import NetConfig
+from .config import BlockConfig, NetConfig
 from .layers import ghost_channels, se_channels
 
 COUNTERS = ("fvcore", "thop", "analytic")
@@ -58,6 +58,34 @@ class _Tally:
         self.bn(new)
 
 
+def _bottleneck(t: _Tally, prev: int, b: BlockConfig, size: int) -> int:
+    """Add one Ghost bottleneck's layers to `t`; return its output size."""
+    mid, out = b.expansion, b.out_channels
+    t.ghost(prev, mid, b.ghost_ratio, b.cheap_kernel, size)
+    new_size = size
+    if b.stride > 1:
+        new_size = t.conv(mid, mid, b.kernel, b.stride, size, groups=mid)
+        t.bn(mid)
+    if b.se_ratio > 0:
+        r = se_channels(mid, b.se_ratio)
+        t.conv(mid, r, 1, 1, 1, bias=True)
+        t.conv(r, mid, 1, 1, 1, bias=True)
+    t.ghost(mid, out, b.ghost_ratio, b.cheap_kernel, new_size)
+    if not (prev == out and b.stride == 1):
+        t.conv(prev, prev, b.kernel, b.stride, size, groups=prev)
+        t.bn(prev)
+        t.conv(prev, out, 1, 1, new_size)
+        t.bn(out)
+    return new_size
+
+
+def block_counts(in_channels: int, block: BlockConfig, size: int) -> Counts:
+    """FLOPs and params of one bottleneck with `in_channels` inputs of `size` x `size`."""
+    t = _Tally()
+    _bottleneck(t, in_channels, block, size)
+    return Counts(flops=t.flops, params=t.params)
+
+
 def analytic_counts(cfg: NetConfig, resolution: int | None = None) -> Counts:
     """FLOPs and params of `cfg` at `resolution` (default: its deployment resolution).
 
@@ -70,23 +98,8 @@ def analytic_counts(cfg: NetConfig, resolution: int | None = None) -> Counts:
     t.bn(cfg.stem_channels)
     prev = cfg.stem_channels
     for b in cfg.blocks:
-        mid, out = b.expansion, b.out_channels
-        t.ghost(prev, mid, b.ghost_ratio, b.cheap_kernel, size)
-        new_size = size
-        if b.stride > 1:
-            new_size = t.conv(mid, mid, b.kernel, b.stride, size, groups=mid)
-            t.bn(mid)
-        if b.se_ratio > 0:
-            r = se_channels(mid, b.se_ratio)
-            t.conv(mid, r, 1, 1, 1, bias=True)
-            t.conv(r, mid, 1, 1, 1, bias=True)
-        t.ghost(mid, out, b.ghost_ratio, b.cheap_kernel, new_size)
-        if not (prev == out and b.stride == 1):
-            t.conv(prev, prev, b.kernel, b.stride, size, groups=prev)
-            t.bn(prev)
-            t.conv(prev, out, 1, 1, new_size)
-            t.bn(out)
-        prev, size = out, new_size
+        size = _bottleneck(t, prev, b, size)
+        prev = b.out_channels
     t.conv(prev, cfg.head_channels, 1, 1, size)
     t.bn(cfg.head_channels)
     t.conv(cfg.head_channels, cfg.num_features, 1, 1, 1, bias=True)  # after global pooling

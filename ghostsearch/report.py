@@ -140,9 +140,11 @@ def summary_table(study: optuna.Study, top: int = 5) -> pd.DataFrame:
     done = df[(df.state == "COMPLETE") & df.val_acc.notna()]
     best = completed_feasible(df).nlargest(top, "val_acc")
     out = pd.concat([best, done[done.baseline != ""]]).drop_duplicates("trial")
-    return out.sort_values("val_acc", ascending=False)[
-        ["trial", "baseline", "feasible", "width", "MFLOPs", "params_M", "val_acc", "test_acc",
-         "train_s"]]
+    cols = ["trial", "baseline", "feasible", "width", "MFLOPs", "params_M", "latency_ms",
+            "val_acc", "test_acc", "train_s"]
+    if out.latency_ms.isna().all():
+        cols.remove("latency_ms")
+    return out.sort_values("val_acc", ascending=False)[cols]
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -252,7 +254,11 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     costs = ["MFLOPs"] + (["latency_ms"] if df.latency_ms.notna().any() else [])
     for cost in costs:
         key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
-        limit = (min(budgets) / 1e6 if budgets else None) if cost == "MFLOPs" else None
+        lat_limits = {s.get("latency_ms") for s in settings if s.get("latency_ms")}
+        if cost == "MFLOPs":
+            limit = min(budgets) / 1e6 if budgets else None
+        else:
+            limit = min(lat_limits) if lat_limits else None
         files[key] = plot_pareto(df, out / f"{key}.png", cost, limit, title=names)
     comparison = baseline_comparison(df)
 

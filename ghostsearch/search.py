@@ -25,7 +25,7 @@ from .data import Dataset, load_data
 from .proxy import ProxyProtocol, pick_device, proxy_config, train_proxy
 from .space import SearchSpace
 
-OBJECTIVES = ("accuracy", "flops", "params")
+OBJECTIVES = ("accuracy", "flops", "params", "latency")
 SAMPLERS = ("tpe", "nsga2", "random")
 BASELINE_WIDTHS = (0.5, 1.0)
 # a sampler that keeps proposing over-budget candidates is stopped after this many in a row
@@ -67,6 +67,8 @@ class SearchSettings:
     prune: bool = True
     baselines: bool = True
     heartbeat_s: int = 30  # a killed worker's trial is failed after 3 missed beats
+    latency_ms: float | None = None  # hard limit on the predicted deployment latency
+    latency_table: str | None = None  # a LatencyTable file (scripts/build_latency_table.py)
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -82,6 +84,20 @@ class SearchSettings:
                 self.objectives):
             raise ConfigError(f"--objectives {','.join(self.objectives)}: start with accuracy, "
                               f"then any of {', '.join(OBJECTIVES[1:])} (e.g. accuracy,flops)")
+        needs_table = self.latency_ms is not None or "latency" in self.objectives
+        if needs_table and self.latency_table is None:
+            raise ConfigError("--latency-ms and the latency objective need --latency-table FILE "
+                              "(make one with scripts/build_latency_table.py)")
+        if self.latency_ms is not None and not self.latency_ms > 0:
+            raise ConfigError(f"--latency-ms {self.latency_ms}: must be a positive number")
+        if self.latency_table is not None:
+            from .latency_table import LatencyTable
+
+            table = LatencyTable.load(self.latency_table)  # refuses an unreadable file
+            if table.resolution != self.space.deployment.resolution:
+                raise ConfigError(
+                    f"--latency-table {self.latency_table}: built at {table.resolution}px, "
+                    f"the space deploys at {self.space.deployment.resolution}px")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
@@ -96,6 +112,9 @@ class SearchSettings:
             "space": self.space.name,
             "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
             "budget_flops": self.budget_flops,
+            "latency_ms": self.latency_ms,
+            "latency_table": (None if self.latency_table is None else hashlib.sha256(
+                Path(self.latency_table).read_bytes()).hexdigest()[:16]),
             "objectives": list(self.objectives),
             "data": dataclasses.asdict(self.data),
             "protocol": dataclasses.asdict(self.protocol),
@@ -265,6 +284,11 @@ class Objective:
         self.data = data
         self.device = device
         self.on_epoch = on_epoch
+        self.table = None
+        if settings.latency_table is not None:
+            from .latency_table import LatencyTable
+
+            self.table = LatencyTable.load(settings.latency_table)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
@@ -293,15 +317,28 @@ class Objective:
         seed = trial_seed(s.seed, trial.number)
         over = counts.flops - s.budget_flops if s.budget_flops is not None else -1
         trial.set_constraint("flops", float(over))
+        latency = self.table.predict(cfg) if self.table is not None else None
+        over_latency = latency - s.latency_ms if s.latency_ms is not None else -1.0
+        if s.latency_ms is not None:
+            trial.set_constraint("latency", float(over_latency))
         for key, value in {"config": cfg.to_dict(), "arch": cfg.short(), "flops": counts.flops,
-                           "params": counts.params, "seed": seed, "feasible": over <= 0,
-                           "budget_flops": s.budget_flops}.items():
+                           "params": counts.params, "seed": seed,
+                           "feasible": over <= 0 and over_latency <= 0,
+                           "budget_flops": s.budget_flops, "latency_ms": latency,
+                           "latency_source": self.table and f"predicted ({self.table.device})",
+                           }.items():
             trial.set_user_attr(key, value)
-        if over > 0 and not baseline:
-            trial.set_user_attr("reason", f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
-                                          f"{s.budget_flops / 1e6:.2f}M")
+        if (over > 0 or over_latency > 0) and not baseline:
+            reasons = []
+            if over > 0:
+                reasons.append(f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
+                               f"{s.budget_flops / 1e6:.2f}M")
+            if over_latency > 0:
+                reasons.append(f"over latency limit: {latency:.2f} ms predicted > "
+                               f"{s.latency_ms:g} ms")
+            trial.set_user_attr("reason", "; ".join(reasons))
             trial.set_user_attr("decision", "skip")
-            return self._values(0.0, counts.flops, counts.params)  # never trained
+            return self._values(0.0, counts.flops, counts.params, latency)  # never trained
         if not claim_training_slot(trial.study, trial.number, s.trials):
             trial.set_user_attr("decision", "surplus")
             trial.set_user_attr("reason", f"surplus: {s.trials} trials were already trained "
@@ -310,8 +347,8 @@ class Objective:
             raise optuna.TrialPruned()
         trial.set_user_attr("decision", "train")
         trial.set_user_attr("trained", True)
-        if over > 0:
-            trial.set_user_attr("reason", "baseline over budget: trained for comparison only")
+        if over > 0 or over_latency > 0:
+            trial.set_user_attr("reason", "baseline over a limit: trained for comparison only")
         pcfg = proxy_config(cfg, self.data, s.protocol)
         trial.set_user_attr("proxy_flops", analytic_counts(pcfg).flops)
 
@@ -334,10 +371,12 @@ class Objective:
                            "test_acc": result.test_acc, "train_seconds": result.train_seconds,
                            "epochs_run": result.epochs_run}.items():
             trial.set_user_attr(key, value)
-        return self._values(result.val_acc, counts.flops, counts.params)
+        return self._values(result.val_acc, counts.flops, counts.params, latency)
 
-    def _values(self, acc: float, flops: int, params: int) -> float | tuple[float, ...]:
-        values = {"accuracy": acc, "flops": flops / 1e6, "params": params / 1e6}
+    def _values(self, acc: float, flops: int, params: int,
+                latency: float | None) -> float | tuple[float, ...]:
+        values = {"accuracy": acc, "flops": flops / 1e6, "params": params / 1e6,
+                  "latency": latency}
         out = tuple(values[o] for o in self.s.objectives)
         return out if self.s.multi_objective else out[0]
 

@@ -70,6 +70,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "are not trained and not counted (default: 40)")
     g.add_argument("--timeout", type=float, default=None,
                    help="stop starting new trials after this many seconds")
+    g.add_argument("--latency-ms", type=float, default=None,
+                   help="hard limit on the deployment latency predicted by --latency-table; "
+                        "candidates over it are never trained")
+    g.add_argument("--latency-table", default=None,
+                   help="latency table of the target device (scripts/build_latency_table.py), "
+                        "for --latency-ms and the latency objective")
     g.add_argument("--no-baselines", action="store_true",
                    help="do not train the reference GhostNets in the study")
     g.add_argument("--no-prune", action="store_true",
@@ -137,13 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
         trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
         n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines,
-        heartbeat_s=args.heartbeat)
+        heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
+        latency_table=args.latency_table)
     dataset = data.load() if args.n_jobs == 1 else None  # bad data fails here, before Optuna
     if dataset is not None:
         print(dataset.summary())
     print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
           f"{space.deployment.resolution}x{space.deployment.resolution}, "
-          f"{space.deployment.num_classes} classes; storage {settings.storage}")
+          f"{space.deployment.num_classes} classes"
+          + (f", latency <= {args.latency_ms:g} ms predicted by {args.latency_table}"
+             if args.latency_ms else "") + f"; storage {settings.storage}")
     devices = args.devices.split(",") if args.devices else None
     interrupted = False
     try:
@@ -172,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
               f"test {a['test_acc']:.2f}%")
         print(f"wrote {best_path}")
-    print(f"report: {report['md']}, {report['html']}, {report['pareto_flops']} "
+    plots = ", ".join(str(v) for k, v in report.items() if k.startswith("pareto_"))
+    print(f"report: {report['md']}, {report['html']}, {plots} "
           f"(also trials.csv, pareto.csv, run.json in {out})")
     return 130 if interrupted else 0
 

@@ -186,3 +186,36 @@ def test_report_tables(tmp_path, space):
 def test_bad_settings(tmp_path, space, kw, message):
     with pytest.raises(ConfigError, match=message):
         run_search(settings(tmp_path, space, **kw), show_progress=False)
+
+
+def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
+    from ghostsearch.latency_table import LatencyTable, network_ops
+    from ghostsearch.report import write_report
+
+    # a synthetic table: every op costs its MFLOPs in ms, so latency == MFLOPs
+    table = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
+                         fits={"all": [0.0, 1.0, 0.0]})
+    path = table.save(tmp_path / "lat.json")
+    s = settings(tmp_path, space, budget_flops=None, latency_ms=5.0, latency_table=str(path),
+                 objectives=("accuracy", "latency"), sampler="nsga2", trials=4)
+    study = run_search(s, show_progress=False)
+    for t in study.get_trials():
+        a = t.user_attrs
+        cfg = load_config_from(a)
+        assert a["latency_ms"] == pytest.approx(sum(op.flops for op in network_ops(cfg)) / 1e6)
+        if a["latency_ms"] > 5.0 and not a.get("baseline"):
+            assert "trained" not in a and "over latency limit" in a["reason"]
+            assert t.constraints["latency"] > 0
+    searched = [load_config_from(t.user_attrs) for t in study.get_trials()
+                if t.user_attrs.get("trained") and not t.user_attrs.get("baseline")]
+    assert searched and all(table.predict(c) <= 5.0 for c in searched)
+    assert len(trained_configs) == trained_count(study)  # nothing else reached the trainer
+    files = write_report([study], tmp_path / "rep")
+    assert files["pareto_latency"].exists()
+
+
+def test_latency_settings_errors(tmp_path, space):
+    with pytest.raises(ConfigError, match="need --latency-table"):
+        settings(tmp_path, space, latency_ms=5.0)
+    with pytest.raises(ConfigError, match="not a readable latency table"):
+        settings(tmp_path, space, latency_ms=5.0, latency_table=str(tmp_path / "none.json"))

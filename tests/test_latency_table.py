@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ghostsearch import ConfigError, reference_config
+from ghostsearch.latency_table import LatencyTable, network_ops, random_params
+from ghostsearch.space import load_space
+
+
+def tiny(width: float):
+    return reference_config(width, num_classes=10, resolution=32, stem_stride=1)
+
+
+def test_ops_cover_the_network_and_flops_add_up():
+    from ghostsearch import analytic_counts
+
+    cfg = tiny(0.5)
+    ops = network_ops(cfg)
+    assert len(ops) == len(cfg.blocks) + 2
+    assert ops[0].family == "stem" and ops[-1].family == "head"
+    assert sum(op.flops for op in ops) == analytic_counts(cfg).flops
+    assert ops[1].family == "block|s1|se0|id" and ops[2].family == "block|s2|se0|proj"
+
+
+def test_prediction_sums_entries_and_applies_the_correction():
+    cfg = tiny(0.5)
+    table = LatencyTable("cpu: test", "x", 1, 32)
+    table.entries = {op.key: 0.5 for op in network_ops(cfg)}
+    table.correction = (2.0, 1.0)
+    assert table.raw_ms(cfg) == pytest.approx(0.5 * (len(cfg.blocks) + 2))
+    assert table.predict(cfg) == pytest.approx(2.0 * table.raw_ms(cfg) + 1.0)
+    with pytest.raises(ConfigError, match="no entry or fit"):
+        table.predict(tiny(1.0))  # unseen ops and no regression
+    with pytest.raises(ConfigError, match="table is for 32px"):
+        table.predict(reference_config(0.5))
+
+
+def test_built_table_round_trips_and_predicts_unseen_networks(tmp_path):
+    nets = [tiny(w) for w in (0.3, 0.5, 0.75, 1.0)]
+    table = LatencyTable("cpu: test", "x", 1, 32)
+    for cfg in nets[:3]:
+        table.add_network(cfg, runs=3, warmup=1)
+    table.fit(nets[:3], [(cfg, table.raw_ms(cfg) * 1.5) for cfg in nets[:3]])
+    assert table.correction[0] == pytest.approx(1.5, rel=1e-6)
+    assert all(ms > 0 for ms in table.entries.values())
+    unseen = table.predict(nets[3])  # some ops of 1.0x are new: the regressions predict them
+    assert unseen > 0
+    path = table.save(tmp_path / "t.json")
+    back = LatencyTable.load(path)
+    assert back.entries == table.entries and back.fits == table.fits
+    assert back.predict(nets[3]) == pytest.approx(unseen)
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ConfigError, match="not a ghostsearch.LatencyTable"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_random_params_are_points_of_the_space():
+    space = load_space("ghostnet")
+    rng = random.Random(0)
+    for _ in range(20):
+        assert space.contains(random_params(space, rng))
