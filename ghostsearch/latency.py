@@ -99,7 +99,7 @@ def measure_latency(model_or_cfg: nn.Module | NetConfig, *, device: str = "cpu",
         if dev.type == "cpu":
             if threads is not None:
                 torch.set_num_threads(threads)
-            times = _time_cpu(model, x, runs, warmup)
+            times = time_cpu(model, x, runs, warmup)
             used_threads = torch.get_num_threads()
             mode = "eager"
         else:
@@ -115,7 +115,8 @@ def measure_latency(model_or_cfg: nn.Module | NetConfig, *, device: str = "cpu",
 
 
 @torch.inference_mode()
-def _time_cpu(model: nn.Module, x: torch.Tensor, runs: int, warmup: int) -> list[float]:
+def time_cpu(model: nn.Module, x: torch.Tensor, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of each of `runs` forward passes after `warmup` untimed ones."""
     for _ in range(warmup):
         model(x)
     times = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 
 from .config import ConfigError, NetConfig
 from .counting import block_counts
+from .latency import time_cpu
 from .layers import ConvBnAct, GhostBottleneck
 from .space import SearchSpace
 
@@ -101,22 +101,14 @@ def _op_modules(cfg: NetConfig) -> list[tuple[Op, nn.Module, int, int]]:
 
 def _time_module(module: nn.Module, x: torch.Tensor, *, runs: int, warmup: int,
                  threads: int) -> float:
-    """Median ms of `module(x)` on the CPU at `threads` threads (as measure_latency does)."""
+    """Median ms of `module(x)` on the CPU at `threads` threads, as measure_latency times."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
-    module = module.eval().to(memory_format=torch.channels_last)
     try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                module(x)
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                module(x)
-                times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(time_cpu(module.eval().to(memory_format=torch.channels_last),
+                                        x, runs, warmup)))
     finally:
         torch.set_num_threads(old)
-    return float(np.median(times))
 
 
 @dataclass
