@@ -134,14 +134,6 @@ class SearchSpace:
             })
         return params
 
-    def size(self) -> int:
-        """Number of distinct points (parameter combinations) in the space."""
-        n = len(self.width)
-        for stage in self.stages:
-            for key in STAGE_KEYS:
-                n *= len(getattr(stage, key))
-        return n
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
