@@ -171,17 +171,32 @@ def synthetic_split(n: int, num_classes: int, resolution: int, seed: int) -> Spl
     return Split(images, labels)
 
 
-def _hold_out(train: Split, val_size: int | None, seed: int) -> tuple[Split, Split]:
-    n = len(train)
+def hold_out_indices(n: int, val_size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and validation images of a training set of `n` images."""
     if val_size is None:
         val_size = min(DEFAULT_VAL_SIZE, n // 10)
     if not 0 < val_size < n:
         raise ConfigError(f"--val-size {val_size}: must be between 1 and {n - 1} "
                           f"(the training set has {n} images)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    return perm[val_size:], perm[:val_size]
+
+
+def _hold_out(train: Split, val_size: int | None, seed: int) -> tuple[Split, Split]:
+    train_idx, val_idx = hold_out_indices(len(train), val_size, seed)
     return (Split(train.images[train_idx], train.labels[train_idx]),
             Split(train.images[val_idx], train.labels[val_idx]))
+
+
+def train_files(data_dir: str | Path, *, val_size: int | None = None,
+                train_subset: int | None = None, seed: int = 0) -> list[tuple[Path, int]]:
+    """(file, label) of the images in `load_data("imagefolder", data_dir, ...)`'s training
+    split, in the same order: for loops that decode the files at every step."""
+    _, items = _scan_folder(Path(data_dir) / "train")
+    train_idx, _ = hold_out_indices(len(items), val_size, seed)
+    if train_subset is not None:
+        train_idx = train_idx[:train_subset]
+    return [items[i] for i in train_idx.tolist()]
 
 
 def load_data(

@@ -107,6 +107,17 @@ def make_optimizer(model: torch.nn.Module, protocol: ProxyProtocol) -> torch.opt
                            momentum=protocol.momentum, nesterov=True)
 
 
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+               opt: torch.optim.Optimizer, label_smoothing: float, amp: bool) -> torch.Tensor:
+    """One SGD step on a batch; returns the detached loss (no host sync)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.Optimizer,
                 protocol: ProxyProtocol, epoch: int, total_steps: int, amp: bool) -> float:
     """One pass over `loader` with the protocol's schedule; returns the mean loss.
@@ -120,12 +131,7 @@ def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.O
     for x, y in loader:
         for group in opt.param_groups:
             group["lr"] = protocol.lr_at(step, total_steps)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(model(x), y, label_smoothing=protocol.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach()
+        loss_sum += train_step(model, x, y, opt, protocol.label_smoothing, amp)
         step += 1
     mean = loss_sum.item() / max(1, len(loader))
     if not math.isfinite(mean):
@@ -142,6 +148,23 @@ def evaluate(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> float:
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
             correct += (model(x).argmax(1) == y).sum()
     return 100.0 * correct.item() / len(loader.split)
+
+
+def build_proxy_model(cfg: NetConfig, seed: int, device: torch.device,
+                      channels_last: bool = True) -> torch.nn.Module:
+    """The model to train, initialised from `seed` (the same weights for the same seed)."""
+    torch.manual_seed(seed)
+    model = build_model(cfg).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def proxy_loaders(data: Dataset, protocol: ProxyProtocol, seed: int,
+                  device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
+    """Training and validation loaders with the splits moved to `device`."""
+    train = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std, train=True,
+                         seed=seed, device=device)
+    val = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
+    return train, val
 
 
 def train_proxy(
@@ -161,11 +184,8 @@ def train_proxy(
     """
     device = torch.device(device)
     amp = device.type == "cuda"  # bf16 autocast; CPU stays fp32 for exact reproducibility
-    torch.manual_seed(seed)
-    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
-    train_loader = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std,
-                                train=True, seed=seed, device=device)
-    val_loader = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
+    model = build_proxy_model(cfg, seed, device)
+    train_loader, val_loader = proxy_loaders(data, protocol, seed, device)
     opt = make_optimizer(model, protocol)
     total = protocol.epochs * len(train_loader)
     result = ProxyResult(val_acc=0.0, test_acc=None)

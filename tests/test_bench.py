@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from ghostsearch import reference_config
+from ghostsearch.bench import (
+    VARIANTS,
+    PILImages,
+    bench_architectures,
+    naive_proxy,
+    profile_steps,
+    timed_proxy,
+    trials_per_hour,
+)
+from ghostsearch.data import load_data, train_files
+from ghostsearch.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search import DataSpec, SearchSettings
+from ghostsearch.space import load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny():
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False,
+                     synthetic_size=(128, 32))
+    protocol = ProxyProtocol(epochs=2, batch_size=32)
+    cfg = proxy_config(reference_config(0.3, num_classes=10, resolution=16), data, protocol)
+    return cfg, data, protocol
+
+
+def test_timed_proxy_trains_exactly_what_train_proxy_trains(tiny):
+    cfg, data, protocol = tiny
+    timed = timed_proxy(cfg, data, protocol, seed=3, device="cpu")
+    plain = train_proxy(cfg, data, protocol, seed=3, device="cpu", evaluate_test=False)
+    assert timed["val_curve"] == plain.val_curve  # same weights, batches and order on CPU
+    assert len(timed["epoch_s"]) == 2 and timed["train_images"] == 64
+    assert timed["first_epoch_s"] == timed["epoch_s"][0]
+    assert timed["steady_epoch_s"] == timed["epoch_s"][1]
+    assert timed["trial_s"] >= sum(timed["epoch_s"]) + timed["build_s"] + timed["data_s"]
+    assert timed["images_per_s"] == pytest.approx(64 / timed["steady_epoch_s"])
+    assert timed["peak_mem_mb"] is None  # CPU: no device memory counter
+
+
+def test_variants_change_the_loop_not_the_training(tiny):
+    cfg, data, protocol = tiny
+    base = timed_proxy(cfg, data, protocol, seed=1, device="cpu")
+    nchw = timed_proxy(cfg, data, protocol, seed=1, device="cpu",
+                       variant=VARIANTS["no-channels-last"])
+    # the same training in another memory layout: equal up to float summation order
+    assert nchw["val_curve"] == pytest.approx(base["val_curve"], abs=1e-6 + 100 / 32)
+    assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last"}
+
+
+def _folder(root: Path, per_class: int = 10, size: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b", "c"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{i}.png")  # lossless: decoded pixels are comparable
+    return root
+
+
+def test_train_files_are_the_training_split_in_order(tmp_path):
+    root = _folder(tmp_path / "d")
+    data = load_data("imagefolder", root, val_size=6, train_subset=20, seed=5, progress=False)
+    files = train_files(root, val_size=6, train_subset=20, seed=5)
+    assert len(files) == 20
+    decoded = torch.stack([torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1)
+                           for f, _ in files])
+    assert torch.equal(decoded, data.train.images)
+    assert [label for _, label in files] == data.train.labels.tolist()
+
+
+def test_pil_images_read_files_or_the_split(tmp_path):
+    root = _folder(tmp_path / "d")
+    data = load_data("imagefolder", root, val_size=6, progress=False)
+    files = train_files(root, val_size=6)
+    to_tensor = transforms.PILToTensor()
+    from_files = PILImages(data.train, files, to_tensor)
+    from_split = PILImages(data.train, None, to_tensor)
+    assert len(from_files) == len(from_split) == 24
+    for i in (0, 7, 23):
+        assert torch.equal(from_files[i][0], data.train.images[i])
+        assert torch.equal(from_split[i][0], data.train.images[i])
+        assert from_files[i][1] == from_split[i][1] == int(data.train.labels[i])
+    with pytest.raises(ValueError, match="3 files for a split of 24 images"):
+        PILImages(data.train, files[:3], to_tensor)
+
+
+def test_naive_loop_reads_the_files_and_reports_epochs(tmp_path):
+    root = _folder(tmp_path / "d", per_class=16)
+    data = load_data("imagefolder", root, val_size=8, progress=False)
+    protocol = ProxyProtocol(epochs=2, batch_size=512)
+    cfg = proxy_config(reference_config(0.3, num_classes=3, resolution=8), data, protocol)
+    r = naive_proxy(cfg, data, protocol, seed=0, device="cpu", files=train_files(root, val_size=8),
+                    workers=0, batch_size=8)
+    assert len(r["epoch_s"]) == 2 and r["batch_size"] == 8 and r["reads_files"]
+    assert r["train_images"] == 40  # 40 training images, batches of 8, none dropped
+    assert 0 <= r["val_acc"] <= 100 and r["steady_epoch_s"] == r["epoch_s"][1]
+
+
+def test_bench_architectures_are_the_reference_and_samples_within_budget():
+    space = load_space("ghostnet")
+    archs = bench_architectures(space, 100_000_000, 2, seed=0)
+    assert [n for n, _ in archs][0] == "ghostnet_1.0x"
+    assert archs[0][1] == reference_config(1.0)
+    assert len(archs) == 3 and archs[1][0].startswith("searched_0 (")
+
+
+def test_trials_per_hour_runs_exactly_the_trials(tmp_path):
+    space = load_space("ghostnet_cifar")
+    settings = SearchSettings(
+        study_name="x", storage="", space=space,
+        data=DataSpec("synthetic", resolution=16, train_subset=64, val_size=32),
+        protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=30_000_000,
+        device="cpu", prune=False, baselines=False)
+    r = trials_per_hour(settings, 1, trials_per_job=2)
+    assert r["jobs"] == 1 and r["trained"] == 2
+    assert 0 < r["span_s"] <= r["wall_s"]
+    assert r["trials_per_hour"] == pytest.approx(2 * 3600 / r["span_s"])
+
+
+def test_profile_steps_writes_tables(tiny, tmp_path):
+    cfg, data, protocol = tiny
+    seconds = profile_steps(cfg, data, protocol, seed=0, device="cpu", out_dir=tmp_path / "p",
+                            steady_after=3)  # 3 steps after the first: past the epoch end
+    assert set(seconds) == {"first_step_s", "steady_step_s"}
+    for name in ("first_step", "steady_step"):
+        assert "aten::convolution" in (tmp_path / "p" / f"{name}.txt").read_text()
+        json.loads((tmp_path / "p" / f"{name}.trace.json").read_text())
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_proxy.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_bench_proxy_script_end_to_end(tmp_path):
+    out = tmp_path / "bench.json"
+    r = _bench("--data", "synthetic", "--resolution", "16", "--train-subset", "64",
+               "--val-size", "32", "--space", "ghostnet_cifar", "--budget", "30MFLOPs",
+               "--searched", "1", "--epochs", "2", "--batch-size", "32", "--naive-batch", "16",
+               "--workers", "0", "--jobs", "1", "--trials-per-job", "1", "--device", "cpu",
+               "--json", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    loops = [(row["arch"], row["loop"]) for row in result["rows"]]
+    assert loops[:2] == [("ghostnet_1.0x", "default"), ("ghostnet_1.0x", "naive")]
+    assert len(loops) == 3 and loops[2][1] == "default"
+    assert result["jobs"][0]["trained"] == 1
+    assert result["naive_ratio"][0]["steady_epoch_x"] > 0
+    assert "steady epoch takes" in r.stdout and "trials per hour:" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "default,turbo"], "error: --variants turbo: choose from default, fp32"),
+    (["--epochs", "1"], "error: --epochs 1: need >= 2"),
+    (["--jobs", "0"], "error: --jobs values and --trials-per-job must be >= 1"),
+])
+def test_bench_proxy_bad_input_is_one_line(tmp_path, args, message):
+    r = _bench(*args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
