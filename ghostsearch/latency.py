@@ -101,7 +101,7 @@ def measure_latency(model_or_cfg: nn.Module | NetConfig, *, device: str = "cpu",
             used_threads = torch.get_num_threads()
             mode = "eager"
         else:
-            times = _time_cuda_graph(model, x, runs, warmup)
+            times = time_cuda_graph(model, x, runs, warmup)
             used_threads, mode = None, "cuda-graph"
         name = device_name(dev)
     finally:
@@ -126,8 +126,9 @@ def time_cpu(model: nn.Module, x: torch.Tensor, runs: int, warmup: int) -> list[
 
 
 @torch.inference_mode()
-def _time_cuda_graph(model: nn.Module, x: torch.Tensor, runs: int,
-                     warmup: int) -> list[float]:
+def time_cuda_graph(model: nn.Module, x: torch.Tensor, runs: int, warmup: int) -> list[float]:
+    """Milliseconds of each of `runs` replays of `model(x)` captured as one CUDA graph, timed
+    with CUDA events, after warm-up passes on a side stream (as capture requires)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):  # warm-up on a side stream, as graph capture requires

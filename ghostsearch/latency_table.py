@@ -23,7 +23,7 @@ from torch import nn
 
 from .config import ConfigError, NetConfig
 from .counting import block_counts
-from .latency import time_cpu
+from .latency import time_cpu, time_cuda_graph
 from .layers import ConvBnAct, GhostBottleneck
 from .space import SearchSpace
 
@@ -100,26 +100,35 @@ def _op_modules(cfg: NetConfig) -> list[tuple[Op, nn.Module, int, int]]:
 
 
 def _time_module(module: nn.Module, x: torch.Tensor, *, runs: int, warmup: int,
-                 threads: int) -> float:
-    """Median ms of `module(x)` on the CPU at `threads` threads, as measure_latency times."""
+                 threads: int | None) -> float:
+    """Median ms of `module(x)` on x's device, as measure_latency times it there: eager at
+    `threads` threads on the CPU, a replayed CUDA graph on a GPU."""
+    module = module.eval().to(x.device).to(memory_format=torch.channels_last)
+    if x.device.type == "cuda":
+        return float(np.median(time_cuda_graph(module, x, runs, warmup)))
     old = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        return float(np.median(time_cpu(module.eval().to(memory_format=torch.channels_last),
-                                        x, runs, warmup)))
+        return float(np.median(time_cpu(module, x, runs, warmup)))
     finally:
         torch.set_num_threads(old)
 
 
 @dataclass
 class LatencyTable:
-    device: str
+    device: str  # device_name(): "cpu: <model> (...)" or "cuda: <GPU name>"
     torch: str
-    threads: int
+    threads: int | None  # CPU threads the table was measured at; None on CUDA
     resolution: int
     entries: dict[str, float] = field(default_factory=dict)  # op key -> ms
     fits: dict[str, list[float]] = field(default_factory=dict)  # family -> [c0, c_flops, c_act]
     correction: tuple[float, float] = (1.0, 0.0)  # end-to-end = a * sum + b
+
+    @property
+    def device_type(self) -> str:
+        """Where this table's latencies are measured: "cpu" or "cuda"."""
+        return self.device.split(":", 1)[0]
 
     # -- prediction -------------------------------------------------------------------------
 
@@ -148,7 +157,7 @@ class LatencyTable:
         """Measure every op of `cfg` the table does not hold yet."""
         for op, module, in_ch, size in _op_modules(cfg):
             if op.key not in self.entries:
-                x = torch.randn(1, in_ch, size, size).contiguous(
+                x = torch.randn(1, in_ch, size, size, device=self.device_type).contiguous(
                     memory_format=torch.channels_last)
                 self.entries[op.key] = _time_module(module, x, runs=runs, warmup=warmup,
                                                     threads=self.threads)

@@ -107,6 +107,25 @@ def make_optimizer(model: torch.nn.Module, protocol: ProxyProtocol) -> torch.opt
                            momentum=protocol.momentum, nesterov=True)
 
 
+def graph_model(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> torch.nn.Module:
+    """The model with its training forward and backward captured as CUDA graphs and replayed.
+
+    A proxy step on a small network is bound by kernel launches, not by the GPU: one replay
+    launches the whole forward (or backward) at once. Every training batch has the loader's
+    fixed shape (the ragged last batch is dropped); eval mode runs the eager forward. The
+    capture's warm-up passes update BatchNorm's running statistics, so results differ slightly
+    from the eager loop's."""
+    if loader.device.type != "cuda":
+        raise ConfigError(f"CUDA graphs need a CUDA device, not {loader.device}")
+    # a batch-shaped sample (values are irrelevant); drawing a batch would move the loader's RNG
+    shape = (loader.batch_size, *loader.split.images.shape[1:])
+    sample = torch.randn(shape, device=loader.device).contiguous(
+        memory_format=torch.channels_last)
+    model.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+        return torch.cuda.make_graphed_callables(model, (sample,))
+
+
 def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                opt: torch.optim.Optimizer, label_smoothing: float, amp: bool) -> torch.Tensor:
     """One SGD step on a batch; returns the detached loss (no host sync)."""
@@ -176,16 +195,20 @@ def train_proxy(
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, float], None] | None = None,
     evaluate_test: bool = True,
+    cuda_graphs: bool = False,
 ) -> ProxyResult:
     """Train `cfg` (a proxy config, see `proxy_config`) for the protocol; return accuracies.
 
     `on_epoch(epoch, val_acc)` is called after each epoch; it may raise (e.g. optuna's
     TrialPruned) to stop the training. Raises TrainingDiverged on a NaN/inf loss.
+    `cuda_graphs` replays the training forward and backward as CUDA graphs (see graph_model).
     """
     device = torch.device(device)
     amp = device.type == "cuda"  # bf16 autocast; CPU stays fp32 for exact reproducibility
     model = build_proxy_model(cfg, seed, device)
     train_loader, val_loader = proxy_loaders(data, protocol, seed, device)
+    if cuda_graphs:
+        model = graph_model(model, train_loader, amp)
     opt = make_optimizer(model, protocol)
     total = protocol.epochs * len(train_loader)
     result = ProxyResult(val_acc=0.0, test_acc=None)

@@ -28,8 +28,9 @@ NOTES = ("Columns: s ghost ratio, d cheap-operation kernel, k depthwise kernel, 
          "and no more costly, better in one. Accuracies (%) come from the proxy training, not "
          "a full training.")
 TRIAL_COLUMNS = ("study", "trial", "state", "baseline", "feasible", "width", *STAGE_COLUMNS,
-                 "MFLOPs", "params_M", "latency_ms", "val_acc", "last_val_acc", "test_acc",
-                 "train_s", "epochs", "seed", "reason", "trained", "arch")
+                 "MFLOPs", "params_M", "latency_ms", "measured_ms", "measured_p90_ms",
+                 "val_acc", "last_val_acc", "test_acc", "train_s", "epochs", "seed", "reason",
+                 "trained", "arch")
 
 
 def _stage_column(params: dict[str, Any], key: str) -> str:
@@ -44,9 +45,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     Per-stage choices read stage1/.../stage6; SE is `-` (none), `r` (as in the paper), `a` (all).
     """
+    from .measure import measured_latency
+
+    measured = measured_latency(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         a, p = t.user_attrs, t.params
+        m = measured.get(t.number, {})
         row: dict[str, Any] = {
             "study": study.study_name, "trial": t.number, "state": t.state.name,
             "baseline": a.get("baseline") or "", "feasible": a.get("feasible"),
@@ -61,6 +66,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "MFLOPs": a["flops"] / 1e6 if "flops" in a else None,
             "params_M": a["params"] / 1e6 if "params" in a else None,
             "latency_ms": a.get("latency_ms"),
+            "measured_ms": m.get("measured_ms"),
+            "measured_p90_ms": m.get("measured_p90_ms"),
             "val_acc": a.get("val_acc"),
             "last_val_acc": (a.get("val_curve") or [None])[-1],
             "test_acc": a.get("test_acc"),
@@ -73,8 +80,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         })
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
-    for col in ("MFLOPs", "params_M", "latency_ms", "val_acc", "last_val_acc", "test_acc",
-                "train_s"):
+    for col in ("MFLOPs", "params_M", "latency_ms", "measured_ms", "measured_p90_ms", "val_acc",
+                "last_val_acc", "test_acc", "train_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
 
@@ -238,6 +245,27 @@ def _best_lines(df: pd.DataFrame, cost: str) -> list[str]:
     ]
 
 
+def _measured_section(studies: Sequence[optuna.Study]) -> tuple[str, Any] | None:
+    """Predicted vs measured latency of the final Pareto set, when it was measured."""
+    from .measure import measured_latency
+
+    rows = [{"study": s.study_name, **row} for s in studies
+            for row in measured_latency(s).values()]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    err = df.error_pct.abs().mean()
+    devices = ", ".join(sorted({f"{d} ({m})" for d, m in zip(df.device, df["mode"],
+                                                            strict=True)}))
+    title = (f"Measured latency of the final Pareto set (median ms, batch 1, {devices}; "
+             f"table's mean absolute error {err:.1f}%)")
+    cols = ["study", "trial", "baseline", "predicted_ms", "measured_ms", "measured_p90_ms",
+            "error_pct", "within_limit"]
+    if len(studies) == 1:
+        cols = cols[1:]
+    return title, _fmt(df[cols])
+
+
 def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[str, Path]:
     """Write trials.csv, pareto.csv, report.md, report.html and the plots for one or more
     studies (merged into one comparison); works on a study that is still running."""
@@ -285,6 +313,9 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
         ("Reference GhostNet baselines, same protocol", _fmt(comparison)),
         ("All trials", _fmt(top[trial_cols])),
     ]
+    measured = _measured_section(studies)
+    if measured is not None:
+        sections.insert(3, measured)
     md = [f"# ghostsearch report: {names}", ""]
     for title, body in sections:
         md += [f"## {title}", ""]

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import random
 import time
 import warnings
@@ -69,6 +70,7 @@ class SearchSettings:
     heartbeat_s: int = 30  # a killed worker's trial is failed after 3 missed beats
     latency_ms: float | None = None  # hard limit on the predicted deployment latency
     latency_table: str | None = None  # a LatencyTable file (scripts/build_latency_table.py)
+    cuda_graphs: bool = False  # replay each proxy training step as CUDA graphs
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -98,6 +100,8 @@ class SearchSettings:
                 raise ConfigError(
                     f"--latency-table {self.latency_table}: built at {table.resolution}px, "
                     f"the space deploys at {self.space.deployment.resolution}px")
+        if self.cuda_graphs and pick_device(self.device).type != "cuda":
+            raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
@@ -366,7 +370,7 @@ class Objective:
 
         curve: list[float] = []
         result = train_proxy(pcfg, self.data, s.protocol, seed=seed, device=self.device,
-                             on_epoch=report)
+                             on_epoch=report, cuda_graphs=s.cuda_graphs)
         for key, value in {"val_curve": result.val_curve, "val_acc": result.val_acc,
                            "test_acc": result.test_acc, "train_seconds": result.train_seconds,
                            "epochs_run": result.epochs_run}.items():
@@ -430,6 +434,8 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
 
 
 def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None) -> None:
+    if pick_device(device).type == "cpu":  # K workers share the cores instead of each taking all
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
     try:
         run_worker(settings, device=device, deadline=deadline)
     except KeyboardInterrupt:  # the parent reports; no traceback per worker

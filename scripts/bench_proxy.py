@@ -59,7 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--searched", type=int, default=2,
                    help="random architectures within the budget besides GhostNet 1.0x (2)")
     g.add_argument("--epochs", type=int, default=5)
-    g.add_argument("--batch-size", type=int, default=512)
+    g.add_argument("--batch-size", type=int, nargs="+", default=[512],
+                   help="fast-loop batch sizes (default 512; the learning rate scales with it); "
+                        "the first is the one compared and used for --jobs")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto")
     g = p.add_argument_group("what is measured")
@@ -104,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _check(args)
     device = pick_device(args.device)
-    protocol = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size)
+    if "cuda-graphs" in args.variants.split(",") and device.type != "cuda":
+        raise ConfigError(f"--variants cuda-graphs needs a CUDA device, not {device}")
+    protocols = [ProxyProtocol(epochs=args.epochs, batch_size=b) for b in args.batch_size]
+    protocol = protocols[0]
     space = load_space(args.space)
     spec = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
                     args.seed)
@@ -118,24 +123,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for i, (name, cfg) in enumerate(archs):
         pcfg = proxy_config(cfg, data, protocol)
-        for v in args.variants.split(","):
-            r = timed_proxy(pcfg, data, protocol, seed=args.seed, device=device,
-                            variant=VARIANTS[v])
-            rows.append({"arch": name, "loop": v, "batch": protocol.batch_size, **r})
-            print(f"{name} [{v}]: first epoch {r['first_epoch_s']:.2f} s, steady "
-                  f"{r['steady_epoch_s']:.2f} s, val {r['val_acc']:.2f}%", flush=True)
+        for proto in protocols:
+            for v in args.variants.split(","):
+                r = timed_proxy(pcfg, data, proto, seed=args.seed, device=device,
+                                variant=VARIANTS[v])
+                rows.append({"arch": name, "loop": v, "batch": proto.batch_size, **r})
+                print(f"{name} [{v}, batch {proto.batch_size}]: first epoch "
+                      f"{r['first_epoch_s']:.2f} s, steady {r['steady_epoch_s']:.2f} s, val "
+                      f"{r['val_acc']:.2f}%", flush=True)
         if i < args.naive_archs:
             r = naive_proxy(pcfg, data, protocol, seed=args.seed, device=device, files=files,
                             workers=args.workers, batch_size=args.naive_batch)
             rows.append({"arch": name, "loop": "naive", "batch": args.naive_batch, **r})
-            print(f"{name} [naive]: first epoch {r['first_epoch_s']:.2f} s, steady "
-                  f"{r['steady_epoch_s']:.2f} s, val {r['val_acc']:.2f}%", flush=True)
+            print(f"{name} [naive, batch {args.naive_batch}]: first epoch "
+                  f"{r['first_epoch_s']:.2f} s, steady {r['steady_epoch_s']:.2f} s, val "
+                  f"{r['val_acc']:.2f}%", flush=True)
     cols = ["arch", "loop", "batch", "build_s", "data_s", "first_epoch_s", "steady_epoch_s",
             "warmup_s", "eval_s", "trial_s", "images_per_s", "peak_mem_mb", "val_acc"]
     print(_fmt(rows, [c for c in cols if any(c in r for r in rows)]))
     ratios, first_variant = [], args.variants.split(",")[0]
     for name, _ in archs[:args.naive_archs]:
-        fast = next(r for r in rows if r["arch"] == name and r["loop"] == first_variant)
+        fast = next(r for r in rows if r["arch"] == name and r["loop"] == first_variant
+                    and r["batch"] == protocol.batch_size)
         naive = next(r for r in rows if r["arch"] == name and r["loop"] == "naive")
         ratios.append({"arch": name,
                        "steady_epoch_x": naive["steady_epoch_s"] / fast["steady_epoch_s"],
@@ -177,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.json or Path("results") / "bench" / f"proxy-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"device": where, "torch": torch.__version__, "data": data.summary(),
-              "protocol": protocol.__dict__, "rows": rows, "naive_ratio": ratios,
+              "protocols": [p.__dict__ for p in protocols], "rows": rows, "naive_ratio": ratios,
               "profile": profile, "jobs": sweep, "provenance": provenance(args)}
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"results: {out}")

@@ -29,6 +29,8 @@ from ghostsearch.cli import ArgumentParser, provenance, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.data import DATASETS
 from ghostsearch.export import export_best
+from ghostsearch.latency_table import LatencyTable
+from ghostsearch.measure import measure_front
 from ghostsearch.proxy import SCHEDULES, ProxyProtocol
 from ghostsearch.report import summary_table, write_report
 from ghostsearch.search import (
@@ -105,6 +107,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"learning-rate schedule (default: {DEFAULTS.schedule})")
     g.add_argument("--device", default="auto",
                    help="cuda, cuda:N or cpu (default: cuda when available)")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each training step's forward and backward as CUDA graphs "
+                        "(fewer kernel launches; not yet measured, so off by default)")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the sampler, the hold-out split and every trial (default: 0)")
     g = p.add_argument_group("storage and workers")
@@ -123,6 +128,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--devices", default=None,
                    help="comma-separated devices to spread the workers over, e.g. cuda:0,cuda:1")
     return p.parse_args(argv)
+
+
+def _measure_front(study, settings: SearchSettings) -> None:
+    """Measure the final Pareto set where the latency table was built (all training is over)."""
+    table = LatencyTable.load(settings.latency_table)
+    try:
+        measured = measure_front(study, table, limit_ms=settings.latency_ms)
+    except ConfigError as e:
+        print(f"the final Pareto set was not measured: {e}")
+        return
+    if measured.empty:
+        return
+    over = measured[(measured.within_limit == False) & (measured.baseline == "")]  # noqa: E712
+    print(f"measured the final Pareto set ({len(measured)} architectures, baselines included) "
+          f"on {measured.device.iloc[0]}: predicted vs measured mean absolute error "
+          f"{measured.error_pct.abs().mean():.1f}%"
+          + (f"; found architectures over the limit when measured: trials "
+             f"{', '.join(map(str, over.trial))}"
+             if len(over) else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
         n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
-        latency_table=args.latency_table)
+        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
     dataset = data.load() if args.n_jobs == 1 else None  # bad data fails here, before Optuna
     if dataset is not None:
         print(dataset.summary())
@@ -160,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted = True
     study = open_study(settings)
+    if settings.latency_table is not None and not interrupted:
+        _measure_front(study, settings)
 
     out.mkdir(parents=True, exist_ok=True)
     report = write_report([study], out)

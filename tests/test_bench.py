@@ -63,7 +63,7 @@ def test_variants_change_the_loop_not_the_training(tiny):
                        variant=VARIANTS["no-channels-last"])
     # the same training in another memory layout: equal up to float summation order
     assert nchw["val_curve"] == pytest.approx(base["val_curve"], abs=1e-6 + 100 / 32)
-    assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last"}
+    assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last", "cuda-graphs"}
 
 
 def _folder(root: Path, per_class: int = 10, size: int = 8) -> Path:
@@ -156,14 +156,19 @@ def test_bench_proxy_script_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
     r = _bench("--data", "synthetic", "--resolution", "16", "--train-subset", "64",
                "--val-size", "32", "--space", "ghostnet_cifar", "--budget", "30MFLOPs",
-               "--searched", "1", "--epochs", "2", "--batch-size", "32", "--naive-batch", "16",
+               "--searched", "1", "--epochs", "2", "--batch-size", "32", "16",
+               "--naive-batch", "16",
                "--workers", "0", "--jobs", "1", "--trials-per-job", "1", "--device", "cpu",
                "--json", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
-    loops = [(row["arch"], row["loop"]) for row in result["rows"]]
-    assert loops[:2] == [("ghostnet_1.0x", "default"), ("ghostnet_1.0x", "naive")]
-    assert len(loops) == 3 and loops[2][1] == "default"
+    loops = [(row["arch"], row["loop"], row["batch"]) for row in result["rows"]]
+    assert loops[:3] == [("ghostnet_1.0x", "default", 32), ("ghostnet_1.0x", "default", 16),
+                         ("ghostnet_1.0x", "naive", 16)]
+    assert len(loops) == 5 and [b for _, _, b in loops[3:]] == [32, 16]
+    # the comparison is between the first batch size's row and the naive row
+    assert result["naive_ratio"][0]["val_acc_fast_minus_naive"] == pytest.approx(
+        result["rows"][0]["val_acc"] - result["rows"][2]["val_acc"])
     assert result["jobs"][0]["trained"] == 1
     assert result["naive_ratio"][0]["steady_epoch_x"] > 0
     assert "steady epoch takes" in r.stdout and "trials per hour:" in r.stdout
@@ -173,8 +178,26 @@ def test_bench_proxy_script_end_to_end(tmp_path):
     (["--variants", "default,turbo"], "error: --variants turbo: choose from default, fp32"),
     (["--epochs", "1"], "error: --epochs 1: need >= 2"),
     (["--jobs", "0"], "error: --jobs values and --trials-per-job must be >= 1"),
+    (["--variants", "cuda-graphs", "--device", "cpu"],
+     "error: --variants cuda-graphs needs a CUDA device, not cpu"),
 ])
 def test_bench_proxy_bad_input_is_one_line(tmp_path, args, message):
     r = _bench(*args, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cuda_graphs_are_refused_off_cuda(tiny):
+    from ghostsearch.config import ConfigError
+    from ghostsearch.proxy import graph_model, proxy_loaders
+
+    cfg, data, protocol = tiny
+    loader, _ = proxy_loaders(data, protocol, 0, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device, not cpu"):
+        graph_model(torch.nn.Linear(2, 2), loader, amp=False)
+    with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
+        train_proxy(cfg, data, protocol, seed=0, device="cpu", cuda_graphs=True)
+    settings = dict(study_name="x", storage="", space=load_space("ghostnet_cifar"),
+                    data=DataSpec("synthetic"), protocol=protocol, device="cpu")
+    with pytest.raises(ConfigError, match="--cuda-graphs needs a CUDA device"):
+        SearchSettings(**settings, cuda_graphs=True)

@@ -61,3 +61,30 @@ def test_random_params_are_points_of_the_space():
     rng = random.Random(0)
     for _ in range(20):
         assert space.contains(random_params(space, rng))
+
+
+def test_device_type_follows_the_device_name(tmp_path):
+    assert LatencyTable("cpu: AMD EPYC (2 logical cores)", "x", 1, 32).device_type == "cpu"
+    cuda = LatencyTable("cuda: NVIDIA H100 80GB HBM3", "x", None, 32)
+    assert cuda.device_type == "cuda"
+    back = LatencyTable.load(cuda.save(tmp_path / "c.json"))
+    assert back.threads is None and back.device_type == "cuda"
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "error: --device cuda: CUDA is not available here; use --device cpu"),
+    ("mps", "error: --device mps: latency tables are built on cpu or cuda"),
+])
+def test_build_script_refuses_devices_it_cannot_measure(tmp_path, device, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "build_latency_table.py"
+    r = subprocess.run([sys.executable, str(script), "--device", device], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip() == message

@@ -4,12 +4,13 @@ import json
 
 import optuna
 import pytest
+import torch
 
 import ghostsearch.search as search_mod
 from ghostsearch import ConfigError, analytic_counts, build_model, count_flops, load_config
 from ghostsearch.export import export_best, export_trial
 from ghostsearch.proxy import ProxyProtocol
-from ghostsearch.report import summary_table, trials_frame
+from ghostsearch.report import pareto_front, summary_table, trials_frame
 from ghostsearch.search import (
     DataSpec,
     SearchSettings,
@@ -210,8 +211,33 @@ def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
                 if t.user_attrs.get("trained") and not t.user_attrs.get("baseline")]
     assert searched and all(table.predict(c) <= 5.0 for c in searched)
     assert len(trained_configs) == trained_count(study)  # nothing else reached the trainer
+    # the final Pareto set (and the baselines) measured where the table was built
+    from ghostsearch.measure import MEASURED_KEY, front_trials, measure_front
+
+    df = trials_frame(study)
+    front = set(pareto_front(df, "latency_ms").trial)
+    baselines = set(df[(df.baseline != "") & (df.state == "COMPLETE")].trial)
+    assert front and set(front_trials(study)) == front | baselines
+    measured = measure_front(study, table, limit_ms=5.0, runs=3)
+    assert set(measured.trial) == front | baselines and (measured.measured_ms > 0).all()
+    for _, row in measured.iterrows():
+        assert row.predicted_ms == study.trials[row.trial].user_attrs["latency_ms"]
+        assert row.error_pct == pytest.approx(
+            100 * (row.predicted_ms - row.measured_ms) / row.measured_ms)
+        assert row.within_limit == (row.measured_ms <= 5.0)
+        assert row.device.startswith("cpu: ") and row["mode"] == "eager" and row.threads == 1
+    assert set(study.user_attrs[MEASURED_KEY]) == {str(n) for n in measured.trial}
+    df = trials_frame(study)
+    assert df.measured_ms.notna().sum() == len(measured)
+    assert df[~df.trial.isin(measured.trial)].measured_ms.isna().all()
     files = write_report([study], tmp_path / "rep")
     assert files["pareto_latency"].exists()
+    assert "Measured latency of the final Pareto set" in files["md"].read_text()
+    cuda_table = LatencyTable("cuda: some GPU", "x", None, space.deployment.resolution,
+                              fits={"all": [0.0, 1.0, 0.0]})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="measured on CUDA and this machine has none"):
+            measure_front(study, cuda_table)
 
 
 def test_latency_settings_errors(tmp_path, space):
