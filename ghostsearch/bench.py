@@ -283,3 +283,33 @@ def profile_steps(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, see
         (out_dir / f"{name}.txt").write_text(table + "\n")
         prof.export_chrome_trace(str(out_dir / f"{name}.trace.json"))
     return seconds
+
+
+def naive_comparison(rows: list[dict[str, Any]], jobs: list[dict[str, Any]], *,
+                     batch: int, variant: str = "default") -> list[dict[str, Any]]:
+    """The fast loop against the naive one, per architecture that ran both, like for like.
+
+    Speed: the fast loop at `batch` (the protocol's) against the naive loop, per steady epoch
+    and over all epochs. Accuracy: the fast loop at the naive loop's batch size when it ran
+    (the same number of steps), else at `batch`. Trials per hour (with `jobs`, the output of
+    `trials_per_hour`): the best K against one naive process whose trial is its epochs plus the
+    fast trial's build, data and evaluation time (both evaluate with the same code)."""
+    out = []
+    for naive in (r for r in rows if r["loop"] == "naive"):
+        same = [r for r in rows if r["arch"] == naive["arch"] and r["loop"] == variant]
+        fast = next(r for r in same if r["batch"] == batch)
+        peer = next((r for r in same if r["batch"] == naive["batch"]), fast)
+        row = {"arch": naive["arch"], "fast_batch": batch, "naive_batch": naive["batch"],
+               "steady_epoch_x": naive["steady_epoch_s"] / fast["steady_epoch_s"],
+               "all_epochs_x": sum(naive["epoch_s"]) / sum(fast["epoch_s"]),
+               "acc_compared_at_batch": peer["batch"],
+               "val_acc_fast_minus_naive": peer["val_acc"] - naive["val_acc"]}
+        if jobs:
+            naive_trial = sum(naive["epoch_s"]) + fast["trial_s"] - sum(fast["epoch_s"])
+            best = max(jobs, key=lambda j: j["trials_per_hour"])
+            row.update({"naive_trials_per_hour": 3600 / naive_trial,
+                        "best_jobs": best["jobs"],
+                        "best_trials_per_hour": best["trials_per_hour"],
+                        "trials_per_hour_x": best["trials_per_hour"] * naive_trial / 3600})
+        out.append(row)
+    return out

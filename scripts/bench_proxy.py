@@ -7,9 +7,10 @@ trials an hour K concurrent workers reach.
 For the reference GhostNet 1.0x and --searched random architectures within --budget (each
 adapted to the proxy task as the search adapts it), times the search's trainer phase by phase:
 model build, data ready, first epoch (the per-architecture warm-up), steady epochs, evaluation;
-with images per second, peak GPU memory and validation accuracy. --variants repeats it with a
-change (fp32, no-cudnn, no-channels-last) to see what the warm-up and the steady epoch are made
-of; --profile DIR writes profiler tables of the first and of a steady training step. The naive
+with images per second, peak GPU memory and validation accuracy, at each --batch-size.
+--variants repeats it with a change (fp32, no-cudnn, no-channels-last, cuda-graphs) to see what
+the warm-up and the steady epoch are made of; --profile DIR writes profiler tables of the first
+and of a steady training step. The naive
 loop (a DataLoader with --workers processes and PIL transforms, reading the JPEG files for
 --data imagefolder, fp32, batch --naive-batch) trains the same model for the same epochs; the
 ratio of the two is printed. --jobs K... runs a throw-away search of K x --trials-per-job
@@ -32,6 +33,7 @@ from ghostsearch import parse_budget
 from ghostsearch.bench import (
     VARIANTS,
     bench_architectures,
+    naive_comparison,
     naive_proxy,
     profile_steps,
     timed_proxy,
@@ -141,18 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     cols = ["arch", "loop", "batch", "build_s", "data_s", "first_epoch_s", "steady_epoch_s",
             "warmup_s", "eval_s", "trial_s", "images_per_s", "peak_mem_mb", "val_acc"]
     print(_fmt(rows, [c for c in cols if any(c in r for r in rows)]))
-    ratios, first_variant = [], args.variants.split(",")[0]
-    for name, _ in archs[:args.naive_archs]:
-        fast = next(r for r in rows if r["arch"] == name and r["loop"] == first_variant
-                    and r["batch"] == protocol.batch_size)
-        naive = next(r for r in rows if r["arch"] == name and r["loop"] == "naive")
-        ratios.append({"arch": name,
-                       "steady_epoch_x": naive["steady_epoch_s"] / fast["steady_epoch_s"],
-                       "all_epochs_x": sum(naive["epoch_s"]) / sum(fast["epoch_s"]),
-                       "val_acc_fast_minus_naive": fast["val_acc"] - naive["val_acc"]})
-        print(f"{name}: the naive loop's steady epoch takes {ratios[-1]['steady_epoch_x']:.1f}x "
-              f"the fast one's ({ratios[-1]['all_epochs_x']:.1f}x over all {args.epochs} epochs); "
-              f"accuracy fast - naive = {ratios[-1]['val_acc_fast_minus_naive']:+.2f} points")
     profile = None
     if args.profile:
         profile = profile_steps(proxy_config(archs[0][1], data, protocol), data, protocol,
@@ -173,16 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"= {sweep[-1]['trials_per_hour']:.0f} trials/hour", flush=True)
         print(pd.DataFrame(sweep).to_markdown(index=False, floatfmt=("g", "g", ".1f", ".1f",
                                                                      ".0f", ".0f")))
-    naive = next((r for r in rows if r["loop"] == "naive"), None)
-    if sweep and naive is not None:
-        naive_rate = 3600 / sum(naive["epoch_s"])  # one process, epochs only: a lower bound
-        best = max(sweep, key=lambda r: r["trials_per_hour"])
-        ratios.append({"arch": naive["arch"], "naive_trials_per_hour": naive_rate,
-                       "best_trials_per_hour": best["trials_per_hour"],
-                       "trials_per_hour_x": best["trials_per_hour"] / naive_rate})
-        print(f"trials per hour: {best['trials_per_hour']:.0f} with {best['jobs']} worker(s) "
-              f"against {naive_rate:.0f} for the naive loop on {naive['arch']} (its epochs "
-              f"alone): {ratios[-1]['trials_per_hour_x']:.1f}x")
+    ratios = naive_comparison(rows, sweep, batch=protocol.batch_size,
+                              variant=args.variants.split(",")[0])
+    for r in ratios:
+        print(f"{r['arch']}: the naive loop (batch {r['naive_batch']}) takes "
+              f"{r['steady_epoch_x']:.1f}x the fast loop's steady epoch at batch "
+              f"{r['fast_batch']} ({r['all_epochs_x']:.1f}x over all {args.epochs} epochs); "
+              f"validation accuracy fast - naive at batch {r['acc_compared_at_batch']}: "
+              f"{r['val_acc_fast_minus_naive']:+.2f} points")
+        if "trials_per_hour_x" in r:
+            print(f"trials per hour: {r['best_trials_per_hour']:.0f} with {r['best_jobs']} "
+                  f"worker(s) against {r['naive_trials_per_hour']:.0f} for one naive process: "
+                  f"{r['trials_per_hour_x']:.1f}x")
     out = Path(args.json or Path("results") / "bench" / f"proxy-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"device": where, "torch": torch.__version__, "data": data.summary(),

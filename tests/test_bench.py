@@ -16,6 +16,7 @@ from ghostsearch.bench import (
     VARIANTS,
     PILImages,
     bench_architectures,
+    naive_comparison,
     naive_proxy,
     profile_steps,
     timed_proxy,
@@ -166,12 +167,14 @@ def test_bench_proxy_script_end_to_end(tmp_path):
     assert loops[:3] == [("ghostnet_1.0x", "default", 32), ("ghostnet_1.0x", "default", 16),
                          ("ghostnet_1.0x", "naive", 16)]
     assert len(loops) == 5 and [b for _, _, b in loops[3:]] == [32, 16]
-    # the comparison is between the first batch size's row and the naive row
-    assert result["naive_ratio"][0]["val_acc_fast_minus_naive"] == pytest.approx(
-        result["rows"][0]["val_acc"] - result["rows"][2]["val_acc"])
+    # accuracy is compared at the naive loop's batch (16), speed at the first batch (32)
+    ratio = result["naive_ratio"][0]
+    assert ratio["acc_compared_at_batch"] == 16 and ratio["fast_batch"] == 32
+    assert ratio["val_acc_fast_minus_naive"] == pytest.approx(
+        result["rows"][1]["val_acc"] - result["rows"][2]["val_acc"])
     assert result["jobs"][0]["trained"] == 1
-    assert result["naive_ratio"][0]["steady_epoch_x"] > 0
-    assert "steady epoch takes" in r.stdout and "trials per hour:" in r.stdout
+    assert ratio["steady_epoch_x"] > 0 and ratio["best_jobs"] == 1
+    assert "the fast loop's steady epoch" in r.stdout and "trials per hour:" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -201,3 +204,24 @@ def test_cuda_graphs_are_refused_off_cuda(tiny):
                     data=DataSpec("synthetic"), protocol=protocol, device="cpu")
     with pytest.raises(ConfigError, match="--cuda-graphs needs a CUDA device"):
         SearchSettings(**settings, cuda_graphs=True)
+
+
+def test_naive_comparison_is_like_for_like():
+    def fast(batch, epochs, acc, trial):
+        return {"arch": "a", "loop": "default", "batch": batch, "epoch_s": epochs,
+                "steady_epoch_s": epochs[-1], "val_acc": acc, "trial_s": trial}
+
+    rows = [fast(512, [10.0, 2.0, 2.0], 60.0, 20.0), fast(128, [10.0, 5.0, 5.0], 70.0, 26.0),
+            {"arch": "a", "loop": "naive", "batch": 128, "epoch_s": [30.0, 20.0, 20.0],
+             "steady_epoch_s": 20.0, "val_acc": 71.0},
+            fast(512, [1.0, 1.0, 1.0], 1.0, 3.0) | {"arch": "b"}]  # b: no naive run
+    jobs = [{"jobs": 1, "trials_per_hour": 100.0}, {"jobs": 4, "trials_per_hour": 300.0}]
+    [r] = naive_comparison(rows, jobs, batch=512)
+    assert r["arch"] == "a" and r["steady_epoch_x"] == 10.0 and r["all_epochs_x"] == 5.0
+    # accuracy at the naive loop's batch: 70 - 71, not the batch-512 row's 60 - 71
+    assert r["acc_compared_at_batch"] == 128 and r["val_acc_fast_minus_naive"] == -1.0
+    # naive trial: its 70 s of epochs + the fast trial's 20 - 14 s outside epochs = 76 s
+    assert r["naive_trials_per_hour"] == pytest.approx(3600 / 76)
+    assert r["best_jobs"] == 4 and r["trials_per_hour_x"] == pytest.approx(300 * 76 / 3600)
+    [alone] = naive_comparison(rows[:1] + rows[2:3], [], batch=512)
+    assert alone["acc_compared_at_batch"] == 512 and "trials_per_hour_x" not in alone
