@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The GPU figures the open issues ask for, in parts that each fit one 10-minute device call.
 #
-#   bash scripts/gpu_figures.sh latency bench      # any of: latency bench jobs search fidelity
-#
+#   bash scripts/gpu_figures.sh latency            # parts: latency bench variants jobs search
+#                                                  #        fidelity (several run in order)
 # On the lent GPU machine (after `bash ../shared/tools/gpu-stage.sh` here), call the device
-# tool's run with carry [".gpu"] and:
-#   source .gpu/gpu-setup.sh && bash scripts/gpu_figures.sh latency bench
+# tool's run with carry [".gpu", "results/gpu-search"] and:
+#   source .gpu/gpu-setup.sh && bash scripts/gpu_figures.sh latency
 # Results go under $OUT (the device tool's output folder; default results/gpu). Needs
-# CIFAR10_JPEG_DIR (gpu-setup.sh sets it). DEVICE=cpu QUICK=1 runs every part in seconds on
-# tiny settings, to check this script without a GPU (its figures mean nothing).
+# CIFAR10_JPEG_DIR (gpu-setup.sh sets it). JOBS="1 2 4" picks the worker counts of `jobs`
+# (default 1 2 4 8; split it over calls if it runs long). `search` stops after 480 s and keeps
+# its study in results/gpu-search/study.db (also copied to $OUT): copy that file back into
+# results/gpu-search/ here and carry it, and the next call resumes the same search.
+# `fidelity` trains 12 architectures for 5 and 20 epochs: with the brief's 40-70 s first-epoch
+# warm-up it may not fit one call; FIDELITY="--archs 12 --epochs 3 --train-subset 15000 ..."
+# replaces its arguments.
+# DEVICE=cpu QUICK=1 runs every part on tiny settings, to check this script without a GPU (its
+# figures mean nothing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${OUT:-results/gpu}
@@ -22,14 +29,15 @@ if [ "$quick" = 1 ]; then
   lat=(--runs 5 --warmup 1) table=(--archs 3 --eval 2 --runs 3)
   bench=(--searched 1 --naive-batch 32 --workers 0) jobs=(--jobs 1 2 --trials-per-job 1)
   search=(--trials 3 --n-jobs 2) fidelity=(--archs 3 --epochs 1 --factor 2 --seeds 2)
-  batches=(--batch-size 64) variants=default
+  batches=(--batch-size 64 32) variants=fp32
 else
   small=() pbatch=() lat=(--runs 200 --warmup 20) table=(--archs 20 --eval 50)
-  bench=(--searched 2 --naive-batch 128 --workers 8) jobs=(--jobs 1 2 4 8 --trials-per-job 2)
-  search=(--trials 40 --n-jobs 4) fidelity=(--archs 12 --epochs 5 --factor 4 --seeds 3)
-  batches=(--batch-size 512 1024) variants=default,cuda-graphs,fp32,no-cudnn
+  bench=(--searched 2 --naive-batch 128 --workers 8)
+  jobs=(--jobs ${JOBS:-1 2 4 8} --trials-per-job 2)
+  search=(--trials 40 --n-jobs 4 --timeout 480)
+  read -ra fidelity <<< "${FIDELITY:---archs 12 --epochs 5 --factor 4 --seeds 3}"
+  batches=(--batch-size 512 1024) variants=cuda-graphs,fp32,no-cudnn
 fi
-[ "$device" = cpu ] && variants=${variants//,cuda-graphs/}
 common=(--data imagefolder --data-dir "$data" --device "$device")
 
 for part in "$@"; do
@@ -39,21 +47,26 @@ for part in "$@"; do
         --json "$out/latency-reference-$device.json"
       py scripts/build_latency_table.py --space ghostnet --device "$device" "${table[@]}" \
         --out "$out/latency/ghostnet-$device.json" ;;
-    bench)  # per-phase trial times, variants, the naive loop, a profile of the first step
-      py scripts/bench_proxy.py "${common[@]}" "${small[@]}" "${bench[@]}" \
-        "${batches[@]}" --variants "$variants" --jobs --profile "$out/profile" \
-        --json "$out/bench-proxy-$device.json" ;;
+    bench)  # per-phase trial times of 3 architectures, the naive loop, a profiled first step
+      py scripts/bench_proxy.py "${common[@]}" "${small[@]}" "${pbatch[@]}" "${bench[@]}" \
+        --jobs --profile "$out/profile" --json "$out/bench-proxy-$device.json" ;;
+    variants)  # what the warm-up and the steady epoch are made of, and larger batches
+      py scripts/bench_proxy.py "${common[@]}" "${small[@]}" "${batches[@]}" --searched 0 \
+        --naive-archs 0 --variants "default,$variants" --jobs \
+        --json "$out/bench-variants-$device.json" ;;
     jobs)  # trials per hour with K concurrent workers
       py scripts/bench_proxy.py "${common[@]}" "${small[@]}" "${pbatch[@]}" --searched 0 \
         --naive-archs 0 "${jobs[@]}" --json "$out/bench-jobs-$device.json" ;;
     search)  # the issue's search at 200 MFLOPs, report and best_arch.json under $out/search
+      mkdir -p results/gpu-search
       py scripts/search.py --budget 200MFLOPs "${common[@]}" "${small[@]}" "${pbatch[@]}" \
         "${search[@]}" --study-name gpu-200M --out "$out/search" \
-        --storage "sqlite:///$out/search.db" ;;
+        --storage sqlite:///results/gpu-search/study.db
+      cp results/gpu-search/study.db "$out/search/" ;;
     fidelity)  # Kendall tau / Spearman rho of the proxy against a 4x longer schedule
       py scripts/proxy_fidelity.py --budget 200MFLOPs "${common[@]}" "${small[@]}" \
         "${pbatch[@]}" "${fidelity[@]}" --json "$out/fidelity-$device.json" ;;
-    *) echo "error: unknown part '$part': choose from latency bench jobs search fidelity" >&2
+    *) echo "error: unknown part '$part': choose from latency bench variants jobs search fidelity" >&2
        exit 2 ;;
   esac
 done
