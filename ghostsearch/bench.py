@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed:
     amp = dev.type == "cuda" if variant.amp is None else variant.amp
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    with torch.backends.cudnn.flags(enabled=variant.cudnn):
+    # cudnn.flags() also resets benchmark/deterministic/tf32: only enter it to turn cuDNN off
+    off = torch.backends.cudnn.flags(enabled=False) if not variant.cudnn else nullcontext()
+    with off:
         sync(dev)
         t0 = time.perf_counter()
         model = build_proxy_model(cfg, seed, dev, variant.channels_last)

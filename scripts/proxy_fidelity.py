@@ -28,6 +28,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--space", default="ghostnet")
     p.add_argument("--data", choices=DATASETS, default="synthetic")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--val-size", type=int, default=None,
+                   help="validation images held out of train (default 5,000 or a tenth)")
     p.add_argument("--train-subset", type=int, default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--archs", type=int, default=12, help="architectures (default 12)")
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = parse_budget(args.budget)
     space = load_space(args.space)
     proxy = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size)
-    data = load_data(args.data, args.data_dir, train_subset=args.train_subset,
+    data = load_data(args.data, args.data_dir, val_size=args.val_size,
+                     train_subset=args.train_subset,
                      resolution=args.resolution, seed=args.seed)
     configs = sample_within_budget(space, budget, args.archs, args.seed)
     result = proxy_fidelity(configs, data, proxy, args.factor, seeds=args.seeds,

@@ -64,6 +64,9 @@ def test_variants_change_the_loop_not_the_training(tiny):
                        variant=VARIANTS["no-channels-last"])
     # the same training in another memory layout: equal up to float summation order
     assert nchw["val_curve"] == pytest.approx(base["val_curve"], abs=1e-6 + 100 / 32)
+    no_cudnn = timed_proxy(cfg, data, protocol, seed=1, device="cpu", variant=VARIANTS["no-cudnn"])
+    assert no_cudnn["val_curve"] == base["val_curve"]  # cuDNN plays no part on a CPU
+    assert torch.backends.cudnn.enabled  # and it is on again afterwards
     assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last", "cuda-graphs"}
 
 
