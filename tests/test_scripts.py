@@ -61,3 +61,27 @@ def test_search_end_to_end_then_export(tmp_path):
     assert r.returncode == 0 and (out / "trial_0.json").exists()
     r = run("export.py", "--study-name", "missing", cwd=tmp_path)
     assert r.returncode == 2 and "no results/missing/study.db" in r.stderr
+
+
+@pytest.mark.slow
+def test_latency_limited_search_measures_its_pareto_set(tmp_path):
+    from ghostsearch.latency_table import LatencyTable
+
+    # a synthetic CPU table: every op costs its MFLOPs in ms
+    table = LatencyTable("cpu: synthetic", "x", 1, 32, fits={"all": [0.0, 1.0, 0.0]})
+    path = table.save(tmp_path / "lat.json")
+    r = run("search.py", "--space", "ghostnet_cifar", "--budget", "60M", "--data", "synthetic",
+            "--trials", "3", "--epochs", "1", "--batch-size", "64", "--train-subset", "64",
+            "--val-size", "40", "--resolution", "16", "--device", "cpu", "--study-name", "lat",
+            "--latency-ms", "30", "--latency-table", str(path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "measured the final Pareto set" in r.stdout
+    import pandas as pd
+
+    trials = pd.read_csv(tmp_path / "results" / "lat" / "trials.csv")
+    measured = trials[trials.measured_ms.notna()]
+    # the front and the baselines carry a measured latency; untrained trials none
+    assert len(measured) and measured.state.eq("COMPLETE").all()
+    assert (measured.baseline.notna() | measured.feasible).all()
+    report = (tmp_path / "results" / "lat" / "report.md").read_text()
+    assert "Measured latency of the final Pareto set" in report
