@@ -64,3 +64,13 @@ def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
     if args is not None:
         info["args"] = {k: v for k, v in vars(args).items() if not callable(v)}
     return info
+
+
+def markdown(df: Any, **kwargs: Any) -> str:
+    """`df.to_markdown(index=False, ...)`, or plain text where tabulate is not installed (as on
+    a machine that cannot reach a package registry): a missing table printer must never lose
+    the measurements it would have shown."""
+    try:
+        return df.to_markdown(index=False, **kwargs)
+    except ImportError:
+        return df.to_string(index=False)

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import ConfigError, NetConfig
@@ -32,6 +33,18 @@ def sample_within_budget(space: SearchSpace, budget_flops: int, n: int, seed: in
                 return list(found)
     raise ConfigError(f"only {len(found)} of {n} architectures found within the budget in "
                       f"{max_tries} samples; raise the budget")
+
+
+def rank_correlations(a: pd.Series, b: pd.Series) -> dict[str, float | None]:
+    """Kendall tau-b and Spearman rho of two paired series. Spearman is Pearson on average
+    ranks (pandas alone); Kendall needs scipy and is None without it (the GPU image lacks it
+    unless staged), so that a missing library never loses a finished measurement."""
+    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
+    try:
+        kendall = float(a.corr(b, method="kendall"))
+    except ImportError:
+        kendall = None
+    return {"kendall": kendall, "spearman": float(a.rank().corr(b.rank()))}
 
 
 def proxy_fidelity(configs: list[NetConfig], data: Dataset, proxy: ProxyProtocol,
@@ -63,10 +76,11 @@ def proxy_fidelity(configs: list[NetConfig], data: Dataset, proxy: ProxyProtocol
             for s in range(1, seeds)]
         noise.append({"arch": i, "seeds": seeds, "mean": float(pd.Series(accs).mean()),
                       "std": float(pd.Series(accs).std())})
+    corr = rank_correlations(table.proxy_val, table.longer_val)
     return {
         "table": table,
-        "kendall_tau": float(table.proxy_val.corr(table.longer_val, method="kendall")),
-        "spearman_rho": float(table.proxy_val.corr(table.longer_val, method="spearman")),
+        "kendall_tau": corr["kendall"],
+        "spearman_rho": corr["spearman"],
         "seed_noise": noise,
         "proxy_epochs": proxy.epochs, "longer_epochs": longer.epochs,
     }

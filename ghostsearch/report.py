@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from .cli import markdown
 from .space import STAGE_KEYS, STAGE_NAMES
 
 _ABBREV = {"ghost_ratio": "s", "cheap_kernel": "d", "kernel": "k", "expansion": "e",
@@ -319,7 +320,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     md = [f"# ghostsearch report: {names}", ""]
     for title, body in sections:
         md += [f"## {title}", ""]
-        md.append(body.to_markdown(index=False) if isinstance(body, pd.DataFrame)
+        md.append(markdown(body) if isinstance(body, pd.DataFrame)
                   else body)
         md.append("")
     md += [NOTES, ""]

@@ -39,7 +39,7 @@ from ghostsearch.bench import (
     timed_proxy,
     trials_per_hour,
 )
-from ghostsearch.cli import ArgumentParser, provenance, run_cli
+from ghostsearch.cli import ArgumentParser, markdown, provenance, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.data import DATASETS, train_files
 from ghostsearch.latency import device_name
@@ -101,7 +101,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _fmt(rows: list[dict], cols: list[str]) -> str:
-    return pd.DataFrame(rows)[cols].to_markdown(index=False, floatfmt=".2f")
+    return markdown(pd.DataFrame(rows)[cols], floatfmt=".2f")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          trials_per_job=args.trials_per_job))
             print(f"{k} worker(s): {sweep[-1]['trained']} trials in {sweep[-1]['span_s']:.1f} s "
                   f"= {sweep[-1]['trials_per_hour']:.0f} trials/hour", flush=True)
-        print(pd.DataFrame(sweep).to_markdown(index=False, floatfmt=("g", "g", ".1f", ".1f",
+        print(markdown(pd.DataFrame(sweep), floatfmt=("g", "g", ".1f", ".1f",
                                                                      ".0f", ".0f")))
     ratios = naive_comparison(rows, sweep, batch=protocol.batch_size,
                               variant=args.variants.split(",")[0])

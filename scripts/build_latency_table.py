@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ghostsearch.cli import ArgumentParser, run_cli
 from ghostsearch.config import ConfigError
+from ghostsearch.fidelity import rank_correlations
 from ghostsearch.latency import device_name, measure_latency
 from ghostsearch.latency_table import LatencyTable, random_params
 from ghostsearch.proxy import pick_device
@@ -56,9 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def evaluate(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     p, m = pd.Series(predicted), pd.Series(measured)
     return {"mape_pct": float((abs(p - m) / m).mean() * 100),
-            "bias_pct": float(((p - m) / m).mean() * 100),
-            "spearman": float(p.corr(m, method="spearman")),
-            "kendall": float(p.corr(m, method="kendall"))}
+            "bias_pct": float(((p - m) / m).mean() * 100), **rank_correlations(p, m)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ghostsearch.cli import ArgumentParser, run_cli
+from ghostsearch.cli import ArgumentParser, markdown, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.counting import fvcore_flops
 from ghostsearch.ghostify import cheap_flops, count_ghostified, ghostify
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         })
     print(f"Ghost modules with s={args.ratio}, d={args.cheap_kernel}"
           f"{', stem kept' if not args.no_keep_stem else ''}:")
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(markdown(pd.DataFrame(rows)))
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ghostsearch import build_model, load_config, reference_config
-from ghostsearch.cli import ArgumentParser, run_cli
+from ghostsearch.cli import ArgumentParser, markdown, run_cli
 from ghostsearch.config import ConfigError
 from ghostsearch.counting import analytic_counts, fvcore_flops, thop_flops
 
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.format == "csv":
         table.to_csv(sys.stdout, index=False)
     else:
-        print(table.to_markdown(index=False, floatfmt=".2f", intfmt=","))
+        print(markdown(table, floatfmt=".2f", intfmt=","))
     return 0
 
 

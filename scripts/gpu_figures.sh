@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The GPU figures the open issues ask for, in parts that each fit one 10-minute device call.
+# The GPU figures the open issues ask for, in parts meant for one 10-minute device call each.
 #
 #   bash scripts/gpu_figures.sh latency            # parts: latency bench variants jobs search
 #                                                  #        fidelity (several run in order)
-# On the lent GPU machine (after `bash ../shared/tools/gpu-stage.sh` here), call the device
-# tool's run with carry [".gpu", "results/gpu-search"] and:
+# Stage once, here: `bash ../shared/tools/gpu-stage.sh`, then the two wheels the GPU image lacks
+# (tabulate prints the tables, scipy gives Kendall tau; without them the scripts print plain
+# tables and report Kendall tau as null):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_28_x86_64 -d .gpu tabulate scipy
+# (.gpu is then about 60 MB, under the 64 MiB carry limit.) On the lent GPU machine, call the
+# device tool's run with carry [".gpu", "results/gpu-search"] and:
 #   source .gpu/gpu-setup.sh && bash scripts/gpu_figures.sh latency
 # Results go under $OUT (the device tool's output folder; default results/gpu). Needs
 # CIFAR10_JPEG_DIR (gpu-setup.sh sets it). JOBS="1 2 4" picks the worker counts of `jobs`

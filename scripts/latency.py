@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ghostsearch import load_config, reference_config
-from ghostsearch.cli import ArgumentParser, run_cli
+from ghostsearch.cli import ArgumentParser, markdown, run_cli
 from ghostsearch.latency import DTYPES, measure_latency
 from ghostsearch.search import width_name
 
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = pd.DataFrame(results)
     print(f"{results[0]['device']}, torch {results[0]['torch']}, {results[0]['mode']}, "
           f"{args.dtype}, {args.runs} runs after {args.warmup} warm-up")
-    print(table[["model", "resolution", "batch", "threads", "median_ms", "p10_ms",
-                 "p90_ms"]].to_markdown(index=False, floatfmt=".2f"))
+    print(markdown(table[["model", "resolution", "batch", "threads", "median_ms", "p10_ms",
+                 "p90_ms"]], floatfmt=".2f"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

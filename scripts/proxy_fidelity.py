@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ghostsearch import parse_budget
-from ghostsearch.cli import ArgumentParser, provenance, run_cli
+from ghostsearch.cli import ArgumentParser, markdown, provenance, run_cli
 from ghostsearch.data import DATASETS, load_data
 from ghostsearch.fidelity import proxy_fidelity, sample_within_budget
 from ghostsearch.proxy import ProxyProtocol, pick_device
@@ -56,8 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             device=str(pick_device(args.device)), progress=print)
     table = result.pop("table")
     shown = table.drop(columns=["code"]).assign(arch=table.arch.astype(str))
-    print(shown.to_markdown(index=False, floatfmt=".2f"))
-    print(f"Kendall tau {result['kendall_tau']:.3f}, Spearman rho {result['spearman_rho']:.3f} "
+    print(markdown(shown, floatfmt=".2f"))
+    tau = "n/a (install scipy)" if result["kendall_tau"] is None else f"{result['kendall_tau']:.3f}"
+    print(f"Kendall tau {tau}, Spearman rho {result['spearman_rho']:.3f} "
           f"({result['proxy_epochs']} vs {result['longer_epochs']} epochs, {len(table)} archs)")
     for n in result["seed_noise"]:
         print(f"arch {n['arch']}: {n['mean']:.2f}% +- {n['std']:.2f} over {n['seeds']} seeds")

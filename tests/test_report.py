@@ -153,3 +153,16 @@ def test_report_script_reads_the_storage(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "report.html").exists()
     assert np.isclose(pd.read_csv(tmp_path / "out" / "pareto.csv").MFLOPs[0], 40.0)
+
+
+def test_markdown_falls_back_to_plain_text_without_tabulate(monkeypatch):
+    import sys
+
+    import pandas as pd
+
+    from ghostsearch.cli import markdown
+
+    df = pd.DataFrame({"model": ["a", "b"], "ms": [1.234, 5.0]})
+    assert markdown(df, floatfmt=".2f").splitlines()[2] == "| a       | 1.23 |"
+    monkeypatch.setitem(sys.modules, "tabulate", None)  # as on the GPU image
+    assert markdown(df, floatfmt=".2f") == df.to_string(index=False)
