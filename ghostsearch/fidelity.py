@@ -37,8 +37,8 @@ def sample_within_budget(space: SearchSpace, budget_flops: int, n: int, seed: in
 
 def rank_correlations(a: pd.Series, b: pd.Series) -> dict[str, float | None]:
     """Kendall tau-b and Spearman rho of two paired series. Spearman is Pearson on average
-    ranks (pandas alone); Kendall needs scipy and is None without it (the GPU image lacks it
-    unless staged), so that a missing library never loses a finished measurement."""
+    ranks (pandas alone); Kendall needs scipy and is None without it (the GPU image may
+    lack it), so that a missing library never loses a finished measurement."""
     a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
     try:
         kendall = float(a.corr(b, method="kendall"))

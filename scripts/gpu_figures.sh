@@ -3,8 +3,9 @@
 #
 #   bash scripts/gpu_figures.sh latency            # parts: latency bench variants jobs search
 #                                                  #        fidelity (several run in order)
-# Stage once, here: `bash ../shared/tools/gpu-stage.sh`, then the two wheels the GPU image lacks
-# (tabulate prints the tables, scipy gives Kendall tau; without them the scripts print plain
+# Stage once, here: `bash ../shared/tools/gpu-stage.sh`, then two wheels the GPU image
+# may lack (its listed packages and the staged wheels include neither tabulate, which prints
+# the tables, nor scipy, which gives Kendall tau; without them the scripts print plain
 # tables and report Kendall tau as null):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --platform manylinux_2_28_x86_64 -d .gpu tabulate scipy

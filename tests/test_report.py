@@ -164,5 +164,5 @@ def test_markdown_falls_back_to_plain_text_without_tabulate(monkeypatch):
 
     df = pd.DataFrame({"model": ["a", "b"], "ms": [1.234, 5.0]})
     assert markdown(df, floatfmt=".2f").splitlines()[2] == "| a       | 1.23 |"
-    monkeypatch.setitem(sys.modules, "tabulate", None)  # as on the GPU image
+    monkeypatch.setitem(sys.modules, "tabulate", None)  # as where tabulate is not installed
     assert markdown(df, floatfmt=".2f") == df.to_string(index=False)
