@@ -12,6 +12,7 @@ search runs.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 import tempfile
 import time
@@ -29,6 +30,7 @@ from .data import Dataset, Split
 from .proxy import (
     ProxyProtocol,
     build_proxy_model,
+    eval_loader,
     evaluate,
     graph_model,
     make_optimizer,
@@ -89,7 +91,8 @@ def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed:
             sync(dev)
             capture_s = time.perf_counter() - t2
         if not variant.channels_last:
-            train_loader = _Contiguous(train_loader)
+            train_loader = _Batches(train_loader, torch.Tensor.contiguous, dev,
+                                    train_loader.batch_size)
         total = protocol.epochs * len(train_loader)
         epochs, evals, curve = [], [], []
         for epoch in range(protocol.epochs):
@@ -114,18 +117,20 @@ def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed:
     }
 
 
-class _Contiguous:
-    """A loader whose batches are in the default (NCHW) memory format."""
+class _Batches:
+    """Another loader's batches with `fn` applied to images and labels (a copy to the device, a
+    memory format), iterated like `DeviceLoader` so that the same trainer runs them."""
 
-    def __init__(self, loader: Any) -> None:
-        self.loader, self.device, self.batch_size = loader, loader.device, loader.batch_size
+    def __init__(self, loader: Any, fn: Callable[[torch.Tensor], torch.Tensor],
+                 device: torch.device, batch_size: int) -> None:
+        self.loader, self.fn, self.device, self.batch_size = loader, fn, device, batch_size
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:
-            yield x.contiguous(), y
+            yield self.fn(x), self.fn(y)
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -156,40 +161,30 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(image), label
 
 
-class NaiveLoader:
+def naive_loader(data: Dataset, batch_size: int, *, files: list[tuple[Path, int]] | None,
+                 workers: int, seed: int, device: torch.device) -> _Batches:
     """A DataLoader with worker processes and PIL transforms (random crop with 4 px padding,
     flip, ToTensor, Normalize), fp32 batches copied to the device: the usual training loop that
-    the fast one is compared with. Iterates like `DeviceLoader`, so the same trainer runs it."""
+    the fast one is compared with."""
+    from torchvision import transforms
 
-    def __init__(self, data: Dataset, batch_size: int, *, files: list[tuple[Path, int]] | None,
-                 workers: int, seed: int, device: torch.device) -> None:
-        from torchvision import transforms
-
-        res = data.resolution
-        transform = transforms.Compose([
-            transforms.RandomCrop(res, padding=4), transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize([m / 255 for m in data.mean], [s / 255 for s in data.std])])
-        self.split = data.train
-        self.device = device
-        self.batch_size = min(batch_size, len(data.train))
-        self.loader = DataLoader(
-            PILImages(data.train, files, transform), batch_size=self.batch_size, shuffle=True,
-            drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+    res = data.resolution
+    transform = transforms.Compose([
+        transforms.RandomCrop(res, padding=4), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize([m / 255 for m in data.mean], [s / 255 for s in data.std])])
+    batch_size = min(batch_size, len(data.train))
+    loader = DataLoader(
+        PILImages(data.train, files, transform), batch_size=batch_size, shuffle=True,
+        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed))
+    return _Batches(loader, lambda t: t.to(device, non_blocking=True), device, batch_size)
 
 
 def naive_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed: int,
                 device: torch.device | str, files: list[tuple[Path, int]] | None = None,
                 workers: int = 8, batch_size: int = 128) -> dict[str, Any]:
-    """The same model and epochs trained through `NaiveLoader` in fp32 at `batch_size` (the
+    """The same model and epochs trained through `naive_loader` in fp32 at `batch_size` (the
     learning rate scaled with it, as the protocol does); per-epoch times and accuracy."""
     dev = torch.device(device)
     protocol = dataclasses.replace(protocol, batch_size=batch_size)
@@ -197,8 +192,8 @@ def naive_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed:
         torch.cuda.reset_peak_memory_stats(dev)
     model = build_proxy_model(cfg, seed, dev, channels_last=False)
     opt = make_optimizer(model, protocol)
-    loader = NaiveLoader(data, batch_size, files=files, workers=workers, seed=seed, device=dev)
-    _, val_loader = proxy_loaders(data, protocol, seed, dev)
+    loader = naive_loader(data, batch_size, files=files, workers=workers, seed=seed, device=dev)
+    val_loader = eval_loader(data, data.val, dev)
     total = protocol.epochs * len(loader)
     epochs = []
     for epoch in range(protocol.epochs):
@@ -267,7 +262,7 @@ def profile_steps(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, see
     opt = make_optimizer(model, protocol)
     loader, _ = proxy_loaders(data, protocol, seed, dev)
     model.train()
-    batches = (batch for _ in iter(int, 1) for batch in loader)  # epoch after epoch
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -92,24 +92,31 @@ def measure_latency(model_or_cfg: nn.Module | NetConfig, *, device: str = "cpu",
     model = model.eval().to(dev, DTYPES[dtype]).to(memory_format=torch.channels_last)
     x = torch.randn(batch, channels, res, res, device=dev, dtype=DTYPES[dtype]).contiguous(
         memory_format=torch.channels_last)
-    old_threads = torch.get_num_threads()
     try:
-        if dev.type == "cpu":
-            if threads is not None:
-                torch.set_num_threads(threads)
-            times = time_cpu(model, x, runs, warmup)
-            used_threads = torch.get_num_threads()
-            mode = "eager"
-        else:
-            times = time_cuda_graph(model, x, runs, warmup)
-            used_threads, mode = None, "cuda-graph"
+        times, used_threads, mode = time_forward(model, x, runs=runs, warmup=warmup,
+                                                 threads=threads)
         name = device_name(dev)
     finally:
-        torch.set_num_threads(old_threads)
         model.train(was_training)
     median, p10, p90 = _summary(times)
     return Latency(median, p10, p90, runs, batch, res, name, mode, dtype, used_threads,
                    torch.__version__)
+
+
+def time_forward(model: nn.Module, x: torch.Tensor, *, runs: int, warmup: int,
+                 threads: int | None = None) -> tuple[list[float], int | None, str]:
+    """Milliseconds of each of `runs` passes of `model(x)` on x's device, timed as latency is
+    defined there: eager at `threads` CPU threads (restored after), or a replayed CUDA graph.
+    Returns the times, the threads used (None on CUDA) and the mode."""
+    if x.device.type == "cuda":
+        return time_cuda_graph(model, x, runs, warmup), None, "cuda-graph"
+    old = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return time_cpu(model, x, runs, warmup), torch.get_num_threads(), "eager"
+    finally:
+        torch.set_num_threads(old)
 
 
 @torch.inference_mode()

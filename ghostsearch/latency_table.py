@@ -23,7 +23,7 @@ from torch import nn
 
 from .config import ConfigError, NetConfig
 from .counting import block_counts
-from .latency import time_cpu, time_cuda_graph
+from .latency import time_forward
 from .layers import ConvBnAct, GhostBottleneck
 from .space import SearchSpace
 
@@ -104,15 +104,8 @@ def _time_module(module: nn.Module, x: torch.Tensor, *, runs: int, warmup: int,
     """Median ms of `module(x)` on x's device, as measure_latency times it there: eager at
     `threads` threads on the CPU, a replayed CUDA graph on a GPU."""
     module = module.eval().to(x.device).to(memory_format=torch.channels_last)
-    if x.device.type == "cuda":
-        return float(np.median(time_cuda_graph(module, x, runs, warmup)))
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return float(np.median(time_cpu(module, x, runs, warmup)))
-    finally:
-        torch.set_num_threads(old)
+    times, _, _ = time_forward(module, x, runs=runs, warmup=warmup, threads=threads)
+    return float(np.median(times))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, NetConfig
-from .data import Dataset, DeviceLoader
+from .data import Dataset, DeviceLoader, Split
 from .model import build_model
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -177,13 +177,17 @@ def build_proxy_model(cfg: NetConfig, seed: int, device: torch.device,
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def eval_loader(data: Dataset, split: Split, device: torch.device) -> DeviceLoader:
+    """Un-augmented batches of 1024 from `split`, normalised with the training statistics."""
+    return DeviceLoader(split, 1024, data.mean, data.std, train=False, device=device)
+
+
 def proxy_loaders(data: Dataset, protocol: ProxyProtocol, seed: int,
                   device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
     """Training and validation loaders with the splits moved to `device`."""
     train = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std, train=True,
                          seed=seed, device=device)
-    val = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
-    return train, val
+    return train, eval_loader(data, data.val, device)
 
 
 def train_proxy(
@@ -223,7 +227,5 @@ def train_proxy(
         if on_epoch is not None:
             on_epoch(epoch, acc)
     if evaluate_test:
-        test_loader = DeviceLoader(data.test, 1024, data.mean, data.std, train=False,
-                                   device=device)
-        result.test_acc = evaluate(model, test_loader, amp)
+        result.test_acc = evaluate(model, eval_loader(data, data.test, device), amp)
     return result

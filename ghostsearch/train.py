@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from .config import ConfigError, NetConfig
-from .data import Dataset, DeviceLoader
+from .data import Dataset
 from .model import build_model
-from .proxy import ProxyProtocol, evaluate, make_optimizer, train_epoch
+from .proxy import ProxyProtocol, eval_loader, evaluate, make_optimizer, proxy_loaders, train_epoch
 from .zoo import make_model
 
 
@@ -95,9 +95,7 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: ProxyProtocol, out_dir: s
         skipped = load_init(model, init)
         log(f"initialised from {init}" + (f" (new {', '.join(skipped)})" if skipped else ""))
     model = model.to(device).to(memory_format=torch.channels_last)
-    train_loader = DeviceLoader(data.train, recipe.batch_size, data.mean, data.std, train=True,
-                                seed=seed, device=device)
-    val_loader = DeviceLoader(data.val, 1024, data.mean, data.std, train=False, device=device)
+    train_loader, val_loader = proxy_loaders(data, recipe, seed, device)
     opt = make_optimizer(model, recipe)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -117,13 +115,13 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: ProxyProtocol, out_dir: s
                           "torch_rng": torch.get_rng_state(), "seed": seed})
         log(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, val {val:.2f}%, "
             f"{seconds:.1f} s")
-    test_loader = DeviceLoader(data.test, 1024, data.mean, data.std, train=False, device=device)
     record = {
         "model": spec.describe(), "spec": dataclasses.asdict(spec),
         "recipe": dataclasses.asdict(recipe), "seed": seed, "device": str(device),
         "params": sum(p.numel() for p in model.parameters()),
         "history": history, "val_acc": history[-1]["val_acc"] if history else None,
-        "test_acc": evaluate(model, test_loader, amp), "train_seconds": seconds,
+        "test_acc": evaluate(model, eval_loader(data, data.test, device), amp),
+        "train_seconds": seconds,
         "data": data.summary(),
     }
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
