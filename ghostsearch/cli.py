@@ -34,6 +34,27 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None],
         return 130
 
 
+def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
+    """The data options every training script shares. Real data is the default: a bare command
+    that silently trained on generated images would report accuracies of nothing."""
+    from .data import DATASETS, DEFAULT_DATA_DIR
+
+    group.add_argument("--data", choices=DATASETS, default="cifar10",
+                       help="cifar10/cifar100 (torchvision's files in --data-dir, downloaded "
+                            "there when the network allows), imagefolder (--data-dir with "
+                            "train/ and val/ or test/, one folder per class), synthetic "
+                            "(generated images, for trying the tool) (default: cifar10)")
+    group.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                       help=f"where the data set lies (default: ./{DEFAULT_DATA_DIR})")
+    group.add_argument("--val-size", type=int, default=None,
+                       help=f"images held out of train {val_help} (default: 5,000, or a tenth "
+                            "of a smaller set); the test set is only reported")
+    group.add_argument("--train-subset", type=int, default=None,
+                       help="train on only this many of the remaining images (quick runs)")
+    group.add_argument("--resolution", type=int, default=None,
+                       help="resize image folders to this size (default: as stored)")
+
+
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the checkout this package runs from, if it is one."""
     where = path or Path(__file__).resolve().parent

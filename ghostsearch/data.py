@@ -22,6 +22,7 @@ from .config import ConfigError
 DATASETS = ("cifar10", "cifar100", "imagefolder", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 DEFAULT_VAL_SIZE = 5000
+DEFAULT_DATA_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -135,22 +136,37 @@ def _load_folder(root: Path, resolution: int | None, progress: bool) -> tuple[Sp
 
 
 def _load_torchvision(name: str, data_dir: Path) -> tuple[Split, Split, int]:
+    """torchvision's CIFAR files in `data_dir`, downloaded there first when missing and the
+    network allows (with a timeout: a firewall that drops packets must not hang the search)."""
+    import socket
+
     import torchvision
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    if not (data_dir / folder).is_dir() and (data_dir / "train").is_dir():
+        raise ConfigError(f"--data-dir {data_dir} holds an image folder (train/), not "
+                          f"torchvision's {folder}/; pass --data imagefolder")
+    existed = data_dir.exists()
     splits = []
     for train in (True, False):
         try:
             ds = cls(str(data_dir), train=train, download=False)
         except RuntimeError:
+            timeout = socket.getdefaulttimeout()
+            socket.setdefaulttimeout(60)
             try:
                 ds = cls(str(data_dir), train=train, download=True)
             except Exception as e:  # no network: say where the files go
-                folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+                if not existed and data_dir.is_dir() and not any(data_dir.iterdir()):
+                    data_dir.rmdir()
                 raise ConfigError(
                     f"{name} not found in {data_dir} and could not be downloaded "
-                    f"({type(e).__name__}); put torchvision's {folder}/ there, or use "
-                    "--data imagefolder for a folder of images") from None
+                    f"({type(e).__name__}); put torchvision's {folder}/ there, pass "
+                    "--data imagefolder --data-dir DIR for a folder of images, or --data "
+                    "synthetic to try the tool") from None
+            finally:
+                socket.setdefaulttimeout(timeout)
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         splits.append(Split(images, torch.tensor(ds.targets, dtype=torch.int64)))
     return splits[0], splits[1], 10 if name == "cifar10" else 100
@@ -233,9 +249,9 @@ def load_data(
         if data_dir is None:
             raise ConfigError(f"--data {name} needs --data-dir (where the data set lies)")
         root = Path(data_dir)
-        if not root.is_dir():
-            raise ConfigError(f"--data-dir {root}: no such directory")
         if name == "imagefolder":
+            if not root.is_dir():
+                raise ConfigError(f"--data-dir {root}: no such directory")
             eval_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
             if not (root / "train").is_dir() or eval_dir is None:
                 raise ConfigError(f"--data-dir {root}: expected {root}/train and {root}/val "

@@ -22,7 +22,7 @@ import torch
 
 from .config import ConfigError, NetConfig
 from .counting import analytic_counts
-from .data import Dataset, load_data
+from .data import DEFAULT_DATA_DIR, Dataset, load_data
 from .proxy import ProxyProtocol, pick_device, proxy_config, train_proxy
 from .space import SearchSpace
 
@@ -37,8 +37,8 @@ MAX_INFEASIBLE_STREAK = 2000
 class DataSpec:
     """How each worker loads the data (workers are separate processes)."""
 
-    name: str = "synthetic"
-    data_dir: str | None = None
+    name: str = "cifar10"
+    data_dir: str | None = DEFAULT_DATA_DIR
     val_size: int | None = None
     train_subset: int | None = None
     resolution: int | None = None
@@ -104,6 +104,14 @@ class SearchSettings:
             raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        check_storage_url(self.storage)
+        if self.budget_flops is not None:  # refused before any data is loaded
+            low = smallest_flops(self.space)
+            if self.budget_flops < low:
+                raise ConfigError(
+                    f"--budget {self.budget_flops / 1e6:.2f}M is below the smallest architecture "
+                    f"of space {self.space.name!r} ({low / 1e6:.2f} MFLOPs at "
+                    f"{self.space.deployment.resolution}px); raise it or use a smaller space")
 
     @property
     def multi_objective(self) -> bool:
@@ -135,6 +143,7 @@ def default_storage(study_name: str, results_dir: str | Path = "results") -> str
 def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage:
     """RDB storages get a heartbeat, so a killed worker's trial is failed (after three missed
     beats) and its configuration retried once."""
+    check_storage_url(url)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith(("sqlite:", "postgresql", "mysql")):
@@ -160,8 +169,13 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    raise ConfigError(f"--storage {url!r}: unknown scheme; use sqlite:///PATH, "
-                      "postgresql://..., mysql://... or journal:PATH")
+    raise AssertionError(f"unchecked storage URL {url!r}")  # SearchSettings checks it first
+
+
+def check_storage_url(url: str) -> None:
+    if not url.startswith(("sqlite:", "postgresql", "mysql", "journal:")):
+        raise ConfigError(f"--storage {url!r}: unknown scheme; use sqlite:///PATH, "
+                          "postgresql://..., mysql://... or journal:PATH")
 
 
 def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -451,13 +465,6 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
     """
     from tqdm import tqdm
 
-    if settings.budget_flops is not None:
-        low = smallest_flops(settings.space)
-        if settings.budget_flops < low:
-            raise ConfigError(
-                f"--budget {settings.budget_flops / 1e6:.2f}M is below the smallest architecture "
-                f"of space {settings.space.name!r} ({low / 1e6:.2f} MFLOPs at "
-                f"{settings.space.deployment.resolution}px); raise it or use a smaller space")
     study = open_study(settings)
     deadline = None if settings.timeout is None else time.time() + settings.timeout
     bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,

@@ -39,9 +39,9 @@ from ghostsearch.bench import (
     timed_proxy,
     trials_per_hour,
 )
-from ghostsearch.cli import ArgumentParser, markdown, provenance, run_cli
+from ghostsearch.cli import ArgumentParser, add_data_args, markdown, provenance, run_cli
 from ghostsearch.config import ConfigError
-from ghostsearch.data import DATASETS, train_files
+from ghostsearch.data import train_files
 from ghostsearch.latency import device_name
 from ghostsearch.proxy import ProxyProtocol, pick_device, proxy_config
 from ghostsearch.search import DataSpec, SearchSettings
@@ -51,11 +51,7 @@ from ghostsearch.space import load_space
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what is trained")
-    g.add_argument("--data", choices=DATASETS, default="synthetic")
-    g.add_argument("--data-dir", default=None)
-    g.add_argument("--val-size", type=int, default=None)
-    g.add_argument("--train-subset", type=int, default=None)
-    g.add_argument("--resolution", type=int, default=None)
+    add_data_args(g, val_help="to evaluate on")
     g.add_argument("--space", default="ghostnet")
     g.add_argument("--budget", default="200MFLOPs", help="for the searched architectures")
     g.add_argument("--searched", type=int, default=2,

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from ghostsearch import parse_budget
-from ghostsearch.cli import ArgumentParser, markdown, provenance, run_cli
-from ghostsearch.data import DATASETS, load_data
+from ghostsearch.cli import ArgumentParser, add_data_args, markdown, provenance, run_cli
+from ghostsearch.data import load_data
 from ghostsearch.fidelity import proxy_fidelity, sample_within_budget
 from ghostsearch.proxy import ProxyProtocol, pick_device
 from ghostsearch.space import load_space
@@ -26,12 +26,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", default="200MFLOPs")
     p.add_argument("--space", default="ghostnet")
-    p.add_argument("--data", choices=DATASETS, default="synthetic")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--val-size", type=int, default=None,
-                   help="validation images held out of train (default 5,000 or a tenth)")
-    p.add_argument("--train-subset", type=int, default=None)
-    p.add_argument("--resolution", type=int, default=None)
+    add_data_args(p, val_help="to rank on")
     p.add_argument("--archs", type=int, default=12, help="architectures (default 12)")
     p.add_argument("--epochs", type=int, default=5, help="proxy epochs (default 5)")
     p.add_argument("--factor", type=int, default=4, help="longer schedule = factor x epochs")

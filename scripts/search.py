@@ -25,9 +25,8 @@ from pathlib import Path
 
 from ghostsearch import parse_budget
 from ghostsearch.budget import format_flops
-from ghostsearch.cli import ArgumentParser, provenance, run_cli
+from ghostsearch.cli import ArgumentParser, add_data_args, provenance, run_cli
 from ghostsearch.config import ConfigError
-from ghostsearch.data import DATASETS
 from ghostsearch.export import export_best
 from ghostsearch.latency_table import LatencyTable
 from ghostsearch.measure import measure_front
@@ -83,18 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--no-prune", action="store_true",
                    help="single-objective: train every trial to the end")
     g = p.add_argument_group("data (the proxy task)")
-    g.add_argument("--data", choices=DATASETS, default="synthetic",
-                   help="cifar10/cifar100 (torchvision files in --data-dir), imagefolder "
-                        "(--data-dir with train/ and val/ or test/), synthetic (generated, for "
-                        "trying the tool) (default: synthetic)")
-    g.add_argument("--data-dir", default=None, help="where the data set lies")
-    g.add_argument("--val-size", type=int, default=None,
-                   help="images held out of train to select on (default: 5,000, or a tenth of "
-                        "a smaller set); the test set is only reported")
-    g.add_argument("--train-subset", type=int, default=None,
-                   help="train on only this many images (quick runs)")
-    g.add_argument("--resolution", type=int, default=None,
-                   help="resize image folders to this size (default: as stored)")
+    add_data_args(g)
     g = p.add_argument_group("proxy training")
     g.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
                    help=f"epochs per candidate (default: {DEFAULTS.epochs})")

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ghostsearch import load_config
-from ghostsearch.cli import ArgumentParser, run_cli
-from ghostsearch.data import DATASETS, load_data
+from ghostsearch.cli import ArgumentParser, add_data_args, run_cli
+from ghostsearch.data import load_data
 from ghostsearch.proxy import SCHEDULES, ProxyProtocol, pick_device, proxy_config
 from ghostsearch.train import ModelSpec, train_full
 from ghostsearch.zoo import MODELS
@@ -34,12 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     src.add_argument("--model", choices=sorted(MODELS),
                      help="a named network: vgg16, resnet56 (CIFAR), ghost-* (ghostified, s=2, "
                           "d=3), torchvision resnet18/resnet50/vgg16_bn")
-    p.add_argument("--data", choices=DATASETS, default="synthetic")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--val-size", type=int, default=None,
-                   help="held out of train for monitoring (default 5,000 or a tenth)")
-    p.add_argument("--train-subset", type=int, default=None)
-    p.add_argument("--resolution", type=int, default=None)
+    add_data_args(p, val_help="for monitoring")
     p.add_argument("--epochs", type=int, default=200, help="default 200")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
     p.add_argument("--lr", type=float, default=0.4,

@@ -69,6 +69,17 @@ def test_cifar_missing_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", no_network)
     with pytest.raises(ConfigError, match="put torchvision's cifar-10-batches-py/ there"):
         load_data("cifar10", tmp_path)
+    # the default ./data did not exist: the failed download leaves no empty folder behind
+    with pytest.raises(ConfigError, match="or --data synthetic to try the tool"):
+        load_data("cifar10", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_cifar_on_an_image_folder_names_the_right_option(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"holds an image folder \(train/\), not torchvision's "
+                                          r"cifar-100-python/; pass --data imagefolder"):
+        load_data("cifar100", tmp_path)
 
 
 def test_validation_split_is_fixed_by_seed_and_disjoint():

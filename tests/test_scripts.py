@@ -23,7 +23,7 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--budget", "1M"], "below the smallest architecture of space 'ghostnet' (8.20 MFLOPs"),
     (["--trials", "0"], "error: --trials 0: must be >= 1"),
     (["--space", "nope"], "error: space 'nope': no such file"),
-    (["--data", "imagefolder"], "error: --data imagefolder needs --data-dir"),
+    (["--data", "imagefolder"], "error: --data-dir data: no such directory"),
     (["--data", "imagefolder", "--data-dir", "/nonexistent"], "no such directory"),
     (["--storage", "redis://localhost"], "unknown scheme"),
     (["--budget", "-5M"], "error: argument --budget: expected one argument"),
@@ -35,6 +35,16 @@ def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("script", ["search.py", "train.py", "proxy_fidelity.py",
+                                    "bench_proxy.py"])
+def test_training_scripts_default_to_real_data(tmp_path, script):
+    r = run(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "synthetic (generated images, for trying the tool) (default: cifar10)" in text
+    assert "where the data set lies (default: ./data)" in text
 
 
 def test_count_script_prints_the_reference_table(tmp_path):
