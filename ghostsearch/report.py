@@ -139,7 +139,17 @@ def baseline_comparison(df: pd.DataFrame, cost: str = "MFLOPs") -> pd.DataFrame:
             "test_gain": None if best is None or pd.isna(best.test_acc) or pd.isna(b.test_acc)
             else best.test_acc - b.test_acc,
         })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if len(out):  # trial numbers stay integers beside the missing ones
+        out["best_found_trial"] = out.best_found_trial.astype("Int64")
+    return out
+
+
+def shown_state(df: pd.DataFrame) -> pd.Series:
+    """Optuna's state, except NOT TRAINED for a trial that was decided without training (over a
+    limit, or surplus): Optuna records those as COMPLETE or PRUNED, which reads as trained."""
+    decided = df.state.isin(["COMPLETE", "PRUNED"]) & ~df.trained.astype(bool)
+    return df.state.where(~decided, "NOT TRAINED")
 
 
 def summary_table(study: optuna.Study, top: int = 5) -> pd.DataFrame:
@@ -189,7 +199,8 @@ def plot_pareto(df: pd.DataFrame, path: Path, cost: str = "MFLOPs", limit: float
     for _, b in base.iterrows():
         ax.annotate(b.baseline.replace(" (widest within budget)", "\n(widest in budget)"),
                     (b[cost], b.val_acc), textcoords="offset points", xytext=(6, -12),
-                    fontsize=8, color="tab:red")
+                    fontsize=8, color="tab:red", zorder=6,  # readable over other points
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     if limit is not None:
         label = f"budget {limit:g} MFLOPs" if cost == "MFLOPs" else f"limit {limit:g} ms"
         ax.axvline(limit, color="k", ls="--", lw=1, label=label)
@@ -291,7 +302,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
         files[key] = plot_pareto(df, out / f"{key}.png", cost, limit, title=names)
     comparison = baseline_comparison(df)
 
-    counts = df.state.value_counts().to_dict()
+    counts = shown_state(df).value_counts().to_dict()
     trained = int(df.trained.sum())
     completed = int((df.trained & (df.state == "COMPLETE")).sum())
     infeasible = int(((df.feasible == False) & (df.baseline == "")).sum())  # noqa: E712
@@ -299,7 +310,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
                   "width", *STAGE_COLUMNS]
     trial_cols = ["study", "trial", "state", "baseline", "MFLOPs", "params_M", "val_acc",
                   "test_acc", "train_s", "reason"]
-    top = df.sort_values("val_acc", ascending=False, na_position="last")
+    top = df.assign(state=shown_state(df)).sort_values("val_acc", ascending=False,
+                                                       na_position="last")
     if len(studies) == 1:  # one study: its name is in the title, not in every row
         front_cols, trial_cols = front_cols[1:], trial_cols[1:]
         comparison = comparison.drop(columns=["study"], errors="ignore")

@@ -178,13 +178,28 @@ def check_storage_url(url: str) -> None:
                           "postgresql://..., mysql://... or journal:PATH")
 
 
-def make_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+def make_sampler(settings: SearchSettings, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    seed = settings.seed if seed is None else seed
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=settings.seed, population_size=20)
-    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=10,
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10,
                                       multivariate=settings.multi_objective or None)
+
+
+def sampler_seed(study_seed: int, worker: int, started: int) -> int:
+    """The sampler seed of one worker process.
+
+    A fresh study's only worker uses the study seed, so a one-process search is reproducible.
+    Any other worker (spawned, joining from another machine, or resuming) mixes in its index,
+    the trials already started and its process id: workers seeded alike would propose the same
+    architectures in the same order and train them twice (seen in a 2-worker search).
+    """
+    if worker == 0 and started == 0:
+        return study_seed
+    key = f"{study_seed}/{worker}/{started}/{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -217,21 +232,28 @@ def smallest_flops(space: SearchSpace) -> int:
     return analytic_counts(space.build_config(space.smallest_params())).flops
 
 
-def open_study(settings: SearchSettings) -> optuna.Study:
-    """Create the study, or resume it when the settings match what it was created with."""
+def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
+    """Create the study, or resume it when the settings match what it was created with.
+
+    `worker` numbers the spawned worker processes from 1 (0: the only or the calling process);
+    it seeds the sampler apart from the other workers' (see `sampler_seed`).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(settings.storage, settings.heartbeat_s)
     directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
               if settings.prune and not settings.multi_objective else optuna.pruners.NopPruner())
     kwargs = dict(storage=storage, study_name=settings.study_name, directions=directions,
-                  sampler=make_sampler(settings), pruner=pruner)
+                  pruner=pruner)
     try:  # the storage's unique study name makes exactly one of racing workers the creator
         study = optuna.create_study(**kwargs)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**{k: v for k, v in kwargs.items() if k != "directions"})
         created = False
+    started = sum(t.state != optuna.trial.TrialState.WAITING
+                  for t in study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(settings, sampler_seed(settings.seed, worker, started))
     identity = settings.identity()
     previous = study.user_attrs.get("settings")
     if previous is None:
@@ -375,7 +397,8 @@ class Objective:
                 self.on_epoch(trial.number, epoch, acc)
             if not s.multi_objective:
                 trial.report(acc, epoch)
-                if not baseline and trial.should_prune():
+                last = epoch + 1 == s.protocol.epochs  # a finished training is kept, not pruned
+                if not baseline and not last and trial.should_prune():
                     trial.set_user_attr("val_curve", curve + [acc])
                     trial.set_user_attr("reason", f"pruned after epoch {epoch + 1} "
                                                   f"(val {acc:.2f}%)")
@@ -425,11 +448,11 @@ def _quiet_interrupts() -> None:
 def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device: str | None = None,
                progress: Callable[[optuna.Study, Any], None] | None = None,
                on_epoch: Callable[[int, int, float], None] | None = None,
-               deadline: float | None = None) -> optuna.Study:
+               deadline: float | None = None, worker: int = 0) -> optuna.Study:
     """Run trials in this process until the study has `settings.trials` trained trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_interrupts()
-    study = open_study(settings)
+    study = open_study(settings, worker)
     if trained_count(study) >= settings.trials:
         return study
     data = data if data is not None else settings.data.load(progress=False)
@@ -447,11 +470,12 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
     return study
 
 
-def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None) -> None:
+def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None,
+                    worker: int) -> None:
     if pick_device(device).type == "cpu":  # K workers share the cores instead of each taking all
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
     try:
-        run_worker(settings, device=device, deadline=deadline)
+        run_worker(settings, device=device, deadline=deadline, worker=worker)
     except KeyboardInterrupt:  # the parent reports; no traceback per worker
         return
 
@@ -492,7 +516,7 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
             devices = devices or [settings.device]
             ctx = mp.get_context("spawn")
             procs = [ctx.Process(target=_spawned_worker,
-                                 args=(settings, devices[i % len(devices)], deadline))
+                                 args=(settings, devices[i % len(devices)], deadline, i + 1))
                      for i in range(settings.n_jobs)]
             for p in procs:
                 p.start()

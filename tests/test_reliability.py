@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,15 @@ def test_parallel_workers_reach_exactly_the_requested_count(tmp_path, storage):
     names = [t.user_attrs["baseline"] for t in study.get_trials()
              if t.user_attrs.get("baseline") and t.user_attrs.get("decision") == "train"]
     assert len(names) == len(set(names)) == 3
+    assert_no_architecture_proposed_twice(study)
+
+
+def assert_no_architecture_proposed_twice(study: optuna.Study) -> None:
+    """Workers seeded alike propose the same architectures in the same order."""
+    proposed = [json.dumps(t.params, sort_keys=True) for t in study.get_trials()
+                if not t.user_attrs.get("baseline") and t.params]
+    assert len(proposed) >= 3
+    assert len(set(proposed)) == len(proposed)
 
 
 def test_two_separate_commands_on_postgresql(tmp_path):
@@ -144,6 +154,7 @@ def test_two_separate_commands_on_postgresql(tmp_path):
     assert trained_count(study) == 6
     per_worker = {t.user_attrs.get("seed") for t in study.get_trials()}
     assert len(per_worker) == len(study.get_trials())  # distinct trials, no duplicates
+    assert_no_architecture_proposed_twice(study)
     names = [t.user_attrs["baseline"] for t in study.get_trials()
              if t.user_attrs.get("baseline") and t.user_attrs.get("decision") == "train"]
     assert len(names) == len(set(names))

@@ -103,6 +103,7 @@ def test_front_and_baseline_comparison(study):
     assert half.dominated_by == "2, 3"
     assert half.best_found_trial == 2 and half.val_gain == pytest.approx(2.0)
     assert one.dominated_by == "" and one.best_found_trial == 4
+    assert str(comp.best_found_trial.dtype) == "Int64"  # shown as 4, not 4.0
     assert one.val_gain == pytest.approx(-1.0) and one.test_gain == pytest.approx(-1.0)
 
 
@@ -119,6 +120,9 @@ def test_write_report_files_parse(study, tmp_path):
     assert "pareto_latency" not in files  # no latency measured
     md = files["md"].read_text()
     assert "## Pareto front" in md and "GhostNet 0.5x" in md and "150.00 MFLOPs" in md
+    # the over-budget trial is COMPLETE to Optuna, but was never trained
+    assert "states COMPLETE 6, FAIL 1, NOT TRAINED 1, PRUNED 1" in md
+    assert len([ln for ln in md.splitlines() if "NOT TRAINED" in ln and "over budget" in ln]) == 1
     page = files["html"].read_text()
     assert page.count("<table") == 3 and "data:image/png;base64," in page
     assert "TrainingDiverged" in page

@@ -128,6 +128,25 @@ def test_resume_with_other_settings_is_refused(tmp_path, space):
                    show_progress=False)
 
 
+def test_pruning_never_discards_a_finished_training(tmp_path, space, monkeypatch):
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    study = run_search(settings(tmp_path, space, trials=5), show_progress=False)  # 2 epochs
+    searched = [t for t in study.get_trials() if t.user_attrs.get("decision") == "train"
+                and not t.user_attrs.get("baseline")]
+    assert searched and all(t.state == optuna.trial.TrialState.PRUNED for t in searched)
+    assert {t.user_attrs["reason"].split(" (")[0] for t in searched} == {"pruned after epoch 1"}
+    one_epoch = run_search(settings(tmp_path, space, trials=5, study_name="one",
+                                    protocol=ProxyProtocol(epochs=1, batch_size=32)),
+                           show_progress=False)
+    assert not [t for t in one_epoch.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
+
+
+def test_sampler_seeds_of_workers_differ():
+    assert search_mod.sampler_seed(7, 0, 0) == 7  # a fresh one-process search: reproducible
+    seeds = {search_mod.sampler_seed(7, w, started) for w in range(4) for started in (0, 3)}
+    assert len(seeds) == 8
+
+
 def test_budget_below_the_smallest_architecture(tmp_path, space):
     with pytest.raises(ConfigError, match=r"below the smallest architecture .* MFLOPs"):
         run_search(settings(tmp_path, space, budget_flops=1000), show_progress=False)
