@@ -196,11 +196,15 @@ def plot_pareto(df: pd.DataFrame, path: Path, cost: str = "MFLOPs", limit: float
     base = trained[trained.baseline != ""]
     ax.scatter(base[cost], base.val_acc, s=90, c="tab:red", marker="*", zorder=5,
                label="reference GhostNet (same protocol)")
+    lo, hi = float(trained[cost].min()), max(float(trained[cost].max()), limit or 0.0)
     for _, b in base.iterrows():
+        right_edge = b[cost] > lo + 0.85 * (hi - lo)  # label inside the axes, off the legend
         ax.annotate(b.baseline.replace(" (widest within budget)", "\n(widest in budget)"),
-                    (b[cost], b.val_acc), textcoords="offset points", xytext=(6, -12),
+                    (b[cost], b.val_acc), textcoords="offset points",
+                    xytext=(-6, -12) if right_edge else (6, -12),
+                    ha="right" if right_edge else "left", va="top" if right_edge else "baseline",
                     fontsize=8, color="tab:red", zorder=6,  # readable over other points
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.5, "pad": 1})
     if limit is not None:
         label = f"budget {limit:g} MFLOPs" if cost == "MFLOPs" else f"limit {limit:g} ms"
         ax.axvline(limit, color="k", ls="--", lw=1, label=label)
