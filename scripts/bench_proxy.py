@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = []
     if args.jobs:
         settings = SearchSettings(
-            study_name="bench", storage="", space=space, data=spec, protocol=protocol,
+            study_name="bench", storage="sqlite:///:memory:",  # trials_per_hour replaces it
+            space=space, data=spec, protocol=protocol,
             budget_flops=parse_budget(args.budget), device=str(device), seed=args.seed,
             prune=False, baselines=False)
         devices = args.devices.split(",") if args.devices else None

@@ -131,7 +131,7 @@ def test_bench_architectures_are_the_reference_and_samples_within_budget():
 def test_trials_per_hour_runs_exactly_the_trials(tmp_path):
     space = load_space("ghostnet_cifar")
     settings = SearchSettings(
-        study_name="x", storage="", space=space,
+        study_name="x", storage="sqlite:///:memory:", space=space,
         data=DataSpec("synthetic", resolution=16, train_subset=64, val_size=32),
         protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=30_000_000,
         device="cpu", prune=False, baselines=False)
@@ -203,7 +203,8 @@ def test_cuda_graphs_are_refused_off_cuda(tiny):
         graph_model(torch.nn.Linear(2, 2), loader, amp=False)
     with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
         train_proxy(cfg, data, protocol, seed=0, device="cpu", cuda_graphs=True)
-    settings = dict(study_name="x", storage="", space=load_space("ghostnet_cifar"),
+    settings = dict(study_name="x", storage="sqlite:///:memory:",
+                    space=load_space("ghostnet_cifar"),
                     data=DataSpec("synthetic"), protocol=protocol, device="cpu")
     with pytest.raises(ConfigError, match="--cuda-graphs needs a CUDA device"):
         SearchSettings(**settings, cuda_graphs=True)
