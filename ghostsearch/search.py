@@ -135,8 +135,7 @@ class SearchSettings:
 
 
 def default_storage(study_name: str, results_dir: str | Path = "results") -> str:
-    path = Path(results_dir) / study_name / "study.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(results_dir) / study_name / "study.db"  # made by make_storage, when first used
     return f"sqlite:///{path}"
 
 

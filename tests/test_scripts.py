@@ -35,6 +35,7 @@ def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()  # a refused command leaves nothing behind
 
 
 @pytest.mark.parametrize("script", ["search.py", "train.py", "proxy_fidelity.py",
