@@ -191,9 +191,9 @@ def sampler_seed(study_seed: int, worker: int, started: int) -> int:
     """The sampler seed of one worker process.
 
     A fresh study's only worker uses the study seed, so a one-process search is reproducible.
-    Any other worker (spawned, joining from another machine, or resuming) mixes in its index,
-    the trials already started and its process id: workers seeded alike would propose the same
-    architectures in the same order and train them twice (seen in a 2-worker search).
+    Any other worker (spawned, resuming, or joining a study whose trials have started) mixes in
+    its index, the trials already started and its process id: workers seeded alike would propose
+    the same architectures in the same order and train them twice (seen in a 2-worker search).
     """
     if worker == 0 and started == 0:
         return study_seed
