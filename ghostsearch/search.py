@@ -187,18 +187,23 @@ def make_sampler(settings: SearchSettings, seed: int | None = None) -> optuna.sa
                                       multivariate=settings.multi_objective or None)
 
 
-def sampler_seed(study_seed: int, worker: int, started: int) -> int:
+def sampler_seed(study_seed: int, worker: int, started: int, creator: bool = True) -> int:
     """The sampler seed of one worker process.
 
-    A fresh study's only worker uses the study seed, so a one-process search is reproducible.
-    Any other worker (spawned, resuming, or joining a study whose trials have started) mixes in
-    its index, the trials already started and its process id: workers seeded alike would propose
-    the same architectures in the same order and train them twice (seen in a 2-worker search).
+    The process that created the study, while no trial has started, uses the study seed, so a
+    one-process search is reproducible. Any other worker (spawned, resuming, or another command
+    joining the study) mixes in its index, the trials already started and its process id:
+    workers seeded alike would propose the same architectures in the same order and train them
+    twice (seen in a 2-worker search).
     """
-    if worker == 0 and started == 0:
+    if creator and worker == 0 and started == 0:
         return study_seed
     key = f"{study_seed}/{worker}/{started}/{os.getpid()}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
+# studies created by this process: its later opens (the worker after run_search) are the creator's
+_created_here: set[tuple[str, str]] = set()
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -250,9 +255,12 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(**{k: v for k, v in kwargs.items() if k != "directions"})
         created = False
+    if created:
+        _created_here.add((settings.storage, settings.study_name))
     started = sum(t.state != optuna.trial.TrialState.WAITING
                   for t in study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(settings, sampler_seed(settings.seed, worker, started))
+    creator = (settings.storage, settings.study_name) in _created_here
+    study.sampler = make_sampler(settings, sampler_seed(settings.seed, worker, started, creator))
     identity = settings.identity()
     previous = study.user_attrs.get("settings")
     if previous is None:

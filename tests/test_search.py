@@ -145,6 +145,14 @@ def test_sampler_seeds_of_workers_differ():
     assert search_mod.sampler_seed(7, 0, 0) == 7  # a fresh one-process search: reproducible
     seeds = {search_mod.sampler_seed(7, w, started) for w in range(4) for started in (0, 3)}
     assert len(seeds) == 8
+    # a second command joining a fresh study (another machine) is not the creator
+    assert search_mod.sampler_seed(7, 0, 0, creator=False) != 7
+
+
+def test_one_process_search_is_reproducible(tmp_path, space):
+    runs = [run_search(settings(tmp_path, space, trials=5, study_name=f"r{i}"),
+                       show_progress=False) for i in range(2)]
+    assert [t.params for t in runs[0].trials] == [t.params for t in runs[1].trials]
 
 
 def test_budget_below_the_smallest_architecture(tmp_path, space):
