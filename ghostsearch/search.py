@@ -164,11 +164,9 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
                 if attempt == 5:
                     raise
                 time.sleep(0.2 + random.random())
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend  # journal:PATH, the one left
 
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    raise AssertionError(f"unchecked storage URL {url!r}")  # SearchSettings checks it first
+    return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
 
 
 def check_storage_url(url: str) -> None:
@@ -177,8 +175,7 @@ def check_storage_url(url: str) -> None:
                           "postgresql://..., mysql://... or journal:PATH")
 
 
-def make_sampler(settings: SearchSettings, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    seed = settings.seed if seed is None else seed
+def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "nsga2":
