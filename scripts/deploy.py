@@ -1,72 +1,9 @@
 #!/usr/bin/env python
-"""Export a model to ONNX, check it against PyTorch with onnxruntime, and time it on the CPU.
+"""`ghostsearch deploy` as a script; see `python scripts/deploy.py --help`."""
 
-    python scripts/deploy.py --config results/NAME/best_arch.json --onnx best.onnx
-    python scripts/deploy.py --model ghost-resnet56 --checkpoint runs/x/last.pt --onnx g56.onnx
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from collections.abc import Sequence
 
-import torch
-
-from ghostsearch import build_model, load_config
-from ghostsearch.cli import ArgumentParser, run_cli
-from ghostsearch.config import ConfigError
-from ghostsearch.deploy import check_onnx, export_onnx, onnx_latency
-from ghostsearch.zoo import MODELS, make_model
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="a NetConfig or exported best_arch.json")
-    src.add_argument("--model", choices=sorted(MODELS),
-                     help="a named network (ghost-* names are ghostified with s=2, d=3)")
-    p.add_argument("--checkpoint", help="weights: a train.py checkpoint or a state_dict file")
-    p.add_argument("--onnx", required=True, help="where to write the .onnx file")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="input size (default: the config's, or the model's usual)")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads for timing")
-    p.add_argument("--runs", type=int, default=50, help="timed runs (batch 1)")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.config:
-        cfg = load_config(args.config)
-        if args.num_classes:
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, num_classes=args.num_classes)
-        model, res = build_model(cfg), args.resolution or cfg.resolution
-    else:
-        model, res = make_model(args.model, args.num_classes or 10)
-        res = args.resolution or res
-    if args.checkpoint:
-        try:
-            state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as e:
-            raise ConfigError(f"--checkpoint {args.checkpoint}: cannot read ({e})") from None
-        state = state.get("model", state) if isinstance(state, dict) else state
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise ConfigError(f"--checkpoint {args.checkpoint}: does not fit this model "
-                              f"({str(e).splitlines()[0]})") from None
-    path = export_onnx(model, args.onnx, res)
-    diff = check_onnx(model, path, res)
-    lat = onnx_latency(path, res, runs=args.runs, threads=args.threads)
-    print(json.dumps({"onnx": str(path), "resolution": res, "max_abs_diff": diff,
-                      "onnxruntime_cpu_latency": lat}, indent=2))
-    return 0 if diff < 1e-3 else 1
-
+from ghostsearch.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main(["deploy", *sys.argv[1:]]))

@@ -1,60 +1,9 @@
 #!/usr/bin/env python
-"""Export trials of a study as config files that rebuild the exact models.
+"""`ghostsearch export` as a script; see `python scripts/export.py --help`."""
 
-    python scripts/export.py --study-name NAME                 # best_arch.json
-    python scripts/export.py --study-name NAME --trial 17      # trial_17.json
-    python scripts/export.py --study-name NAME --pareto        # the accuracy/FLOPs front
-
-Each file holds the deployment NetConfig and its metadata (FLOPs, params, accuracies, protocol,
-versions); `ghostsearch.load_config(path)` + `build_model` rebuild the model.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from ghostsearch.cli import ArgumentParser, run_cli
-from ghostsearch.config import ConfigError
-from ghostsearch.export import export_best, export_trial
-from ghostsearch.report import pareto_front, trials_frame
-from ghostsearch.search import load_existing_study
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study-name", required=True, help="the study to export from")
-    p.add_argument("--storage", default=None,
-                   help="Optuna storage URL (default: sqlite in results/<study-name>/study.db)")
-    p.add_argument("--out", default=None, help="output folder (default: results/<study-name>)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--trial", type=int, action="append",
-                       help="trial number to export (repeatable)")
-    which.add_argument("--pareto", action="store_true",
-                       help="export every feasible trial that no other beats on both "
-                            "validation accuracy and FLOPs")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    study = load_existing_study(args.study_name, args.storage)
-    out = Path(args.out or Path("results") / args.study_name)
-    if args.trial or args.pareto:
-        numbers = args.trial or [int(n) for n in pareto_front(trials_frame(study)).trial]
-        for n in numbers:
-            print(export_trial(study, n, out / f"trial_{n}.json"))
-    else:
-        path = export_best(study, out)
-        if path is None:
-            raise ConfigError(f"study {args.study_name!r} has no completed trial within its "
-                              "limits yet")
-        print(path)
-    return 0
-
+from ghostsearch.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main(["export", *sys.argv[1:]]))

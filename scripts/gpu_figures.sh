@@ -1,31 +1,17 @@
 #!/usr/bin/env bash
-# The GPU figures the open issues ask for, in parts meant for one 10-minute device call each.
+# The GPU measurements of ghostsearch on any CUDA machine, in parts that can run one at a time:
 #
-#   bash scripts/gpu_figures.sh latency            # parts: latency bench variants jobs search
-#                                                  #        fidelity (several run in order)
-# Stage once, here: `bash ../shared/tools/gpu-stage.sh`, then two wheels the GPU image
-# may lack (its listed packages and the staged wheels include neither tabulate, which prints
-# the tables, nor scipy, which gives Kendall tau; without them the scripts print plain
-# tables and report Kendall tau as null):
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --platform manylinux_2_28_x86_64 -d .gpu tabulate scipy
-# (.gpu is then about 60 MB, under the 64 MiB carry limit.) On the lent GPU machine, call the
-# device tool's run with carry [".gpu", "results/gpu-search"] and:
-#   source .gpu/gpu-setup.sh && bash scripts/gpu_figures.sh latency
-# Results go under $OUT (the device tool's output folder; default results/gpu). Needs
-# CIFAR10_JPEG_DIR (gpu-setup.sh sets it). JOBS="1 2 4" picks the worker counts of `jobs`
-# (default 1 2 4 8; split it over calls if it runs long). `search` stops after 480 s and keeps
-# its study in results/gpu-search/study.db (also copied to $OUT): copy that file back into
-# results/gpu-search/ here and carry it, and the next call resumes the same search.
-# `fidelity` trains 12 architectures for 5 and 20 epochs: with the brief's 40-70 s first-epoch
-# warm-up it may not fit one call; FIDELITY="--archs 12 --epochs 3 --train-subset 15000 ..."
-# replaces its arguments.
-# DEVICE=cpu QUICK=1 runs every part on tiny settings, to check this script without a GPU (its
-# figures mean nothing).
+#   DATA_DIR=/path/to/cifar10 bash scripts/gpu_figures.sh latency bench variants jobs search fidelity
+#
+# DATA_DIR holds train/<class>/*.jpg and test/<class>/*.jpg. Results go under $OUT (default
+# results/gpu). `search` stops after 480 s; rerun it and it resumes the same study from
+# results/gpu-search/study.db. JOBS="1 2 4" picks the worker counts of `jobs` (default 1 2 4 8);
+# FIDELITY="..." replaces the arguments of `fidelity`. DEVICE=cpu QUICK=1 runs every part on
+# tiny settings, to check the script without a GPU (its figures mean nothing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${OUT:-results/gpu}
-data=${CIFAR10_JPEG_DIR:?set CIFAR10_JPEG_DIR to the unpacked JPEG CIFAR-10 (train/, test/)}
+data=${DATA_DIR:?set DATA_DIR to the JPEG CIFAR-10 folder (train/, test/)}
 device=${DEVICE:-cuda}
 quick=${QUICK:-0}
 mkdir -p "$out"
@@ -39,7 +25,8 @@ if [ "$quick" = 1 ]; then
 else
   small=() pbatch=() lat=(--runs 200 --warmup 20) table=(--archs 20 --eval 50)
   bench=(--searched 2 --naive-batch 128 --workers 8)
-  jobs=(--jobs ${JOBS:-1 2 4 8} --trials-per-job 2)
+  read -ra jobs_k <<< "${JOBS:-1 2 4 8}"
+  jobs=(--jobs "${jobs_k[@]}" --trials-per-job 2)
   search=(--trials 40 --n-jobs 4 --timeout 480)
   read -ra fidelity <<< "${FIDELITY:---archs 12 --epochs 5 --factor 4 --seeds 3}"
   batches=(--batch-size 512 1024) variants=cuda-graphs,fp32,no-cudnn
@@ -63,12 +50,11 @@ for part in "$@"; do
     jobs)  # trials per hour with K concurrent workers
       py scripts/bench_proxy.py "${common[@]}" "${small[@]}" "${pbatch[@]}" --searched 0 \
         --naive-archs 0 "${jobs[@]}" --json "$out/bench-jobs-$device.json" ;;
-    search)  # the issue's search at 200 MFLOPs, report and best_arch.json under $out/search
+    search)  # a 40-trial search at 200 MFLOPs, report and best_arch.json under $out/search
       mkdir -p results/gpu-search
       py scripts/search.py --budget 200MFLOPs "${common[@]}" "${small[@]}" "${pbatch[@]}" \
         "${search[@]}" --study-name gpu-200M --out "$out/search" \
-        --storage sqlite:///results/gpu-search/study.db
-      cp results/gpu-search/study.db "$out/search/" ;;
+        --storage sqlite:///results/gpu-search/study.db ;;
     fidelity)  # Kendall tau / Spearman rho of the proxy against a 4x longer schedule
       py scripts/proxy_fidelity.py --budget 200MFLOPs "${common[@]}" "${small[@]}" \
         "${pbatch[@]}" "${fidelity[@]}" --json "$out/fidelity-$device.json" ;;

@@ -1,90 +1,9 @@
 #!/usr/bin/env python
-"""Train a found architecture or a named network for a full schedule, resumably.
+"""`ghostsearch train` as a script; see `python scripts/train.py --help`."""
 
-    python scripts/train.py --config results/NAME/best_arch.json --data imagefolder \\
-        --data-dir /data/cifar10 --epochs 200
-    python scripts/train.py --model ghost-resnet56 --data cifar10 --data-dir ./cifar --epochs 200
-    python scripts/train.py --config ref.json --init ghostnet_100.pth ...   # timm checkpoint
-
-A found architecture is trained as the search's proxy saw it: the task's classes and image size,
-and a stride-1 stem for images of 64 px or less. A checkpoint (`last.pt`) is written after every
-epoch; running the same command again resumes from it. `record.json` holds the history, the
-final validation and test accuracy and the time; `--onnx` also exports the trained model.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from ghostsearch import load_config
-from ghostsearch.cli import ArgumentParser, add_data_args, run_cli
-from ghostsearch.data import load_data
-from ghostsearch.proxy import SCHEDULES, ProxyProtocol, pick_device, proxy_config
-from ghostsearch.train import ModelSpec, train_full
-from ghostsearch.zoo import MODELS
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="a NetConfig or an exported best_arch.json")
-    src.add_argument("--model", choices=sorted(MODELS),
-                     help="a named network: vgg16, resnet56 (CIFAR), ghost-* (ghostified, s=2, "
-                          "d=3), torchvision resnet18/resnet50/vgg16_bn")
-    add_data_args(p, val_help="for monitoring")
-    p.add_argument("--epochs", type=int, default=200, help="default 200")
-    p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--lr", type=float, default=0.4,
-                   help="peak SGD lr at batch 512, scaled with the batch (default 0.4: 0.1 at "
-                        "batch 128)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    p.add_argument("--warmup", type=float, default=0.025, help="fraction of steps (default 0.025)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--init", default=None, help="start from a timm-format state_dict file")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<model or config>)")
-    p.add_argument("--onnx", default=None, help="also export the trained model to this file")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    recipe = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           schedule=args.schedule, warmup=args.warmup,
-                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing)
-    data = load_data(args.data, args.data_dir, val_size=args.val_size,
-                     train_subset=args.train_subset, resolution=args.resolution, seed=args.seed)
-    print(data.summary())
-    if args.config:
-        cfg = proxy_config(load_config(args.config), data, recipe)
-        spec = ModelSpec(config=cfg.to_dict(), num_classes=data.num_classes)
-        name = Path(args.config).stem
-    else:
-        spec = ModelSpec(name=args.model, num_classes=data.num_classes)
-        name = args.model
-    out = Path(args.out or Path("runs") / name)
-    record = train_full(spec, data, recipe, out, seed=args.seed, device=pick_device(args.device),
-                        init=args.init)
-    print(f"test accuracy {record['test_acc']:.2f}% after {len(record['history'])} epochs, "
-          f"{record['train_seconds']:.0f} s; record: {out / 'record.json'}")
-    if args.onnx:
-        from ghostsearch.deploy import check_onnx, export_onnx
-
-        model = spec.build()
-        import torch
-
-        model.load_state_dict(torch.load(out / "last.pt", map_location="cpu",
-                                         weights_only=False)["model"])
-        res = data.resolution
-        path = export_onnx(model, args.onnx, res)
-        print(f"onnx: {path}, max |onnxruntime - torch| = {check_onnx(model, path, res):.2e}")
-    return 0
-
+from ghostsearch.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -11,8 +11,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from ghostsearch import reference_config
-from ghostsearch.bench import (
+from benchmarks.proxy_bench import (
     VARIANTS,
     PILImages,
     bench_architectures,
@@ -22,10 +21,11 @@ from ghostsearch.bench import (
     timed_proxy,
     trials_per_hour,
 )
-from ghostsearch.data import load_data, train_files
-from ghostsearch.proxy import ProxyProtocol, proxy_config, train_proxy
-from ghostsearch.search import DataSpec, SearchSettings
-from ghostsearch.space import load_space
+from ghostsearch import reference_config
+from ghostsearch.search.data import load_data, train_files
+from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.settings import DataSpec, SearchSettings
+from ghostsearch.search.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,8 +194,8 @@ def test_bench_proxy_bad_input_is_one_line(tmp_path, args, message):
 
 
 def test_cuda_graphs_are_refused_off_cuda(tiny):
-    from ghostsearch.config import ConfigError
-    from ghostsearch.proxy import graph_model, proxy_loaders
+    from ghostsearch import ConfigError
+    from ghostsearch.search.proxy import graph_model, proxy_loaders
 
     cfg, data, protocol = tiny
     loader, _ = proxy_loaders(data, protocol, 0, torch.device("cpu"))

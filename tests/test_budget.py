@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ghostsearch import ConfigError, parse_budget
-from ghostsearch.budget import format_flops
+from ghostsearch.arch.budget import format_flops
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,9 @@ def test_parse_budget_refuses(text, message):
 def test_format_flops():
     assert format_flops(141_150_512) == "141.15M"
     assert format_flops(1_500_000_000) == "1.50G"
+
+
+@pytest.mark.parametrize("text, value", [("200MFLOP", 200_000_000), ("150MMAC", 150_000_000),
+                                         ("0.2GFLOP", 200_000_000), ("1MMAdd", 1_000_000)])
+def test_singular_units_are_accepted(text, value):
+    assert parse_budget(text) == value

@@ -11,13 +11,13 @@ import torchvision
 from torch import nn
 
 from ghostsearch import ConfigError, build_model, reference_config
-from ghostsearch.counting import fvcore_flops
-from ghostsearch.data import load_data
-from ghostsearch.ghostify import cheap_flops, count_ghostified, ghostify
-from ghostsearch.layers import GhostModule
-from ghostsearch.proxy import ProxyProtocol
-from ghostsearch.train import ModelSpec, load_init, train_full
-from ghostsearch.zoo import resnet56_cifar, vgg16_cifar
+from ghostsearch.arch.counting import fvcore_flops
+from ghostsearch.arch.layers import GhostModule
+from ghostsearch.compress.ghostify import cheap_flops, count_ghostified, ghostify
+from ghostsearch.compress.train import ModelSpec, load_init, train_full
+from ghostsearch.compress.zoo import resnet56_cifar, vgg16_cifar
+from ghostsearch.search.data import load_data
+from ghostsearch.search.proxy import ProxyProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +112,8 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path):
     assert resumed["test_acc"] == straight["test_acc"]
     record = json.loads((tmp_path / "b" / "record.json").read_text())
     assert record["test_acc"] == resumed["test_acc"] and len(record["history"]) == 3
+    assert record["preprocessing"] == data.preprocessing()
+    assert record["preprocessing"]["input_size"] == [3, data.resolution, data.resolution]
     with pytest.raises(ConfigError, match="written for another model or recipe"):
         train_full(spec, data, ProxyProtocol(epochs=4, batch_size=32), tmp_path / "b", seed=1)
 
@@ -132,7 +134,7 @@ def test_init_from_a_timm_checkpoint(tmp_path):
 
 def test_onnx_round_trip(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
-    from ghostsearch.deploy import check_onnx, export_onnx, onnx_latency
+    from ghostsearch.compress.deploy import check_onnx, export_onnx, onnx_latency
 
     model = build_model(reference_config(0.5, num_classes=10, resolution=32, stem_stride=1))
     path = export_onnx(model, tmp_path / "m.onnx", 32)
@@ -141,6 +143,35 @@ def test_onnx_round_trip(tmp_path):
     assert 0 < lat["median_ms"] <= lat["p90_ms"] and lat["threads"] == 1
     ghost = ghostify(resnet56_cifar(), 2, 3)
     assert check_onnx(ghost, export_onnx(ghost, tmp_path / "g.onnx", 32), 32) < 1e-4
+
+
+def test_onnx_file_carries_the_preprocessing(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
+    from ghostsearch.compress.deploy import export_onnx, onnx_preprocessing
+
+    pre = load_data("synthetic", resolution=16).preprocessing()
+    model = build_model(reference_config(0.5, num_classes=10, resolution=16, stem_stride=1))
+    path = export_onnx(model, tmp_path / "m.onnx", 16, preprocessing=pre)
+    assert onnx_preprocessing(path) == pre
+    assert onnx_preprocessing(export_onnx(model, tmp_path / "bare.onnx", 16)) is None
+
+
+@pytest.mark.parametrize("command", [["deploy.py", "--model", "resnet56", "--onnx", "x.onnx"],
+                                     ["train.py", "--model", "resnet56", "--data", "synthetic",
+                                      "--onnx", "x.onnx"]])
+def test_onnx_without_the_deploy_extra_names_it(tmp_path, command):
+    """With onnx, onnxscript and onnxruntime missing (blocked on import), the commands stop
+    at once with one line naming the extra; train.py before any training."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nfor m in ('onnx', 'onnxscript', 'onnxruntime'):\n"
+                       "    sys.modules[m] = None\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / command[0]), *command[1:]],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == ("error: ONNX export needs onnx, which is not installed: pip "
+                                "install 'ghostsearch[deploy]'")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_compress_script_prints_the_paper_comparison():

@@ -7,7 +7,7 @@ import torch
 from conftest import random_config
 
 from ghostsearch import analytic_counts, build_model, count_flops, count_params, reference_config
-from ghostsearch.counting import COUNTERS, fvcore_flops, thop_flops
+from ghostsearch.arch.counting import COUNTERS, fvcore_flops, thop_flops
 
 # Paper-convention FLOPs of timm's ghostnet_050/100/130 at 224x224 (README table)
 REFERENCE_MFLOPS = {0.5: 42.3, 1.0: 141.2, 1.3: 227.0}

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ghostsearch import ConfigError, reference_config
-from ghostsearch.data import DeviceLoader, load_data, synthetic_split
-from ghostsearch.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch import ConfigError, DataError, reference_config
+from ghostsearch.search.data import DeviceLoader, load_data, synthetic_split
+from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
 
 
 def _image_folder(root, classes=("cat", "dog"), per_class=12, size=8, splits=("train", "test")):
@@ -41,20 +41,20 @@ def test_imagefolder_holds_out_validation_and_caches(tmp_path):
 
 
 def test_imagefolder_errors(tmp_path):
-    with pytest.raises(ConfigError, match="needs --data-dir"):
+    with pytest.raises(DataError, match="needs --data-dir"):
         load_data("imagefolder", None)
-    with pytest.raises(ConfigError, match="no such directory"):
+    with pytest.raises(DataError, match="no such directory"):
         load_data("imagefolder", tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="expected .*/train and .*/val"):
+    with pytest.raises(DataError, match="expected .*/train and .*/val"):
         load_data("imagefolder", tmp_path / "empty")
     root = _image_folder(tmp_path / "d")
     (root / "train" / "cat" / "notes.txt").write_text("hello")
-    with pytest.raises(ConfigError, match="notes.txt: not an image file"):
+    with pytest.raises(DataError, match="notes.txt: not an image file"):
         load_data("imagefolder", root, progress=False)
     (root / "train" / "cat" / "notes.txt").unlink()
     (root / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ConfigError, match="broken.jpg: not a readable image"):
+    with pytest.raises(DataError, match="broken.jpg: not a readable image"):
         load_data("imagefolder", root, progress=False)
     with pytest.raises(ConfigError, match="--data 'mnist'"):
         load_data("mnist")
@@ -67,17 +67,17 @@ def test_cifar_missing_says_where_to_put_it(tmp_path, monkeypatch):
         raise RuntimeError("no network")
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", no_network)
-    with pytest.raises(ConfigError, match="put torchvision's cifar-10-batches-py/ there"):
+    with pytest.raises(DataError, match="put torchvision's cifar-10-batches-py/ there"):
         load_data("cifar10", tmp_path)
     # the default ./data did not exist: the failed download leaves no empty folder behind
-    with pytest.raises(ConfigError, match="or --data synthetic to try the tool"):
+    with pytest.raises(DataError, match="or --data synthetic to try the tool"):
         load_data("cifar10", tmp_path / "data")
     assert not (tmp_path / "data").exists()
 
 
 def test_cifar_on_an_image_folder_names_the_right_option(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
-    with pytest.raises(ConfigError, match=r"holds an image folder \(train/\), not torchvision's "
+    with pytest.raises(DataError, match=r"holds an image folder \(train/\), not torchvision's "
                                           r"cifar-100-python/; pass --data imagefolder"):
         load_data("cifar100", tmp_path)
 
@@ -129,3 +129,36 @@ def test_protocol_validation_and_schedule():
     lrs = [p.lr_at(s, 100) for s in range(100)]
     assert max(lrs) == pytest.approx(0.2)  # scaled linearly with the batch size
     assert lrs[0] < lrs[19] and lrs[-1] < 0.01
+
+
+def test_an_image_folder_too_large_for_memory_is_refused_before_decoding(tmp_path,
+                                                                          monkeypatch):
+    import ghostsearch.search.data as data_mod
+
+    root = _image_folder(tmp_path / "d")  # 24 images of 8x8: 4,608 bytes decoded
+    decoded = []
+    real = data_mod._decode
+    monkeypatch.setattr(data_mod, "_decode", lambda *a: decoded.append(a) or real(*a))
+    with pytest.raises(DataError, match=r"24 images at 8x8 take 0.0 GB decoded, over the "
+                                        r"4e-06 GB limit; pass --resolution"):
+        load_data("imagefolder", root, progress=False, max_data_gb=4e-6)
+    assert len(decoded) == 1  # only the first image, for its size
+    data = load_data("imagefolder", root, progress=False, max_data_gb=5e-6)
+    assert len(data.train) == 22
+
+
+def test_preset_caps_fit_small_data_and_explicit_sizes_win():
+    capped = load_data("synthetic", synthetic_size=(600, 100), train_cap=100, val_cap=50)
+    assert (len(capped.train), len(capped.val)) == (100, 50)
+    small = load_data("synthetic", synthetic_size=(60, 20), train_cap=1000, val_cap=500)
+    assert (len(small.train), len(small.val)) == (54, 6)  # a tenth held out, the rest kept
+    explicit = load_data("synthetic", synthetic_size=(600, 100), train_subset=300, val_size=80,
+                         train_cap=100, val_cap=50)
+    assert (len(explicit.train), len(explicit.val)) == (300, 80)
+
+
+def test_split_fingerprint_names_the_held_out_images():
+    a = load_data("synthetic", val_size=50)
+    assert a.split_id == load_data("synthetic", val_size=50).split_id
+    assert a.split_id != load_data("synthetic", val_size=50, seed=1).split_id
+    assert a.split_id != load_data("synthetic", val_size=60).split_id

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ghostsearch import ConfigError, build_model, reference_config
-from ghostsearch.latency import measure_latency
+from ghostsearch.latency.measure import measure_latency
 
 
 def small():

@@ -5,8 +5,8 @@ import random
 import pytest
 
 from ghostsearch import ConfigError, reference_config
-from ghostsearch.latency_table import LatencyTable, network_ops, random_params
-from ghostsearch.space import load_space
+from ghostsearch.latency.table import LatencyTable, network_ops
+from ghostsearch.search.space import load_space
 
 
 def tiny(width: float):
@@ -60,7 +60,7 @@ def test_random_params_are_points_of_the_space():
     space = load_space("ghostnet")
     rng = random.Random(0)
     for _ in range(20):
-        assert space.contains(random_params(space, rng))
+        assert space.contains(space.random_params(rng))
 
 
 def test_device_type_follows_the_device_name(tmp_path):

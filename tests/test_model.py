@@ -7,7 +7,7 @@ import torch
 from conftest import REFERENCE_WIDTHS, random_config
 
 from ghostsearch import BlockConfig, NetConfig, build_model, count_params, reference_config
-from ghostsearch.layers import GhostModule, make_divisible
+from ghostsearch.arch.layers import GhostModule, make_divisible
 
 EXACT_PARAMS = {0.5: 2_587_292, 1.0: 5_182_508, 1.3: 7_358_820}
 

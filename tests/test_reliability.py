@@ -16,12 +16,15 @@ import pytest
 import torch
 from test_search import settings, space  # noqa: F401  (fixture)
 
-import ghostsearch.proxy as proxy_mod
-import ghostsearch.search as search_mod
+import ghostsearch.search.objective as objective_mod
+import ghostsearch.search.proxy as proxy_mod
+import ghostsearch.search.storage as storage_mod
 from ghostsearch import reference_config
-from ghostsearch.data import load_data
-from ghostsearch.proxy import ProxyProtocol, TrainingDiverged, proxy_config, train_proxy
-from ghostsearch.search import SearchSettings, run_search, trained_count
+from ghostsearch.search.data import load_data
+from ghostsearch.search.proxy import ProxyProtocol, TrainingDiverged, proxy_config, train_proxy
+from ghostsearch.search.settings import SearchSettings
+from ghostsearch.search.study import trained_count
+from ghostsearch.search.workers import run_search
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["--budget", "60M", "--data", "synthetic", "--batch-size", "32", "--train-subset", "64",
@@ -120,7 +123,7 @@ def test_parallel_workers_reach_exactly_the_requested_count(tmp_path, storage):
                        cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     assert "database is locked" not in r.stderr + r.stdout
-    study = optuna.load_study(study_name="p", storage=search_mod.make_storage(url))
+    study = optuna.load_study(study_name="p", storage=storage_mod.make_storage(url))
     assert trained_count(study) == 6
     assert not [t for t in study.get_trials() if t.state == State.FAIL]
     names = [t.user_attrs["baseline"] for t in study.get_trials()
@@ -171,7 +174,7 @@ def test_nan_loss_is_detected():
 def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, space,  # noqa: F811
                                                                      monkeypatch):
     calls = {"n": 0}
-    real_train, real_build = search_mod.train_proxy, proxy_mod.build_model
+    real_train, real_build = objective_mod.train_proxy, proxy_mod.build_model
 
     def faulty_train(cfg, *args, **kwargs):
         calls["n"] += 1
@@ -186,7 +189,7 @@ def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, sp
             raise RuntimeError("cannot build this candidate")
         return real_build(cfg)
 
-    monkeypatch.setattr(search_mod, "train_proxy", faulty_train)
+    monkeypatch.setattr(objective_mod, "train_proxy", faulty_train)
     monkeypatch.setattr(proxy_mod, "build_model", faulty_build)
     study = run_search(settings(tmp_path, space, trials=6), show_progress=False)
     failed = [t for t in study.get_trials() if t.state == State.FAIL]

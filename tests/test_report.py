@@ -10,13 +10,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from PIL import Image
 
-from ghostsearch.report import (
-    baseline_comparison,
-    pareto_front,
-    pareto_mask,
-    trials_frame,
-    write_report,
-)
+from ghostsearch.report.frame import baseline_comparison, pareto_front, pareto_mask, trials_frame
+from ghostsearch.report.render import write_report
 
 
 def brute_force_front(points):
@@ -159,14 +154,11 @@ def test_report_script_reads_the_storage(tmp_path):
     assert np.isclose(pd.read_csv(tmp_path / "out" / "pareto.csv").MFLOPs[0], 40.0)
 
 
-def test_markdown_falls_back_to_plain_text_without_tabulate(monkeypatch):
-    import sys
+def test_rank_correlations_by_hand():
+    from ghostsearch.report.ranking import rank_correlations
 
-    import pandas as pd
-
-    from ghostsearch.cli import markdown
-
-    df = pd.DataFrame({"model": ["a", "b"], "ms": [1.234, 5.0]})
-    assert markdown(df, floatfmt=".2f").splitlines()[2] == "| a       | 1.23 |"
-    monkeypatch.setitem(sys.modules, "tabulate", None)  # as where tabulate is not installed
-    assert markdown(df, floatfmt=".2f") == df.to_string(index=False)
+    # one discordant pair of six: tau = (5 - 1) / 6; rank differences 0, 1, -1, 0:
+    # rho = 1 - 6 * 2 / (4 * 15)
+    r = rank_correlations([1, 2, 3, 4], [1, 3, 2, 4])
+    assert r["kendall"] == pytest.approx(4 / 6) and r["spearman"] == pytest.approx(0.8)
+    assert rank_correlations([1, 2, 3], [3, 2, 1]) == {"kendall": -1.0, "spearman": -1.0}

@@ -26,6 +26,10 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--data", "imagefolder"], "error: --data-dir data: no such directory"),
     (["--data", "imagefolder", "--data-dir", "/nonexistent"], "no such directory"),
     (["--storage", "redis://localhost"], "unknown scheme"),
+    # with several workers the data is still checked once, before any worker starts
+    (["--n-jobs", "2", "--data", "imagefolder", "--data-dir", "/nonexistent"],
+     "error: --data-dir /nonexistent: no such directory"),
+    (["--preset", "huge"], "error: argument --preset: invalid choice: 'huge'"),
     (["--budget", "-5M"], "error: argument --budget: expected one argument"),
     (["--epochs", "x"], "error: argument --epochs: invalid int value"),
 ])
@@ -76,7 +80,7 @@ def test_search_end_to_end_then_export(tmp_path):
 
 @pytest.mark.slow
 def test_latency_limited_search_measures_its_pareto_set(tmp_path):
-    from ghostsearch.latency_table import LatencyTable
+    from ghostsearch.latency.table import LatencyTable
 
     # a synthetic CPU table: every op costs its MFLOPs in ms
     table = LatencyTable("cpu: synthetic", "x", 1, 32, fits={"all": [0.0, 1.0, 0.0]})
@@ -96,3 +100,15 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path):
     assert (measured.baseline.notna() | measured.feasible).all()
     report = (tmp_path / "results" / "lat" / "report.md").read_text()
     assert "Measured latency of the final Pareto set" in report
+
+
+def test_out_folder_holds_the_study_database(tmp_path):
+    r = run("search.py", "--budget", "200MFLOPs", "--data", "synthetic", "--trials", "1",
+            "--epochs", "1", "--device", "cpu", "--no-baselines", "--out", "elsewhere/x",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "elsewhere" / "x" / "study.db").exists()
+    assert (tmp_path / "elsewhere" / "x" / "best_arch.json").exists()
+    assert not (tmp_path / "results").exists()
+    assert "device cpu (1 worker(s)); proxy protocol (preset gpu)" in r.stdout
+    assert "estimate: about" in r.stdout

@@ -1,25 +1,22 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
 import pytest
 import torch
 
-import ghostsearch.search as search_mod
+import ghostsearch.search.objective as objective_mod
+import ghostsearch.search.study as study_mod
 from ghostsearch import ConfigError, analytic_counts, build_model, count_flops, load_config
-from ghostsearch.export import export_best, export_trial
-from ghostsearch.proxy import ProxyProtocol
-from ghostsearch.report import pareto_front, summary_table, trials_frame
-from ghostsearch.search import (
-    DataSpec,
-    SearchSettings,
-    baseline_widths,
-    best_feasible,
-    run_search,
-    trained_count,
-)
-from ghostsearch.space import space_from_dict
+from ghostsearch.report.export import export_best, export_trial
+from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
+from ghostsearch.search.proxy import ProxyProtocol
+from ghostsearch.search.settings import DataSpec, SearchSettings
+from ghostsearch.search.space import space_from_dict
+from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
+from ghostsearch.search.workers import run_search
 
 TINY_SPACE = {
     "name": "tiny",
@@ -43,7 +40,7 @@ def space():
 def settings(tmp_path, space, **kw):
     base = dict(
         study_name="t", storage=f"sqlite:///{tmp_path / 'study.db'}", space=space,
-        data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16, seed=0),
+        data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16),
         protocol=ProxyProtocol(epochs=2, batch_size=32), budget_flops=9_000_000, trials=6,
         seed=0, device="cpu")
     base.update(kw)
@@ -54,13 +51,13 @@ def settings(tmp_path, space, **kw):
 def trained_configs(monkeypatch):
     """Record every config that reaches the proxy trainer."""
     seen = []
-    real = search_mod.train_proxy
+    real = objective_mod.train_proxy
 
     def spy(cfg, *args, **kwargs):
         seen.append(cfg)
         return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(search_mod, "train_proxy", spy)
+    monkeypatch.setattr(objective_mod, "train_proxy", spy)
     return seen
 
 
@@ -84,8 +81,13 @@ def test_search_trains_only_within_budget_and_records_everything(tmp_path, space
     # the trainer saw proxy configs (stride-1 stem, 16 px), never an over-budget candidate
     for cfg in trained_configs:
         assert (cfg.resolution, cfg.stem_stride) == (16, 1)
-    over = {t.user_attrs["arch"] for t in infeasible if not t.user_attrs.get("baseline")}
-    assert not over & {c.short().replace("stem", "stem") for c in trained_configs}
+    # no over-budget candidate reached the trainer: compare like with like, each over-budget
+    # deployment config adapted to the proxy task as the objective would have adapted it
+    over = {dataclasses.replace(load_config_from(t.user_attrs), num_classes=10, resolution=16,
+                                stem_stride=1)
+            for t in infeasible if not t.user_attrs.get("baseline")}
+    assert over, "the budget should leave some candidates over it"
+    assert not over & set(trained_configs)
 
 
 def load_config_from(attrs):
@@ -142,11 +144,11 @@ def test_pruning_never_discards_a_finished_training(tmp_path, space, monkeypatch
 
 
 def test_sampler_seeds_of_workers_differ():
-    assert search_mod.sampler_seed(7, 0, 0) == 7  # a fresh one-process search: reproducible
-    seeds = {search_mod.sampler_seed(7, w, started) for w in range(4) for started in (0, 3)}
+    assert study_mod.sampler_seed(7, 0, 0) == 7  # a fresh one-process search: reproducible
+    seeds = {study_mod.sampler_seed(7, w, started) for w in range(4) for started in (0, 3)}
     assert len(seeds) == 8
     # a second command joining a fresh study (another machine) is not the creator
-    assert search_mod.sampler_seed(7, 0, 0, creator=False) != 7
+    assert study_mod.sampler_seed(7, 0, 0, creator=False) != 7
 
 
 def test_one_process_search_is_reproducible(tmp_path, space):
@@ -217,8 +219,8 @@ def test_bad_settings(tmp_path, space, kw, message):
 
 
 def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
-    from ghostsearch.latency_table import LatencyTable, network_ops
-    from ghostsearch.report import write_report
+    from ghostsearch.latency.table import LatencyTable, network_ops
+    from ghostsearch.report.render import write_report
 
     # a synthetic table: every op costs its MFLOPs in ms, so latency == MFLOPs
     table = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
@@ -239,7 +241,8 @@ def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
     assert searched and all(table.predict(c) <= 5.0 for c in searched)
     assert len(trained_configs) == trained_count(study)  # nothing else reached the trainer
     # the final Pareto set (and the baselines) measured where the table was built
-    from ghostsearch.measure import MEASURED_KEY, front_trials, measure_front
+    from ghostsearch.report.frame import MEASURED_KEY
+    from ghostsearch.report.measure import front_trials, measure_front
 
     df = trials_frame(study)
     front = set(pareto_front(df, "latency_ms").trial)
@@ -272,3 +275,114 @@ def test_latency_settings_errors(tmp_path, space):
         settings(tmp_path, space, latency_ms=5.0)
     with pytest.raises(ConfigError, match="not a readable latency table"):
         settings(tmp_path, space, latency_ms=5.0, latency_table=str(tmp_path / "none.json"))
+
+
+def test_parallel_workers_use_optunas_constant_liar(tmp_path, space):
+    sampler = study_mod.make_sampler(settings(tmp_path, space), seed=3)
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar
+
+
+def test_the_library_leaves_optunas_log_level_alone(tmp_path, space):
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.DEBUG)
+        run_search(settings(tmp_path, space, trials=2, baselines=False), show_progress=False)
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def test_ctrl_c_records_the_trial_as_interrupted_and_logs_no_failure(tmp_path, space,
+                                                                     monkeypatch, caplog):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(objective_mod, "train_proxy", interrupted)
+    optuna.logging.enable_propagation()  # let caplog see Optuna's records
+    try:
+        with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+            run_search(settings(tmp_path, space, baselines=False), show_progress=False)
+    finally:
+        optuna.logging.disable_propagation()
+    assert not [r for r in caplog.records if r.name.startswith("optuna")]
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    stopped = [t for t in study.get_trials() if t.user_attrs.get("decision") == "interrupted"]
+    assert len(stopped) == 1 and stopped[0].user_attrs["reason"] == "interrupted"
+    assert trained_count(study) == 0  # not counted: a resume trains another candidate
+
+
+def test_a_failed_trial_keeps_no_frames_of_the_failed_training(tmp_path, space, monkeypatch):
+    """The traceback of a failed training holds its tensors; the objective re-raises without
+    it, so that the memory is free before the next candidate (and empty_cache can return it)."""
+    def out_of_memory(*args, **kwargs):
+        big = torch.ones(1000)  # noqa: F841 (a tensor in the failing frame)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(objective_mod, "train_proxy", out_of_memory)
+    s = settings(tmp_path, space, trials=1, baselines=False)
+    data = s.data.load(progress=False)
+    objective = objective_mod.Objective(s, data, torch.device("cpu"))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(1))
+    trial = study.ask()
+    with pytest.raises(objective_mod.TrialFailed, match="OutOfMemoryError") as info:
+        while True:  # ask until a feasible candidate reaches the trainer
+            try:
+                objective(trial)
+            except objective_mod.TrialFailed:
+                raise
+            study.tell(trial, 0.0)
+            trial = study.ask()
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    frames = []
+    tb = info.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "out_of_memory" not in frames and "_run" not in frames
+
+
+def test_studies_on_different_validation_splits_are_not_merged(tmp_path, space):
+    from ghostsearch.errors import StudyError
+    from ghostsearch.report.render import write_report
+
+    a = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="a"),
+                   show_progress=False)
+    same = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="b",
+                               seed=5), show_progress=False)
+    other = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="c",
+                                data=DataSpec("synthetic", val_size=40, train_subset=64,
+                                              resolution=16, split_seed=1)),
+                       show_progress=False)
+    assert a.user_attrs["split"] == same.user_attrs["split"] != other.user_attrs["split"]
+    write_report([a, same], tmp_path / "ab")  # another search seed, the same split
+    with pytest.raises(StudyError, match="different validation splits"):
+        write_report([a, other], tmp_path / "ac")
+    assert not (tmp_path / "ac").exists()
+
+
+def test_best_arch_carries_the_preprocessing(tmp_path, space):
+    study = run_search(settings(tmp_path, space, trials=2), show_progress=False)
+    path = export_best(study, tmp_path / "out")
+    meta = json.loads(path.read_text())["metadata"]
+    pre = meta["preprocessing"]
+    assert pre["input_size"] == [3, 16, 16] and pre["num_classes"] == 10
+    assert len(pre["mean"]) == 3 and all(0 < m < 1 for m in pre["mean"])
+    assert pre["interpolation"] == "bilinear" and pre["crop_pct"] == 1.0
+    from ghostsearch.report.export import read_preprocessing
+
+    assert read_preprocessing(path) == pre
+
+
+def test_a_spawned_worker_runs_on_its_own_gpu(tmp_path, space, monkeypatch):
+    """No worker opens a context on cuda:0 unless it runs there: each sets its own device
+    before it builds, captures or times anything."""
+    import ghostsearch.search.workers as workers
+
+    calls = []
+    monkeypatch.setattr(workers, "pick_device", lambda name: torch.device(name))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: calls.append(("set", str(dev))))
+    monkeypatch.setattr(workers, "run_worker",
+                        lambda *a, **k: calls.append(("run", k["device"])))
+    workers._spawned_worker(settings(tmp_path, space, n_jobs=2), "cuda:1", None, 2,
+                            optuna.logging.WARNING)
+    assert calls == [("set", "cuda:1"), ("run", "cuda:1")]

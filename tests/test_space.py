@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from ghostsearch import ConfigError, analytic_counts, reference_config
-from ghostsearch.space import SPACES_DIR, load_space, space_from_dict
+from ghostsearch.search.space import load_space, shipped_spaces, space_from_dict
 
-SHIPPED = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+SHIPPED = sorted(shipped_spaces())
 
 
 def test_shipped_spaces():
@@ -66,7 +66,7 @@ def test_smallest_point_is_cheapest_of_random_samples():
 
 
 def _raw(name: str = "ghostnet") -> dict:
-    return yaml.safe_load((SPACES_DIR / f"{name}.yaml").read_text())
+    return yaml.safe_load(shipped_spaces()[name].read_text())
 
 
 @pytest.mark.parametrize(
@@ -113,5 +113,5 @@ def test_load_space_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_space(bad)
     good = tmp_path / "mine.yaml"
-    good.write_text((SPACES_DIR / "ghostnet.yaml").read_text())
+    good.write_text(shipped_spaces()["ghostnet"].read_text())
     assert load_space(good).name == "ghostnet"

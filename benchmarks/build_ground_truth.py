@@ -1,0 +1,105 @@
+"""Build (or resume) a ground-truth table for a search space: N architectures sampled uniformly
+within a budget plus the reference GhostNets (0.5x, 1.0x, the widest within the budget), each
+trained with one long protocol (10,000 images x 12 epochs) and tested on the full test set;
+some trained with a second seed to state the noise floor. One CSV row per (architecture,
+seed), written as it finishes; rerun the same command to resume.
+
+    python scripts/build_ground_truth.py --data imagefolder --data-dir /path/to/cifar10 \\
+        --out results/ground_truth
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.ground_truth import (
+    Unit,
+    done_units,
+    machine,
+    plan,
+    read_plan,
+    run_units,
+    space_sha,
+    write_plan,
+)
+from ghostsearch import ConfigError, parse_budget
+from ghostsearch.cli.common import ArgumentParser
+from ghostsearch.provenance import provenance
+from ghostsearch.search.data import DATASETS
+from ghostsearch.search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
+from ghostsearch.search.space import load_space
+from ghostsearch.search.study import baseline_widths
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", choices=DATASETS, default="imagefolder")
+    p.add_argument("--data-dir", required=True, help="the data set (train/ and test/ folders)")
+    p.add_argument("--out", default="results/ground_truth", help="table folder")
+    p.add_argument("--space", default="ghostnet")
+    p.add_argument("--budget", default="200MFLOPs")
+    p.add_argument("--archs", type=int, default=40, help="sampled architectures (default 40)")
+    p.add_argument("--second-seed", type=int, default=6,
+                   help="architectures also trained with seed 1: the references and the first "
+                        "sampled ones (default 6)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--epochs", type=int, default=GROUND_TRUTH_PROTOCOL.epochs)
+    p.add_argument("--train-subset", type=int, default=GROUND_TRUTH_DATA["train_subset"])
+    p.add_argument("--val-size", type=int, default=GROUND_TRUTH_DATA["val_size"])
+    p.add_argument("--plan-only", action="store_true", help="write the configs, train nothing")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = parse_budget(args.budget)
+    space = load_space(args.space)
+    if args.archs < 1 or args.workers < 1 or args.threads < 1:
+        raise ConfigError("--archs, --workers and --threads must be >= 1")
+    protocol = dataclasses.replace(GROUND_TRUTH_PROTOCOL, epochs=args.epochs)
+    data_kwargs = {"name": args.data, "data_dir": args.data_dir, "val_size": args.val_size,
+                   "train_subset": args.train_subset, "seed": GROUND_TRUTH_DATA["split_seed"]}
+    identity = {"budget_flops": budget, "protocol": dataclasses.asdict(protocol),
+                "data": {k: v for k, v in data_kwargs.items() if k != "data_dir"}}
+    out = Path(args.out)
+    if (out / "protocol.json").exists():
+        meta = read_plan(out)
+        if meta.get("space_sha256") != space_sha(space):
+            raise ConfigError(f"{out}: a table of another space ({meta.get('space')}); pass "
+                              "a new --out")
+        changed = sorted(k for k in identity if meta.get(k) != identity[k])
+        if changed:
+            raise ConfigError(f"{out}: built with other {', '.join(changed)}; rerun with its "
+                              "original options or pass a new --out")
+        units = [Unit(**u) for u in meta["units"]]
+    else:
+        widths = [w for _, w in baseline_widths(space, budget)]
+        archs = plan(space, budget, args.archs, widths, second_seed=1)
+        ids = [a["arch_id"] for a in archs]
+        units = [Unit(i, 0) for i in ids] + [Unit(i, 1) for i in ids[:args.second_seed]]
+        write_plan(out, space, archs, units, {
+            **identity, "images_seen": protocol.epochs * args.train_subset,
+            "test": "the full test split", "threads_per_worker": args.threads,
+            "workers": args.workers, "machine": machine(), "provenance": provenance(args)})
+    done = done_units(out / "runs.csv")
+    print(f"{out}: {len(units)} units, {len(done & set(units))} done; protocol "
+          f"{protocol.epochs} epochs x {args.train_subset} images, batch {protocol.batch_size}; "
+          f"{args.workers} workers x {args.threads} thread(s) on {machine()}", flush=True)
+    if args.plan_only:
+        return 0
+    start = time.time()
+    n = len(done & set(units))
+    for row in run_units(out, units, protocol, data_kwargs, args.workers, args.threads):
+        n += 1
+        print(json.dumps({"done": f"{n}/{len(units)}", "arch": row["arch_id"],
+                          "seed": row["seed"], "MFLOPs": row["mflops"],
+                          "test": row["test_acc"], "s": row["total_seconds"],
+                          "elapsed_min": round((time.time() - start) / 60, 1)}), flush=True)
+    return 0
+

@@ -1,0 +1,165 @@
+"""A ground truth for a search space: architectures sampled uniformly within a budget, plus the
+reference GhostNets, each trained with one long protocol and tested on the full test set.
+
+The table is the yardstick every cheap ranking (short proxies, training-free scores, search
+modes) is measured against. It is built one (architecture, seed) unit at a time, a CSV row
+written as each finishes, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ghostsearch import ConfigError, analytic_counts, load_config, save_config
+from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.space import SearchSpace, sample_points
+
+COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",
+           "test_acc", "val_curve", "train_seconds", "total_seconds", "threads", "finished_at")
+
+
+@dataclass(frozen=True)
+class Unit:
+    arch_id: str
+    seed: int
+
+
+def space_sha(space: SearchSpace) -> str:
+    """A short fingerprint of a space's choices: a table belongs to exactly one space."""
+    text = json.dumps(space.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(space: SearchSpace, budget_flops: int, n_sampled: int, reference_widths: list[float],
+         second_seed: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The architectures of the table: references first, then the uniform sample."""
+    archs = []
+    for w in reference_widths:
+        archs.append({"arch_id": f"ref-{w:.2f}x", "kind": "reference",
+                      "name": f"GhostNet {w:g}x", "params": space.reference_params(w)})
+    for i, params in enumerate(sample_points(space, n_sampled, seed, budget_flops=budget_flops)):
+        archs.append({"arch_id": f"s{i:03d}", "kind": "sampled", "name": f"sample {i}",
+                      "params": params})
+    return archs
+
+
+def write_plan(out: Path, space: SearchSpace, archs: list[dict[str, Any]],
+               units: list[Unit], meta: dict[str, Any]) -> None:
+    """Every config as JSON and the protocol, before any training: the pool is fixed on disk."""
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for a in archs:
+        cfg = space.build_config(a["params"])
+        save_config(cfg, out / "configs" / f"{a['arch_id']}.json",
+                    metadata={"kind": a["kind"], "name": a["name"], "space_params": a["params"]})
+    meta = {**meta, "space": space.name, "space_sha256": space_sha(space),
+            "archs": [a["arch_id"] for a in archs],
+            "units": [dataclasses.asdict(u) for u in units]}
+    (out / "protocol.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_plan(out: Path) -> dict[str, Any]:
+    path = out / "protocol.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a ground-truth protocol ({e})") from None
+
+
+def done_units(csv_path: Path) -> set[Unit]:
+    if not csv_path.exists():
+        return set()
+    with csv_path.open() as f:
+        return {Unit(r["arch_id"], int(r["seed"])) for r in csv.DictReader(f)}
+
+
+def append_row(csv_path: Path, row: dict[str, Any]) -> None:
+    """One row, flushed to disk at once: what finished is never lost."""
+    new = not csv_path.exists()
+    with csv_path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row[k] for k in COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- one unit, in a worker process ------------------------------------------------------------
+
+_worker_data = None
+
+
+def _init_worker(threads: int, data_kwargs: dict[str, Any]) -> None:
+    import torch
+
+    from ghostsearch.search.data import load_data
+
+    global _worker_data
+    torch.set_num_threads(threads)
+    _worker_data = load_data(**data_kwargs, progress=False)
+
+
+def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> dict[str, Any]:
+    """Train one (architecture, seed) with the protocol; the row of the table."""
+    import torch
+
+    start = time.perf_counter()
+    cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
+    meta = json.loads((Path(out) / "configs" / f"{arch_id}.json").read_text())["metadata"]
+    proto = ProxyProtocol(**protocol)
+    pcfg = proxy_config(cfg, _worker_data, proto)
+    result = train_proxy(pcfg, _worker_data, proto, seed=seed, device="cpu")
+    counts = analytic_counts(cfg)
+    return {"arch_id": arch_id, "kind": meta["kind"], "name": meta["name"], "seed": seed,
+            "mflops": round(counts.flops / 1e6, 3), "params": counts.params,
+            "proxy_mflops": round(analytic_counts(pcfg).flops / 1e6, 3),
+            "val_acc": result.val_acc, "test_acc": result.test_acc,
+            "val_curve": json.dumps(result.val_curve),
+            "train_seconds": round(result.train_seconds, 1),
+            "total_seconds": round(time.perf_counter() - start, 1),
+            "threads": torch.get_num_threads(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def run_units(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs: dict[str, Any],
+              workers: int, threads: int,
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Train the units not yet in the table in `workers` processes; yield each row as written."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    csv_path = out / "runs.csv"
+    todo = [u for u in units if u not in done_units(csv_path)]
+    if not todo:
+        return
+    ctx = mp.get_context("spawn")
+    proto = dataclasses.asdict(protocol)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads, data_kwargs)) as pool:
+        queue = list(todo)
+        running = set()
+        while queue or running:
+            while queue and len(running) < workers:  # in plan order: references first
+                u = queue.pop(0)
+                running.add(pool.submit(train_unit, str(out), u.arch_id, u.seed, proto))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                row = fut.result()
+                append_row(csv_path, row)
+                if on_row is not None:
+                    on_row(row)
+                yield row
+
+
+def machine() -> str:
+    return f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores)".strip()

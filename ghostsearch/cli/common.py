@@ -1,0 +1,71 @@
+"""What every command shares: one-line errors with exit code 2 and no traceback, the data
+options, and Optuna's log level (set here, never by the library)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import GhostsearchError, WorkerError
+
+EXIT_USAGE = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (`error: ...`, exit code 2) instead of two."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None],
+            argv: Sequence[str] | None = None) -> int:
+    """Run a script's `main`; a ConfigError becomes `error: <line>` and exit code 2."""
+    quiet_libraries()
+    try:
+        return int(main(argv) or 0)
+    except WorkerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except GhostsearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def quiet_libraries() -> None:
+    """Optuna logs every trial at INFO; the commands print their own progress instead."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
+    """The data options every training command shares. Real data is the default: a bare
+    command that silently trained on generated images would report accuracies of nothing."""
+    from ..search.data import DATASETS, DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB
+
+    group.add_argument("--data", choices=DATASETS, default="cifar10",
+                       help="cifar10/cifar100 (torchvision's files in --data-dir, downloaded "
+                            "there when the network allows), imagefolder (--data-dir with "
+                            "train/ and val/ or test/, one folder per class), synthetic "
+                            "(generated images, for trying the tool) (default: cifar10)")
+    group.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                       help=f"where the data set lies (default: ./{DEFAULT_DATA_DIR})")
+    group.add_argument("--val-size", type=int, default=None,
+                       help=f"images held out of train {val_help} (default: 5,000, or a tenth "
+                            "of a smaller set); the test set is only reported")
+    group.add_argument("--train-subset", type=int, default=None,
+                       help="train on only this many of the remaining images (quick runs)")
+    group.add_argument("--resolution", type=int, default=None,
+                       help="resize image folders to this size (default: as stored)")
+    group.add_argument("--split-seed", type=int, default=0,
+                       help="picks the held-out validation images; studies compared in one "
+                            "report must share it (default: 0)")
+    group.add_argument("--max-data-gb", type=float, default=DEFAULT_MAX_DATA_GB,
+                       help="refuse an image folder whose decoded images exceed this many GB "
+                            f"(they are held in memory) (default: {DEFAULT_MAX_DATA_GB:g})")

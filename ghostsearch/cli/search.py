@@ -1,0 +1,240 @@
+"""Search GhostNet-family architectures for a FLOPs budget with Optuna and short proxy trainings.
+
+Every candidate is counted from its config first: one over the budget is recorded as
+infeasible and never trained. Reference GhostNets (0.5x, 1.0x and the widest within the budget)
+are trained under the same protocol in the same study. Rerunning the same command resumes it.
+
+Presets name a measured proxy protocol and data subset: gpu (the default: 5 epochs on the
+whole training split), cpu (3 epochs on 5,000 images) and quick (1 epoch on 1,000 images, for
+trying the tool). --epochs, --batch-size, --train-subset and --val-size override a preset.
+
+Examples:
+  ghostsearch search --budget 200MFLOPs --data imagefolder --data-dir /path/to/cifar10
+  ghostsearch search --budget 200MFLOPs --preset cpu --n-jobs 2 --data-dir /path/to/cifar10 \
+      --data imagefolder
+  ghostsearch search --budget 200M --objectives accuracy,flops --sampler nsga2
+  ghostsearch search --budget 200MFLOPs --data synthetic --trials 3 --epochs 1 --device cpu
+
+Outputs in results/<study-name>/ (or --out): study.db (the Optuna storage), best_arch.json
+(rebuild with ghostsearch.load_config + build_model; carries the preprocessing), the report
+(report.md, report.html, pareto_flops.png, trials.csv, pareto.csv) and run.json (resolved
+arguments, versions, commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ghostsearch import ConfigError, parse_budget
+from ghostsearch.arch.budget import format_flops
+from ghostsearch.cli.common import ArgumentParser, add_data_args
+from ghostsearch.latency.table import LatencyTable
+from ghostsearch.provenance import provenance
+from ghostsearch.report.export import export_best
+from ghostsearch.report.frame import summary_table
+from ghostsearch.report.measure import measure_front
+from ghostsearch.report.render import write_report
+from ghostsearch.search.estimate import estimate_search, format_duration
+from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, get_preset
+from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
+from ghostsearch.search.settings import OBJECTIVES, SAMPLERS, DataSpec, SearchSettings
+from ghostsearch.search.space import load_space
+from ghostsearch.search.storage import default_storage, study_dir
+from ghostsearch.search.study import baseline_widths, best_feasible, open_study, trained_count
+from ghostsearch.search.workers import run_search
+
+DEFAULTS = ProxyProtocol()
+# a CPU estimate above this many seconds is announced before the search starts
+LONG_SEARCH_S = 3600
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = ArgumentParser(prog="ghostsearch search", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to search")
+    g.add_argument("--budget", default="200MFLOPs",
+                   help="FLOPs limit in the paper's convention (multiply-adds of conv and linear "
+                        "layers) at the space's deployment resolution, e.g. 200MFLOPs, 0.2G, "
+                        "150MMACs (default: 200MFLOPs)")
+    g.add_argument("--space", default="ghostnet",
+                   help="a search_spaces/ name (ghostnet: 224x224/1000 classes deployment; "
+                        "ghostnet_cifar: 32x32/10 classes) or a YAML file (default: ghostnet)")
+    g.add_argument("--objectives", default="accuracy",
+                   help=f"'accuracy' (single-objective, budget as constraint, pruning) or "
+                        f"accuracy plus any of {', '.join(OBJECTIVES[1:])}, comma-separated "
+                        "(multi-objective, no pruning) (default: accuracy)")
+    g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="tpe (multivariate for several objectives), nsga2 or random "
+                        "(default: tpe)")
+    g.add_argument("--trials", type=int, default=40,
+                   help="trained trials to reach, baselines included; over-budget candidates "
+                        "are not trained and not counted (default: 40)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="stop starting new trials after this many seconds")
+    g.add_argument("--latency-ms", type=float, default=None,
+                   help="hard limit on the deployment latency predicted by --latency-table; "
+                        "candidates over it are never trained")
+    g.add_argument("--latency-table", default=None,
+                   help="latency table of the target device (ghostsearch table), "
+                        "for --latency-ms and the latency objective")
+    g.add_argument("--no-baselines", action="store_true",
+                   help="do not train the reference GhostNets in the study")
+    g.add_argument("--no-prune", action="store_true",
+                   help="single-objective: train every trial to the end")
+    g = p.add_argument_group("data (the proxy task)")
+    add_data_args(g)
+    g = p.add_argument_group("proxy training")
+    g.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+                   help="; ".join(f"{k}: {v.about}" for k, v in PRESETS.items())
+                   + f" (default: {DEFAULT_PRESET})")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="epochs per candidate (default: the preset's)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default: the preset's)")
+    g.add_argument("--lr", type=float, default=DEFAULTS.lr,
+                   help=f"peak SGD learning rate at batch 512, scaled linearly with the batch "
+                        f"size (default: {DEFAULTS.lr})")
+    g.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+                   help=f"learning-rate schedule (default: {DEFAULTS.schedule})")
+    g.add_argument("--device", default="auto",
+                   help="cuda, cuda:N or cpu (default: cuda when available)")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each training step's forward and backward as CUDA graphs "
+                        "(fewer kernel launches; not yet measured, so off by default)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seeds the sampler, the hold-out split and every trial (default: 0)")
+    g = p.add_argument_group("storage and workers")
+    g.add_argument("--study-name", default=None,
+                   help="default: <space>-<budget>-<data>, so the same command resumes")
+    g.add_argument("--storage", default=None,
+                   help="any Optuna storage URL, or journal:PATH (default: sqlite in "
+                        "results/<study-name>/study.db)")
+    g.add_argument("--out", default=None,
+                   help="output folder, also holding study.db unless --storage is given "
+                        "(default: results/<study-name> under the working directory)")
+    g.add_argument("--n-jobs", type=int, default=1,
+                   help="worker processes sharing the study on one machine (default: 1)")
+    g.add_argument("--heartbeat", type=int, default=30,
+                   help="seconds between a running trial's heartbeats in an RDB storage; a "
+                        "trial whose worker died is failed after 3 missed beats and its "
+                        "configuration retried once (default: 30)")
+    g.add_argument("--devices", default=None,
+                   help="comma-separated devices to spread the workers over, e.g. cuda:0,cuda:1")
+    return p.parse_args(argv)
+
+
+def _measure_front(study, settings: SearchSettings) -> None:
+    """Measure the final Pareto set where the latency table was built (all training is over)."""
+    table = LatencyTable.load(settings.latency_table)
+    try:
+        measured = measure_front(study, table, limit_ms=settings.latency_ms)
+    except ConfigError as e:
+        print(f"the final Pareto set was not measured: {e}")
+        return
+    if measured.empty:
+        return
+    over = measured[(measured.within_limit == False) & (measured.baseline == "")]  # noqa: E712
+    print(f"measured the final Pareto set ({len(measured)} architectures, baselines included) "
+          f"on {measured.device.iloc[0]}: predicted vs measured mean absolute error "
+          f"{measured.error_pct.abs().mean():.1f}%"
+          + (f"; found architectures over the limit when measured: trials "
+             f"{', '.join(map(str, over.trial))}"
+             if len(over) else ""))
+
+
+def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -> None:
+    """On a CPU, time a few training steps of the largest baseline first and say how long the
+    search will take; a GPU-sized protocol on a CPU is named as such, with the way out."""
+    widths = baseline_widths(settings.space, settings.budget_flops)
+    width = max((w for _, w in widths), default=1.0)
+    cfg = settings.space.build_config(settings.space.reference_params(width)) if widths else (
+        settings.space.build_config(settings.space.smallest_params()))
+    est = estimate_search(settings, dataset, cfg, device)
+    print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}; pruning shortens it")
+    if est.total_s > LONG_SEARCH_S:
+        if preset == "cpu":
+            hint = "fewer --trials or --epochs shorten it"
+        else:
+            cpu = PRESETS["cpu"]
+            scale = (cpu.protocol.epochs / settings.protocol.epochs
+                     * min(1.0, cpu.train_cap / max(1, len(dataset.train))))
+            hint = (f"--preset cpu (3 epochs on 5,000 images) shortens it to about "
+                    f"{format_duration(scale * est.total_s)}")
+        print(f"warning: this search will take up to {format_duration(est.total_s)} on this "
+              f"CPU with the {preset} protocol; {hint}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = parse_budget(args.budget)
+    space = load_space(args.space)
+    name = args.study_name or f"{space.name}-{budget / 1e6:g}M-{args.data}"
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
+    out = study_dir(name, args.out)
+    preset = get_preset(args.preset)
+    protocol = ProxyProtocol(epochs=args.epochs or preset.protocol.epochs,
+                             batch_size=args.batch_size or preset.protocol.batch_size,
+                             lr=args.lr, schedule=args.schedule)
+    data = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
+                    args.split_seed, args.max_data_gb, preset.train_cap, preset.val_cap)
+    settings = SearchSettings(
+        study_name=name, storage=args.storage or default_storage(out),
+        space=space, data=data, protocol=protocol, budget_flops=budget,
+        objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
+        trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
+        n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines,
+        heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
+        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
+    dataset = data.load()  # bad data is refused here, once, before any worker starts
+    device = pick_device(args.devices.split(",")[0] if args.devices else args.device)
+    print(dataset.summary())
+    print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
+          f"{space.deployment.resolution}x{space.deployment.resolution}, "
+          f"{space.deployment.num_classes} classes"
+          + (f", latency <= {args.latency_ms:g} ms predicted by {args.latency_table}"
+             if args.latency_ms else "") + f"; storage {settings.storage}")
+    print(f"device {device} ({args.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
+          f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
+          f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
+          f"{len(dataset.val)} held out for selection")
+    if device.type == "cpu":
+        _announce_estimate(settings, dataset, device, args.preset)
+    devices = args.devices.split(",") if args.devices else None
+    interrupted = False
+    try:
+        run_search(settings, dataset, devices=devices)
+    except KeyboardInterrupt:
+        interrupted = True
+    study = open_study(settings)
+    if settings.latency_table is not None and not interrupted:
+        _measure_front(study, settings)
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = write_report([study], out)
+    if interrupted:
+        print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
+              f"{settings.storage}; rerun the same command to resume", file=sys.stderr)
+    (out / "run.json").write_text(json.dumps(provenance(args), indent=2, default=str) + "\n")
+    best_path = export_best(study, out)
+    table = summary_table(study)
+    if not table.empty:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    best = best_feasible(study)
+    if best is None:
+        print("no feasible trial completed yet; rerun the same command to continue")
+    else:
+        a = best.user_attrs
+        tag = f" ({a['baseline']})" if a.get("baseline") else ""
+        print(f"best within budget: trial {best.number}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
+              f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
+              f"test {a['test_acc']:.2f}%")
+        print(f"wrote {best_path}")
+    plots = ", ".join(str(v) for k, v in report.items() if k.startswith("pareto_"))
+    print(f"report: {report['md']}, {report['html']}, {plots} "
+          f"(also trials.csv, pareto.csv, run.json in {out})")
+    return 130 if interrupted else 0
+

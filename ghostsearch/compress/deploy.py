@@ -1,0 +1,101 @@
+"""Deployment export: ONNX through torch.export, checked against PyTorch with onnxruntime,
+and CPU latency of the exported model (median and p90, fixed thread count)."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import require
+
+
+def _input(model: nn.Module, resolution: int, batch: int) -> torch.Tensor:
+    cfg = getattr(model, "config", None)
+    channels = getattr(cfg, "in_channels", 3)
+    return torch.randn(batch, channels, resolution, resolution,
+                       generator=torch.Generator().manual_seed(0))
+
+
+PREPROCESSING_KEY = "ghostsearch.preprocessing"  # ONNX metadata_props entry (JSON)
+
+
+def require_deploy() -> None:
+    """Check the `deploy` extra up front, before any long work that ends in an export."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module, "deploy", "ONNX export")
+
+
+def export_onnx(model: nn.Module, path: str | Path, resolution: int,
+                preprocessing: dict[str, Any] | None = None) -> Path:
+    """Write `model` (eval mode) as ONNX with a dynamic batch dimension; `preprocessing` (mean,
+    std, input size, interpolation, crop, classes) goes into the file's metadata, so that the
+    model is never separated from the normalisation it expects."""
+    require_deploy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (_input(model, resolution, 2),), dynamo=True,
+                                    input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), verbose=False)
+    program.save(str(path))
+    if preprocessing is not None:
+        import onnx
+
+        proto = onnx.load(str(path))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = PREPROCESSING_KEY, json.dumps(preprocessing)
+        onnx.save(proto, str(path))
+    return path
+
+
+def onnx_preprocessing(path: str | Path) -> dict[str, Any] | None:
+    """The preprocessing stored in an ONNX file by `export_onnx`, or None."""
+    onnx = require("onnx", "deploy", "reading ONNX metadata")
+    for entry in onnx.load(str(path), load_external_data=False).metadata_props:
+        if entry.key == PREPROCESSING_KEY:
+            return json.loads(entry.value)
+    return None
+
+
+def _session(path: str | Path, threads: int):
+    ort = require("onnxruntime", "deploy", "running the ONNX model")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(model: nn.Module, path: str | Path, resolution: int, batch: int = 2) -> float:
+    """Largest absolute difference between PyTorch and onnxruntime logits on random input."""
+    x = _input(model, resolution, batch)
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    got = _session(path, 1).run(None, {"input": x.numpy()})[0]
+    return float(np.abs(got - expected).max())
+
+
+def onnx_latency(path: str | Path, resolution: int, *, runs: int = 50, warmup: int = 5,
+                 threads: int = 1, batch: int = 1, in_channels: int = 3) -> dict[str, float]:
+    """onnxruntime CPU latency in ms over `runs` after `warmup`, at a fixed thread count."""
+    sess = _session(path, threads)
+    x = np.random.default_rng(0).standard_normal(
+        (batch, in_channels, resolution, resolution)).astype(np.float32)
+    for _ in range(warmup):
+        sess.run(None, {"input": x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {"input": x})
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "runs": runs, "threads": threads, "batch": batch}

@@ -1,0 +1,137 @@
+"""Full training of a found architecture or a named network, with a checkpoint every epoch and
+resume after interruption. A checkpoint carries the model spec and the recipe beside the
+weights, so resuming rebuilds the model from the checkpoint itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..arch.config import NetConfig
+from ..arch.model import build_model
+from ..errors import ConfigError
+from ..search.data import Dataset
+from ..search.proxy import (
+    ProxyProtocol,
+    eval_loader,
+    evaluate,
+    make_optimizer,
+    proxy_loaders,
+    train_epoch,
+)
+from .zoo import make_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: a NetConfig (from a search) or a named network from the zoo."""
+
+    config: dict[str, Any] | None = None
+    name: str | None = None
+    num_classes: int = 10
+
+    def build(self) -> nn.Module:
+        if self.config is not None:
+            return build_model(NetConfig.from_dict(self.config))
+        if self.name is None:
+            raise ConfigError("a model spec needs a config or a name")
+        return make_model(self.name, self.num_classes)[0]
+
+    def describe(self) -> str:
+        return self.name or NetConfig.from_dict(self.config).short()
+
+
+def load_init(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a timm-format state_dict (e.g. a GhostNet checkpoint); a classifier of another class
+    count is skipped and named in the returned list. Everything else must match exactly."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise ConfigError(f"--init {path}: cannot read ({e})") from None
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else {}
+    own = model.state_dict()
+    skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected or any(not k.startswith("classifier.") for k in skipped):
+        first = (missing + unexpected + skipped)[0]
+        raise ConfigError(f"--init {path}: does not fit this model (first mismatch: {first})")
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    return skipped
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # a kill during the save never leaves a broken checkpoint
+
+
+def train_full(spec: ModelSpec, data: Dataset, recipe: ProxyProtocol, out_dir: str | Path, *,
+               seed: int = 0, device: str | torch.device = "cpu", init: str | None = None,
+               log: Any = print) -> dict[str, Any]:
+    """Train to the end of `recipe`, checkpointing to `out_dir/last.pt` after every epoch.
+
+    If `out_dir/last.pt` exists, training resumes from it (same spec and recipe required).
+    Returns and writes `out_dir/record.json`: history, final validation/test accuracy, time.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    amp = device.type == "cuda"
+    ckpt_path = out / "last.pt"
+    torch.manual_seed(seed)
+    model = spec.build()
+    start_epoch, history, seconds = 0, [], 0.0
+    state = None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state["spec"] != dataclasses.asdict(spec) or state["recipe"] != dataclasses.asdict(
+                recipe):
+            raise ConfigError(f"{ckpt_path} was written for another model or recipe; use a new "
+                              "--out or the original options")
+        model.load_state_dict(state["model"])
+        start_epoch, history, seconds = state["epoch"], state["history"], state["seconds"]
+        log(f"resuming from {ckpt_path} after epoch {start_epoch}")
+    elif init is not None:
+        skipped = load_init(model, init)
+        log(f"initialised from {init}" + (f" (new {', '.join(skipped)})" if skipped else ""))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    train_loader, val_loader = proxy_loaders(data, recipe, seed, device)
+    opt = make_optimizer(model, recipe)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        train_loader.generator.set_state(state["loader_rng"])
+        torch.set_rng_state(state["torch_rng"])
+    total = recipe.epochs * len(train_loader)
+    for epoch in range(start_epoch, recipe.epochs):
+        t0 = time.perf_counter()
+        loss = train_epoch(model, train_loader, opt, recipe, epoch, total, amp)
+        val = evaluate(model, val_loader, amp)
+        seconds += time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val, "seconds": seconds})
+        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "epoch": epoch + 1, "history": history, "seconds": seconds,
+                          "spec": dataclasses.asdict(spec), "recipe": dataclasses.asdict(recipe),
+                          "loader_rng": train_loader.generator.get_state(),
+                          "torch_rng": torch.get_rng_state(), "seed": seed})
+        log(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, val {val:.2f}%, "
+            f"{seconds:.1f} s")
+    record = {
+        "model": spec.describe(), "spec": dataclasses.asdict(spec),
+        "recipe": dataclasses.asdict(recipe), "seed": seed, "device": str(device),
+        "params": sum(p.numel() for p in model.parameters()),
+        "history": history, "val_acc": history[-1]["val_acc"] if history else None,
+        "test_acc": evaluate(model, eval_loader(data, data.test, device), amp),
+        "train_seconds": seconds,
+        "data": data.summary(),
+        "preprocessing": data.preprocessing(),
+    }
+    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

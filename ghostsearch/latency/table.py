@@ -1,0 +1,206 @@
+"""Latency prediction from a per-block lookup table, so a search can refuse candidates over a
+latency limit without building them.
+
+A network is cut into ops: the stem, each bottleneck (keyed by its input channels, input size
+and BlockConfig) and the head. The table holds each op's measured latency on one device at one
+deployment resolution. An op the table lacks is predicted by a least-squares fit, per op family
+(stride, SE, shortcut kind), of latency on the op's FLOPs and activation size. The sum over ops
+misses per-network overheads, so the table also stores a linear correction, end-to-end =
+a * sum + b, fitted on whole networks measured end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..arch.config import NetConfig
+from ..arch.counting import block_counts
+from ..arch.layers import ConvBnAct, GhostBottleneck
+from ..errors import ConfigError
+from .measure import time_forward
+
+FORMAT = "ghostsearch.LatencyTable"
+
+
+@dataclass(frozen=True)
+class Op:
+    key: str
+    family: str
+    flops: int
+    activations: int  # output elements: a proxy for memory traffic
+
+
+def _out(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1
+
+
+def network_ops(cfg: NetConfig) -> list[Op]:
+    """The ops of `cfg` at its deployment resolution, in order."""
+    size = _out(cfg.resolution, cfg.stem_stride)
+    ops = [Op(f"stem|{cfg.in_channels}|{cfg.stem_channels}|{cfg.stem_stride}|{cfg.resolution}",
+              "stem", cfg.in_channels * cfg.stem_channels * 9 * size * size,
+              cfg.stem_channels * size * size)]
+    prev = cfg.stem_channels
+    for b in cfg.blocks:
+        shortcut = "id" if prev == b.out_channels and b.stride == 1 else "proj"
+        family = f"block|s{b.stride}|se{int(b.se_ratio > 0)}|{shortcut}"
+        out = _out(size, b.stride)
+        ops.append(Op(f"block|{prev}|{size}|{b.short()}", family, block_counts(prev, b, size).flops,
+                      b.expansion * size * size + b.out_channels * out * out))
+        prev, size = b.out_channels, out
+    head_flops = (prev * cfg.head_channels * size * size + cfg.head_channels * cfg.num_features
+                  + cfg.num_features * cfg.num_classes)
+    ops.append(Op(f"head|{prev}|{size}|{cfg.head_channels}|{cfg.num_features}|"
+                  f"{cfg.num_classes}", "head", head_flops, cfg.head_channels * size * size))
+    return ops
+
+
+class _Stem(nn.Module):
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cfg.in_channels, cfg.stem_channels, 3, cfg.stem_stride, 1,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(cfg.stem_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _Head(nn.Module):
+    def __init__(self, prev: int, cfg: NetConfig) -> None:
+        super().__init__()
+        self.conv = ConvBnAct(prev, cfg.head_channels)
+        self.conv_head = nn.Conv2d(cfg.head_channels, cfg.num_features, 1)
+        self.classifier = nn.Linear(cfg.num_features, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x).mean((2, 3), keepdim=True)
+        return self.classifier(torch.relu(self.conv_head(x)).flatten(1))
+
+
+def _op_modules(cfg: NetConfig) -> list[tuple[Op, nn.Module, int, int]]:
+    """(op, module, input channels, input size) for every op of `cfg`."""
+    ops = network_ops(cfg)
+    mods: list[tuple[Op, nn.Module, int, int]] = [(ops[0], _Stem(cfg), cfg.in_channels,
+                                                   cfg.resolution)]
+    size, prev = _out(cfg.resolution, cfg.stem_stride), cfg.stem_channels
+    for op, b in zip(ops[1:-1], cfg.blocks, strict=True):
+        mods.append((op, GhostBottleneck(prev, b), prev, size))
+        prev, size = b.out_channels, _out(size, b.stride)
+    mods.append((ops[-1], _Head(prev, cfg), prev, size))
+    return mods
+
+
+def _time_module(module: nn.Module, x: torch.Tensor, *, runs: int, warmup: int,
+                 threads: int | None) -> float:
+    """Median ms of `module(x)` on x's device, as measure_latency times it there: eager at
+    `threads` threads on the CPU, a replayed CUDA graph on a GPU."""
+    module = module.eval().to(x.device).to(memory_format=torch.channels_last)
+    times, _, _ = time_forward(module, x, runs=runs, warmup=warmup, threads=threads)
+    return float(np.median(times))
+
+
+@dataclass
+class LatencyTable:
+    device: str  # device_name(): "cpu: <model> (...)" or "cuda: <GPU name>"
+    torch: str
+    threads: int | None  # CPU threads the table was measured at; None on CUDA
+    resolution: int
+    entries: dict[str, float] = field(default_factory=dict)  # op key -> ms
+    fits: dict[str, list[float]] = field(default_factory=dict)  # family -> [c0, c_flops, c_act]
+    correction: tuple[float, float] = (1.0, 0.0)  # end-to-end = a * sum + b
+
+    @property
+    def device_type(self) -> str:
+        """Where this table's latencies are measured: "cpu" or "cuda"."""
+        return self.device.split(":", 1)[0]
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def op_ms(self, op: Op) -> float:
+        if op.key in self.entries:
+            return self.entries[op.key]
+        coef = self.fits.get(op.family) or self.fits.get("all")
+        if coef is None:
+            raise ConfigError(f"latency table has no entry or fit for {op.family}")
+        return max(0.0, coef[0] + coef[1] * op.flops / 1e6 + coef[2] * op.activations / 1e6)
+
+    def raw_ms(self, cfg: NetConfig) -> float:
+        return sum(self.op_ms(op) for op in network_ops(cfg))
+
+    def predict(self, cfg: NetConfig) -> float:
+        """Predicted end-to-end latency of `cfg` in ms, without building it."""
+        if cfg.resolution != self.resolution:
+            raise ConfigError(f"the latency table is for {self.resolution}px, the config for "
+                              f"{cfg.resolution}px; build a table at that resolution")
+        a, b = self.correction
+        return a * self.raw_ms(cfg) + b
+
+    # -- building ---------------------------------------------------------------------------
+
+    def add_network(self, cfg: NetConfig, *, runs: int = 20, warmup: int = 3) -> None:
+        """Measure every op of `cfg` the table does not hold yet."""
+        for op, module, in_ch, size in _op_modules(cfg):
+            if op.key not in self.entries:
+                x = torch.randn(1, in_ch, size, size, device=self.device_type).contiguous(
+                    memory_format=torch.channels_last)
+                self.entries[op.key] = _time_module(module, x, runs=runs, warmup=warmup,
+                                                    threads=self.threads)
+
+    def fit(self, measured: list[NetConfig], calibration: list[tuple[NetConfig, float]]) -> None:
+        """Fit the per-family regressions on the ops of the `measured` networks, then the
+        end-to-end correction on (config, measured ms) pairs.
+
+        Pairs whose ops were not measured calibrate the correction as the search uses it:
+        mostly on ops predicted by the regressions, so their bias is corrected too."""
+        by_family: dict[str, list[tuple[Op, float]]] = {}
+        seen: dict[str, Op] = {}
+        for cfg in measured:
+            for op in network_ops(cfg):
+                seen[op.key] = op
+        for key, op in seen.items():
+            if key in self.entries:
+                by_family.setdefault(op.family, []).append((op, self.entries[key]))
+                by_family.setdefault("all", []).append((op, self.entries[key]))
+        self.fits = {}
+        for family, rows in by_family.items():
+            if len(rows) >= 3:
+                X = np.array([[1.0, o.flops / 1e6, o.activations / 1e6] for o, _ in rows])
+                y = np.array([ms for _, ms in rows])
+                self.fits[family] = np.linalg.lstsq(X, y, rcond=None)[0].tolist()
+        raw = np.array([self.raw_ms(cfg) for cfg, _ in calibration])
+        measured = np.array([ms for _, ms in calibration])
+        a, b = np.polyfit(raw, measured, 1) if len(calibration) >= 2 else (1.0, 0.0)
+        self.correction = (float(a), float(b))
+
+    # -- storage ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"format": FORMAT, "version": 1, "device": self.device, "torch": self.torch,
+                "threads": self.threads, "resolution": self.resolution,
+                "correction": list(self.correction), "fits": self.fits,
+                "entries": self.entries}
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not a readable latency table ({e})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"{path}: not a {FORMAT} file (make one with "
+                              "ghostsearch table)")
+        return cls(device=data["device"], torch=data["torch"], threads=data["threads"],
+                   resolution=data["resolution"], entries=dict(data["entries"]),
+                   fits={k: list(v) for k, v in data["fits"].items()},
+                   correction=tuple(data["correction"]))

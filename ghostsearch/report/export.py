@@ -1,0 +1,76 @@
+"""Any trial, the best one or the Pareto set, to a config file that rebuilds the exact model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from ..arch.config import NetConfig, save_config
+from ..errors import ConfigError
+from ..provenance import provenance
+from ..search.study import best_feasible
+
+
+def trial_metadata(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """What a user needs to trust an exported architecture: costs, accuracies, protocol."""
+    a = trial.user_attrs
+    settings = study.user_attrs.get("settings", {})
+    return {
+        "study": study.study_name,
+        "trial": trial.number,
+        "baseline": a.get("baseline"),
+        "flops": a.get("flops"),
+        "params": a.get("params"),
+        "latency_ms": a.get("latency_ms"),
+        "val_acc": a.get("val_acc"),
+        "test_acc": a.get("test_acc"),
+        "val_curve": a.get("val_curve"),
+        "train_seconds": a.get("train_seconds"),
+        "seed": a.get("seed"),
+        "budget_flops": settings.get("budget_flops"),
+        "space": settings.get("space"),
+        "data": settings.get("data"),
+        "proxy_protocol": settings.get("protocol"),
+        "params_chosen": trial.params,
+        "preprocessing": study.user_attrs.get("preprocessing"),
+        "versions": {k: v for k, v in provenance().items() if k != "argv"},
+    }
+
+
+def read_preprocessing(path: str | Path) -> dict[str, Any] | None:
+    """The preprocessing an exported architecture (best_arch.json) or a training record
+    (record.json) carries: mean, std, input size, interpolation, crop and classes."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
+    pre = meta.get("preprocessing")
+    return pre if isinstance(pre, dict) else None
+
+
+def export_trial(study: optuna.Study, number: int, path: str | Path) -> Path:
+    """Write trial `number`'s deployment NetConfig with its metadata to `path`."""
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ConfigError(f"--trial {number}: study {study.study_name!r} has trials "
+                          f"0..{len(trials) - 1}")
+    trial = trials[number]
+    if "config" not in trial.user_attrs:
+        raise ConfigError(f"--trial {number}: it recorded no architecture ({trial.state.name})")
+    cfg = NetConfig.from_dict(trial.user_attrs["config"])
+    return save_config(cfg, path, metadata=trial_metadata(study, trial))
+
+
+def export_best(study: optuna.Study, out_dir: str | Path) -> Path | None:
+    """`best_arch.json`: the highest validation accuracy within all limits, or None if none."""
+    best = best_feasible(study)
+    if best is None:
+        return None
+    return export_trial(study, best.number, Path(out_dir) / "best_arch.json")

@@ -1,0 +1,241 @@
+"""The report of one or more studies: trials.csv, pareto.csv, report.md, report.html and the
+accuracy-vs-cost plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from ..errors import StudyError
+from .frame import (
+    NOTES,
+    STAGE_COLUMNS,
+    _markdown,
+    baseline_comparison,
+    completed_feasible,
+    measured_latency,
+    pareto_front,
+    shown_state,
+    trials_frame,
+)
+
+
+def plot_pareto(df: pd.DataFrame, path: Path, cost: str = "MFLOPs", limit: float | None = None,
+                title: str = "") -> Path:
+    """Every trained trial as a point, the front as a step line, baselines labelled, the limit
+    as a vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = "MFLOPs (paper convention)" if cost == "MFLOPs" else "latency (ms)"
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    trained = df[df.val_acc.notna() & df[cost].notna()]
+    searched = trained[trained.baseline == ""]
+    feasible = searched[searched.feasible == True]  # noqa: E712
+    pruned = df[(df.state == "PRUNED") & df.last_val_acc.notna() & df[cost].notna()]
+    ax.scatter(feasible[cost], feasible.val_acc, s=22, c="tab:blue", alpha=0.6,
+               label=f"found architectures ({len(feasible)})")
+    if len(pruned):
+        ax.scatter(pruned[cost], pruned.last_val_acc, s=14, c="tab:gray", marker="v", alpha=0.5,
+                   label=f"pruned early ({len(pruned)}, last epoch's accuracy)")
+    front = pareto_front(df, cost)
+    if len(front):  # the front holds to the right of its last point, up to the limit
+        right = max(float(trained[cost].max()), limit or 0.0)
+        xs = [*front[cost], right]
+        ys = [*front.val_acc, front.val_acc.iloc[-1]]
+        ax.step(xs, ys, where="post", c="tab:blue", lw=1.5, label="Pareto front")
+    base = trained[trained.baseline != ""]
+    ax.scatter(base[cost], base.val_acc, s=90, c="tab:red", marker="*", zorder=5,
+               label="reference GhostNet (same protocol)")
+    lo, hi = float(trained[cost].min()), max(float(trained[cost].max()), limit or 0.0)
+    for _, b in base.iterrows():
+        right_edge = b[cost] > lo + 0.85 * (hi - lo)  # label inside the axes, off the legend
+        ax.annotate(b.baseline.replace(" (widest within budget)", "\n(widest in budget)"),
+                    (b[cost], b.val_acc), textcoords="offset points",
+                    xytext=(-6, -12) if right_edge else (6, -12),
+                    ha="right" if right_edge else "left", va="top" if right_edge else "baseline",
+                    fontsize=8, color="tab:red", zorder=6,  # readable over other points
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.5, "pad": 1})
+    if limit is not None:
+        label = f"budget {limit:g} MFLOPs" if cost == "MFLOPs" else f"limit {limit:g} ms"
+        ax.axvline(limit, color="k", ls="--", lw=1, label=label)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("validation accuracy (%), proxy training")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(df: pd.DataFrame) -> pd.DataFrame:
+    return df.round(2).astype(object).where(df.notna(), "")
+
+
+def _protocol_lines(settings: dict[str, Any]) -> list[str]:
+    if not settings:
+        return []
+    p, d = settings.get("protocol", {}), settings.get("data", {})
+    budget = settings.get("budget_flops")
+    return [
+        f"- budget: {budget / 1e6:.2f} MFLOPs (paper convention) at the deployment resolution"
+        if budget else "- budget: none",
+        f"- space: {settings.get('space')} (sha256 {settings.get('space_sha256')})",
+        f"- objectives: {', '.join(settings.get('objectives', []))}",
+        f"- data: {d.get('name')} {d.get('data_dir') or ''}; validation held out of train "
+        f"(size {d.get('val_size') or 'default'}), train subset {d.get('train_subset') or 'all'};"
+        " the test set is only reported",
+        f"- proxy protocol: {p.get('epochs')} epochs, batch {p.get('batch_size')}, SGD lr "
+        f"{p.get('lr')} (x batch/512), {p.get('schedule')}, momentum {p.get('momentum')}, "
+        f"wd {p.get('weight_decay')}, label smoothing {p.get('label_smoothing')}; "
+        f"stride-{p.get('small_input_stem_stride')} stem for images of 64 px or less",
+        f"- seed: {settings.get('seed')}",
+    ]
+
+
+def _best_lines(df: pd.DataFrame, cost: str) -> list[str]:
+    feas = completed_feasible(df, cost)
+    if feas.empty:
+        return ["No completed trial within the limits yet."]
+    b = feas.loc[feas.val_acc.idxmax()]
+    tag = f" ({b.baseline})" if b.baseline else ""
+    return [
+        f"Trial {b.trial} of {b.study}{tag}: {b.MFLOPs:.2f} MFLOPs, {b.params_M:.2f}M params, "
+        f"validation {b.val_acc:.2f}%, test {b.test_acc:.2f}%.",
+        "",
+        f"Width {b.width:g}; per stage (stage1/.../stage6): s {b.s}, d {b.d}, k {b.k}, "
+        f"expansion {b.e}, depth {b.n}, SE {b.se}.",
+        "",
+        f"`{b.arch}`",
+    ]
+
+
+def _measured_section(studies: Sequence[optuna.Study]) -> tuple[str, Any] | None:
+    """Predicted vs measured latency of the final Pareto set, when it was measured."""
+    rows = [{"study": s.study_name, **row} for s in studies
+            for row in measured_latency(s).values()]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    err = df.error_pct.abs().mean()
+    devices = ", ".join(sorted({f"{d} ({m})" for d, m in zip(df.device, df["mode"],
+                                                            strict=True)}))
+    title = (f"Measured latency of the final Pareto set (median ms, batch 1, {devices}; "
+             f"table's mean absolute error {err:.1f}%)")
+    cols = ["study", "trial", "baseline", "predicted_ms", "measured_ms", "measured_p90_ms",
+            "error_pct", "within_limit"]
+    if len(studies) == 1:
+        cols = cols[1:]
+    return title, _fmt(df[cols])
+
+
+def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[str, Path]:
+    """Write trials.csv, pareto.csv, report.md, report.html and the plots for one or more
+    studies (merged into one comparison); works on a study that is still running."""
+    splits = {s.study_name: s.user_attrs.get("split") for s in studies}
+    if len({v for v in splits.values() if v is not None}) > 1:
+        shown = ", ".join(f"{k}: {v}" for k, v in splits.items())
+        raise StudyError(f"these studies select on different validation splits ({shown}); "
+                         "their accuracies do not compare, so they are not merged")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.concat([trials_frame(s) for s in studies], ignore_index=True)
+    settings = [s.user_attrs.get("settings", {}) for s in studies]
+    budgets = {s.get("budget_flops") for s in settings if s.get("budget_flops")}
+    names = ", ".join(s.study_name for s in studies)
+    files: dict[str, Path] = {"trials": out / "trials.csv", "pareto": out / "pareto.csv"}
+    df.to_csv(files["trials"], index=False)
+    front = pareto_front(df)
+    front.to_csv(files["pareto"], index=False)
+    costs = ["MFLOPs"] + (["latency_ms"] if df.latency_ms.notna().any() else [])
+    for cost in costs:
+        key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
+        lat_limits = {s.get("latency_ms") for s in settings if s.get("latency_ms")}
+        if cost == "MFLOPs":
+            limit = min(budgets) / 1e6 if budgets else None
+        else:
+            limit = min(lat_limits) if lat_limits else None
+        files[key] = plot_pareto(df, out / f"{key}.png", cost, limit, title=names)
+    comparison = baseline_comparison(df)
+
+    counts = shown_state(df).value_counts().to_dict()
+    trained = int(df.trained.sum())
+    completed = int((df.trained & (df.state == "COMPLETE")).sum())
+    infeasible = int(((df.feasible == False) & (df.baseline == "")).sum())  # noqa: E712
+    front_cols = ["study", "trial", "baseline", "MFLOPs", "params_M", "val_acc", "test_acc",
+                  "width", *STAGE_COLUMNS]
+    trial_cols = ["study", "trial", "state", "baseline", "MFLOPs", "params_M", "val_acc",
+                  "test_acc", "train_s", "reason"]
+    top = df.assign(state=shown_state(df)).sort_values("val_acc", ascending=False,
+                                                       na_position="last")
+    if len(studies) == 1:  # one study: its name is in the title, not in every row
+        front_cols, trial_cols = front_cols[1:], trial_cols[1:]
+        comparison = comparison.drop(columns=["study"], errors="ignore")
+    sections = [
+        ("Setting", "\n".join(sum((_protocol_lines(s) for s in settings[:1]), [])
+                              + [f"- trials: {len(df)} ({trained} trained, of which "
+                                 f"{completed} to the end; {infeasible} over a "
+                                 f"limit and never trained; states "
+                                 f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"])),
+        ("Best architecture within the limits", "\n".join(_best_lines(df, "MFLOPs"))),
+        ("Pareto front (validation accuracy vs FLOPs)", _fmt(front[front_cols])),
+        ("Reference GhostNet baselines, same protocol", _fmt(comparison)),
+        ("All trials", _fmt(top[trial_cols])),
+    ]
+    measured = _measured_section(studies)
+    if measured is not None:
+        sections.insert(3, measured)
+    md = [f"# ghostsearch report: {names}", ""]
+    for title, body in sections:
+        md += [f"## {title}", ""]
+        md.append(_markdown(body) if isinstance(body, pd.DataFrame)
+                  else body)
+        md.append("")
+    md += [NOTES, ""]
+    for cost in costs:
+        key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
+        md += [f"![{key}]({key}.png)", ""]
+    files["md"] = out / "report.md"
+    files["md"].write_text("\n".join(md))
+
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "th{background:#f0f0f0}code{font-size:11px}img{max-width:100%}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ghostsearch report: "
+             f"{html.escape(names)}</title><style>{style}</style></head><body>",
+             f"<h1>ghostsearch report: {html.escape(names)}</h1>"]
+    for cost in costs:
+        key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
+        data = base64.b64encode(files[key].read_bytes()).decode()
+        parts.append(f"<img alt='{key}' src='data:image/png;base64,{data}'>")
+    for title, body in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if isinstance(body, pd.DataFrame):
+            parts.append(body.to_html(index=False, escape=True))
+        else:
+            items = [html.escape(line[2:]) for line in body.splitlines() if line.startswith("- ")]
+            text = [html.escape(line) for line in body.splitlines()
+                    if line and not line.startswith("- ")]
+            if items:
+                parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+            parts += [f"<p><code style='word-break:break-all'>{t.strip('`')}</code></p>"
+                      if t.startswith("`") else f"<p>{t}</p>" for t in text]
+    parts.append(f"<p>{html.escape(NOTES)}</p></body></html>")
+    files["html"] = out / "report.html"
+    files["html"].write_text("\n".join(parts))
+    (out / "report.json").write_text(json.dumps(
+        {"studies": [s.study_name for s in studies], "files": {k: v.name for k, v in
+                                                               files.items()}}, indent=2))
+    return files

@@ -1,0 +1,108 @@
+"""How long a search will take: a pre-start estimate from a few timed training steps on this
+machine, and a running estimate from the trials that have finished."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from ..arch.config import NetConfig
+from .data import Dataset
+from .proxy import ProxyProtocol, build_proxy_model, make_optimizer, train_step
+from .settings import SearchSettings
+
+
+def worker_threads(n_jobs: int) -> int:
+    """CPU threads per worker when `n_jobs` workers share this machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    images_per_s: float  # training throughput of one worker, measured here
+    trial_s: float  # one trial trained to the end (training, per-epoch validation, test)
+    total_s: float  # every trial, the workers in parallel
+
+    def describe(self, trials: int, n_jobs: int) -> str:
+        return (f"about {format_duration(self.trial_s)} per trial trained to the end "
+                f"({self.images_per_s:.0f} training images/s per worker measured here), "
+                f"up to {format_duration(self.total_s)} for {trials} trials with {n_jobs} "
+                f"worker(s)")
+
+
+def trial_seconds(images_per_s: float, protocol: ProxyProtocol, data: Dataset) -> float:
+    """Seconds of one full proxy training: every epoch's steps and validation, then the test.
+    Evaluation runs forward only, about three times faster than a training step per image."""
+    steps = len(data.train) // min(protocol.batch_size, len(data.train))
+    train = protocol.epochs * steps * min(protocol.batch_size, len(data.train))
+    evaluated = protocol.epochs * len(data.val) + len(data.test)
+    return (train + evaluated / 3) / images_per_s
+
+
+def measure_throughput(cfg: NetConfig, protocol: ProxyProtocol, device: torch.device,
+                       threads: int | None = None, steps: int = 3) -> float:
+    """Training images per second of `cfg` (a proxy config) at the protocol's batch size, timed
+    over `steps` steps after one untimed warm-up step, with random data."""
+    previous = torch.get_num_threads()
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        model = build_proxy_model(cfg, 0, device)
+        opt = make_optimizer(model, protocol)
+        res = cfg.resolution
+        x = torch.randn(protocol.batch_size, cfg.in_channels, res, res, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, cfg.num_classes, (protocol.batch_size,), device=device)
+        amp = device.type == "cuda"
+        train_step(model, x, y, opt, protocol.label_smoothing, amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(model, x, y, opt, protocol.label_smoothing, amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return steps * protocol.batch_size / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def estimate_search(settings: SearchSettings, data: Dataset, cfg: NetConfig,
+                    device: torch.device) -> Estimate:
+    """Time `cfg` here (with each worker's share of the CPU threads) and scale to the search."""
+    from .proxy import proxy_config
+
+    pcfg = proxy_config(cfg, data, settings.protocol)
+    batch = min(settings.protocol.batch_size, len(data.train))
+    protocol = settings.protocol if batch == settings.protocol.batch_size else (
+        ProxyProtocol(**{**settings.protocol.__dict__, "batch_size": batch}))
+    ips = measure_throughput(pcfg, protocol, device, threads=worker_threads(settings.n_jobs))
+    per_trial = trial_seconds(ips, settings.protocol, data)
+    return Estimate(ips, per_trial, per_trial * settings.trials / settings.n_jobs)
+
+
+def remaining_seconds(study: optuna.Study, settings: SearchSettings) -> float | None:
+    """Wall time left, from the mean wall time of the trials that trained and finished; None
+    before the first one has."""
+    from .study import trained_count
+
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("decision") == "train" and t.datetime_complete is not None
+            and t.datetime_start is not None]
+    if not done:
+        return None
+    mean = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done) / len(done)
+    left = max(0, settings.trials - trained_count(study))
+    return left * mean / settings.n_jobs

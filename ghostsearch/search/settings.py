@@ -1,0 +1,135 @@
+"""What a search is: the space, the data, the proxy protocol, the limits and the workers,
+checked when made so that a bad option is refused before any data loads."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..arch.counting import analytic_counts
+from ..errors import ConfigError
+from .data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
+from .proxy import ProxyProtocol, pick_device
+from .space import SearchSpace
+from .storage import check_storage_url
+
+OBJECTIVES = ("accuracy", "flops", "params", "latency")
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How each worker loads the data (workers are separate processes)."""
+
+    name: str = "cifar10"
+    data_dir: str | None = DEFAULT_DATA_DIR
+    val_size: int | None = None
+    train_subset: int | None = None
+    resolution: int | None = None
+    split_seed: int = 0  # picks the held-out validation images; apart from the search seed
+    max_data_gb: float = DEFAULT_MAX_DATA_GB
+    train_cap: int | None = None  # a preset's subset: at most this many training images
+    val_cap: int | None = None
+
+    def load(self, progress: bool = True) -> Dataset:
+        return load_data(self.name, self.data_dir, val_size=self.val_size,
+                         train_subset=self.train_subset, resolution=self.resolution,
+                         seed=self.split_seed, progress=progress, max_data_gb=self.max_data_gb,
+                         train_cap=self.train_cap, val_cap=self.val_cap)
+
+    def identity(self) -> dict[str, Any]:
+        """What fixes the images a study trains and selects on (not where they lie)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("data_dir", "max_data_gb")}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study_name: str
+    storage: str
+    space: SearchSpace
+    data: DataSpec
+    protocol: ProxyProtocol
+    budget_flops: int | None = None
+    objectives: tuple[str, ...] = ("accuracy",)
+    sampler: str = "tpe"
+    trials: int = 40  # trained trials (baselines included); over-budget ones are not counted
+    timeout: float | None = None  # seconds
+    seed: int = 0
+    device: str = "auto"
+    n_jobs: int = 1
+    prune: bool = True
+    baselines: bool = True
+    heartbeat_s: int = 30  # a killed worker's trial is failed after 3 missed beats
+    latency_ms: float | None = None  # hard limit on the predicted deployment latency
+    latency_table: str | None = None  # a LatencyTable file (ghostsearch table)
+    cuda_graphs: bool = False  # replay each proxy training step as CUDA graphs
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"--trials {self.trials}: must be >= 1")
+        if self.heartbeat_s < 1:
+            raise ConfigError(f"heartbeat_s={self.heartbeat_s}: must be >= 1 second")
+        if self.n_jobs < 1:
+            raise ConfigError(f"--n-jobs {self.n_jobs}: must be >= 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if not self.objectives or self.objectives[0] != "accuracy" or any(
+                o not in OBJECTIVES for o in self.objectives) or len(set(self.objectives)) != len(
+                self.objectives):
+            raise ConfigError(f"--objectives {','.join(self.objectives)}: start with accuracy, "
+                              f"then any of {', '.join(OBJECTIVES[1:])} (e.g. accuracy,flops)")
+        needs_table = self.latency_ms is not None or "latency" in self.objectives
+        if needs_table and self.latency_table is None:
+            raise ConfigError("--latency-ms and the latency objective need --latency-table FILE "
+                              "(make one with ghostsearch table)")
+        if self.latency_ms is not None and not self.latency_ms > 0:
+            raise ConfigError(f"--latency-ms {self.latency_ms}: must be a positive number")
+        if self.latency_table is not None:
+            from ..latency.table import LatencyTable
+
+            table = LatencyTable.load(self.latency_table)  # refuses an unreadable file
+            if table.resolution != self.space.deployment.resolution:
+                raise ConfigError(
+                    f"--latency-table {self.latency_table}: built at {table.resolution}px, "
+                    f"the space deploys at {self.space.deployment.resolution}px")
+        if self.cuda_graphs and pick_device(self.device).type != "cuda":
+            raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        check_storage_url(self.storage)
+        if self.budget_flops is not None:  # refused before any data is loaded
+            low = smallest_flops(self.space)
+            if self.budget_flops < low:
+                raise ConfigError(
+                    f"--budget {self.budget_flops / 1e6:.2f}M is below the smallest architecture "
+                    f"of space {self.space.name!r} ({low / 1e6:.2f} MFLOPs at "
+                    f"{self.space.deployment.resolution}px); raise it or use a smaller space")
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study is resumed (a change makes it another study)."""
+        space = json.dumps(self.space.to_dict(), sort_keys=True)
+        return {
+            "space": self.space.name,
+            "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
+            "budget_flops": self.budget_flops,
+            "latency_ms": self.latency_ms,
+            "latency_table": (None if self.latency_table is None else hashlib.sha256(
+                Path(self.latency_table).read_bytes()).hexdigest()[:16]),
+            "objectives": list(self.objectives),
+            "data": self.data.identity(),
+            "protocol": dataclasses.asdict(self.protocol),
+            "seed": self.seed,
+        }
+
+
+def smallest_flops(space: SearchSpace) -> int:
+    return analytic_counts(space.build_config(space.smallest_params())).flops

@@ -1,0 +1,329 @@
+"""Search spaces as data: a YAML file of choices around the paper's GhostNet layout.
+
+A space names, per stage of the layout (`reference.SEARCH_STAGES`), the choices for the ghost
+ratio s, cheap kernel d, depthwise kernel k, an expansion multiplier on the reference channels,
+the depth and SE (`none`, `reference` as in the paper, or `all`), plus a global width
+multiplier; and the deployment target that budgets refer to. `suggest` is the only code that
+calls `trial.suggest_*`; `build_config` turns the chosen values into a `NetConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..arch.config import BlockConfig, NetConfig
+from ..arch.layers import make_divisible
+from ..arch.reference import (
+    HEAD_CHANNELS,
+    NUM_FEATURES,
+    SEARCH_STAGES,
+    STEM_CHANNELS,
+    group_like_timm,
+)
+from ..errors import ConfigError
+
+STAGE_KEYS = ("ghost_ratio", "cheap_kernel", "kernel", "expansion", "depth", "se")
+SE_CHOICES = ("none", "reference", "all")
+SE_ALL_RATIO = 0.25
+_TOP_KEYS = ("name", "description", "deployment", "width", "defaults", "stages")
+_DEPLOY_KEYS = ("resolution", "num_classes", "stem_stride", "dropout")
+STAGE_NAMES = tuple(f"stage{i + 1}" for i in range(len(SEARCH_STAGES)))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a FLOPs or latency budget refers to (the paper: 224x224, 1000 classes)."""
+
+    resolution: int = 224
+    num_classes: int = 1000
+    stem_stride: int = 2
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class StageChoices:
+    ghost_ratio: tuple[int, ...]
+    cheap_kernel: tuple[int, ...]
+    kernel: tuple[int, ...]
+    expansion: tuple[float, ...]
+    depth: tuple[int, ...]
+    se: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    deployment: Deployment
+    width: tuple[float, ...]
+    stages: tuple[StageChoices, ...]  # one per reference.SEARCH_STAGES row group
+    description: str = ""
+
+    # -- config construction -------------------------------------------------------------
+
+    def build_config(self, params: dict[str, Any]) -> NetConfig:
+        """The deployment NetConfig for one point of the space (Optuna-style flat params)."""
+        width = float(params["width"])
+        blocks: list[BlockConfig] = []
+        for name, rows in zip(STAGE_NAMES, SEARCH_STAGES, strict=True):
+            p = {key: params[f"{name}.{key}"] for key in STAGE_KEYS}
+            depth = int(p["depth"])
+            chosen = list(rows[:depth]) + [rows[-1]] * max(0, depth - len(rows))
+            for _k, exp, c, se, stride in chosen:
+                se_ratio = {"none": 0.0, "reference": se, "all": SE_ALL_RATIO}[p["se"]]
+                blocks.append(BlockConfig(
+                    kernel=int(p["kernel"]),
+                    expansion=make_divisible(exp * float(p["expansion"]) * width, 4),
+                    out_channels=make_divisible(c * width, 4),
+                    se_ratio=se_ratio,
+                    stride=stride,
+                    ghost_ratio=int(p["ghost_ratio"]),
+                    cheap_kernel=int(p["cheap_kernel"]),
+                ))
+        d = self.deployment
+        return NetConfig(
+            stem_channels=make_divisible(STEM_CHANNELS * width, 4),
+            stages=group_like_timm(blocks),
+            head_channels=make_divisible(HEAD_CHANNELS * width, 4),
+            num_features=NUM_FEATURES,
+            num_classes=d.num_classes,
+            resolution=d.resolution,
+            stem_stride=d.stem_stride,
+            dropout=d.dropout,
+        )
+
+    def suggest(self, trial: Any) -> NetConfig:
+        """Ask an Optuna trial for every choice (names like `stage3.kernel`) and build it."""
+        params: dict[str, Any] = {"width": trial.suggest_categorical("width", self.width)}
+        for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
+            for key in STAGE_KEYS:
+                params[f"{name}.{key}"] = trial.suggest_categorical(
+                    f"{name}.{key}", getattr(stage, key)
+                )
+        return self.build_config(params)
+
+    def reference_params(self, width: float) -> dict[str, Any]:
+        """The point of this space that is the paper's GhostNet at `width` (s=2, d=3)."""
+        params: dict[str, Any] = {"width": width}
+        for name, rows in zip(STAGE_NAMES, SEARCH_STAGES, strict=True):
+            params.update({
+                f"{name}.ghost_ratio": 2, f"{name}.cheap_kernel": 3,
+                f"{name}.kernel": rows[0][0], f"{name}.expansion": 1.0,
+                f"{name}.depth": len(rows), f"{name}.se": "reference",
+            })
+        return params
+
+    def random_params(self, rng: random.Random) -> dict[str, Any]:
+        """A uniformly random point: every choice drawn independently and uniformly."""
+        params: dict[str, Any] = {"width": rng.choice(self.width)}
+        for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
+            for key in STAGE_KEYS:
+                params[f"{name}.{key}"] = rng.choice(getattr(stage, key))
+        return params
+
+    def contains(self, params: dict[str, Any]) -> bool:
+        """Whether every value of `params` is one of this space's choices."""
+        if params.get("width") not in self.width:
+            return False
+        return all(
+            params.get(f"{name}.{key}") in getattr(stage, key)
+            for name, stage in zip(STAGE_NAMES, self.stages, strict=True)
+            for key in STAGE_KEYS
+        )
+
+    def smallest_params(self) -> dict[str, Any]:
+        """The cheapest corner: narrowest, shallowest, largest s, smallest d and k, no SE."""
+        params: dict[str, Any] = {"width": min(self.width)}
+        for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
+            se = "none" if "none" in stage.se else stage.se[0]
+            params.update({
+                f"{name}.ghost_ratio": max(stage.ghost_ratio),
+                f"{name}.cheap_kernel": min(stage.cheap_kernel),
+                f"{name}.kernel": min(stage.kernel), f"{name}.expansion": min(stage.expansion),
+                f"{name}.depth": min(stage.depth), f"{name}.se": se,
+            })
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "deployment": dataclasses.asdict(self.deployment),
+            "width": list(self.width),
+            "stages": {
+                name: {k: list(getattr(s, k)) for k in STAGE_KEYS}
+                for name, s in zip(STAGE_NAMES, self.stages, strict=True)
+            },
+        }
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+def _choices(key: str, value: Any) -> tuple[Any, ...]:
+    """A non-empty list of choices; a scalar is one choice; {low, high, step} is a grid."""
+    if isinstance(value, dict):
+        extra = set(value) - {"low", "high", "step"}
+        if extra or not {"low", "high", "step"} <= set(value):
+            raise ConfigError(f"{key}: a range needs exactly low, high and step")
+        low, high, step = (value[k] for k in ("low", "high", "step"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in (low, high, step)) or step <= 0 or high < low:
+            raise ConfigError(f"{key}: range needs numbers with low <= high and step > 0")
+        n = int(round((high - low) / step)) + 1
+        return tuple(round(low + i * step, 10) for i in range(n))
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{key}: empty choice list (give at least one value)")
+        if len(set(map(repr, value))) != len(value):
+            raise ConfigError(f"{key}: repeated choices in {value}")
+        return tuple(value)
+    return (value,)
+
+
+def _check_stage_choice(key: str, field: str, value: Any) -> Any:
+    """Refuse a choice the generator would refuse, naming the key."""
+    base = {"kernel": 3, "expansion": 8, "out_channels": 8, "ghost_ratio": 2, "cheap_kernel": 3}
+    try:
+        if field in ("ghost_ratio", "cheap_kernel", "kernel"):
+            BlockConfig(**{**base, field: value})
+        elif field == "expansion":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"expansion={value!r}: must be a positive multiplier")
+            value = float(value)
+        elif field == "depth":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"depth={value!r}: must be an integer >= 1")
+        elif field == "se" and value not in SE_CHOICES:
+            raise ConfigError(f"se={value!r}: must be one of {', '.join(SE_CHOICES)}")
+    except ConfigError as e:
+        raise ConfigError(f"{key}: choice refused ({e})") from None
+    return value
+
+
+def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
+    """Strictly parse a space; every error is one line naming the key, after `source`."""
+    try:
+        return _parse_space(data)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _parse_space(data: Any) -> SearchSpace:
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a mapping of {', '.join(_TOP_KEYS)}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"unknown key {key!r} (known: {', '.join(_TOP_KEYS)})")
+    deploy_raw = data.get("deployment") or {}
+    if not isinstance(deploy_raw, dict):
+        raise ConfigError("deployment must be a mapping")
+    for key in deploy_raw:
+        if key not in _DEPLOY_KEYS:
+            raise ConfigError(
+                f"unknown key 'deployment.{key}' (known: {', '.join(_DEPLOY_KEYS)})"
+            )
+    deployment = Deployment(**deploy_raw)
+    try:  # the deployment must be something the generator accepts
+        NetConfig(stem_channels=8, stages=((BlockConfig(3, 8, 8),),), head_channels=8,
+                  **dataclasses.asdict(deployment))
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"deployment.{e}") from None
+
+    if "width" not in data:
+        raise ConfigError("missing key 'width' (the width multiplier choices)")
+    width = _choices("width", data["width"])
+    for w in width:
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
+            raise ConfigError(f"width: choice {w!r} refused (must be a positive number)")
+    width = tuple(float(w) for w in width)
+
+    defaults = data.get("defaults") or {}
+    stages_raw = data.get("stages") or {}
+    for where, mapping in (("defaults", defaults), ("stages", stages_raw)):
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{where} must be a mapping")
+    for key in defaults:
+        if key not in STAGE_KEYS:
+            raise ConfigError(f"unknown key 'defaults.{key}' "
+                              f"(known: {', '.join(STAGE_KEYS)})")
+    for name in stages_raw:
+        if name not in STAGE_NAMES:
+            raise ConfigError(f"unknown key 'stages.{name}' "
+                              f"(known: {', '.join(STAGE_NAMES)})")
+    stages = []
+    for name in STAGE_NAMES:
+        stage = stages_raw.get(name) or {}
+        if not isinstance(stage, dict):
+            raise ConfigError(f"stages.{name} must be a mapping")
+        fields: dict[str, tuple[Any, ...]] = {}
+        for key in stage:
+            if key not in STAGE_KEYS:
+                raise ConfigError(f"unknown key 'stages.{name}.{key}' "
+                                  f"(known: {', '.join(STAGE_KEYS)})")
+        for key in STAGE_KEYS:
+            where = f"stages.{name}.{key}" if key in stage else f"defaults.{key}"
+            if key not in stage and key not in defaults:
+                raise ConfigError(f"missing key 'stages.{name}.{key}' "
+                                  f"(set it there or under defaults)")
+            values = _choices(where, stage.get(key, defaults.get(key)))
+            fields[key] = tuple(_check_stage_choice(where, key, v) for v in values)
+        stages.append(StageChoices(**fields))
+    name = data.get("name", "space")
+    return SearchSpace(name=str(name), deployment=deployment, width=width, stages=tuple(stages),
+                       description=str(data.get("description", "")))
+
+
+def shipped_spaces() -> dict[str, Any]:
+    """The spaces that ship inside the package (`ghostsearch/spaces/*.yaml`), by name."""
+    root = resources.files("ghostsearch") / "spaces"
+    return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load a shipped space by name (`ghostnet`, `ghostnet_cifar`), or any YAML file by path."""
+    path = Path(name_or_path)
+    shipped = shipped_spaces()
+    if path.exists():
+        source, text, stem = str(path), path.read_text(), path.stem
+    elif not path.suffix and str(name_or_path) in shipped:
+        res = shipped[str(name_or_path)]
+        source, text, stem = f"space {name_or_path!s}", res.read_text(), str(name_or_path)
+    else:
+        known = ", ".join(sorted(shipped))
+        raise ConfigError(f"space {str(name_or_path)!r}: no such file (shipped spaces: {known})")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict):
+        data.setdefault("name", stem)
+    return space_from_dict(data, source=source)
+
+
+def sample_points(space: SearchSpace, n: int, seed: int, *, budget_flops: int | None = None,
+                  max_tries: int = 200_000) -> list[dict[str, Any]]:
+    """`n` distinct points drawn uniformly from the space, kept when within `budget_flops`
+    (counted from the config alone, so nothing over budget is ever built)."""
+    from ..arch.counting import analytic_counts
+
+    rng = random.Random(seed)
+    found: dict[NetConfig, dict[str, Any]] = {}
+    for _ in range(max_tries):
+        params = space.random_params(rng)
+        cfg = space.build_config(params)
+        if cfg in found:
+            continue
+        if budget_flops is None or analytic_counts(cfg).flops <= budget_flops:
+            found[cfg] = params
+            if len(found) == n:
+                return list(found.values())
+    raise ConfigError(f"only {len(found)} of {n} distinct architectures of space "
+                      f"{space.name!r} found within the budget in {max_tries} samples; raise "
+                      "the budget or ask for fewer")
+

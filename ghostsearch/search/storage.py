@@ -1,0 +1,76 @@
+"""Where a study lives: Optuna storages (SQLite, PostgreSQL/MySQL, journal files) with the
+heartbeat that fails a killed worker's trial, and opening an existing study by name."""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+
+from ..errors import ConfigError, StudyError
+
+RESULTS_DIR = "results"  # under the working directory, never inside the installed package
+
+
+def study_dir(study_name: str, out: str | Path | None = None) -> Path:
+    """Where a study's files go: `out`, or results/<study_name> under the working directory."""
+    return Path(out) if out is not None else Path(RESULTS_DIR) / study_name
+
+
+def default_storage(out_dir: str | Path) -> str:
+    """SQLite in the study's own folder, beside its report (made when first opened)."""
+    return f"sqlite:///{Path(out_dir) / 'study.db'}"
+
+
+def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage:
+    """RDB storages get a heartbeat, so a killed worker's trial is failed (after three missed
+    beats) and its configuration retried once."""
+    check_storage_url(url)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith(("sqlite:", "postgresql", "mysql")):
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+        import sqlalchemy.exc
+
+        for attempt in range(6):
+            try:
+                with warnings.catch_warnings():  # the heartbeat is "experimental" (Optuna 2.8)
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                        grace_period=3 * heartbeat_s,
+                        heartbeat_stale_trial_callback=(
+                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # workers started together on an empty database race to create its tables;
+                # the loser retries and finds them made
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 + random.random())
+    from optuna.storages.journal import JournalFileBackend  # journal:PATH, the one left
+
+    return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+
+
+def check_storage_url(url: str) -> None:
+    if not url.startswith(("sqlite:", "postgresql", "mysql", "journal:")):
+        raise ConfigError(f"--storage {url!r}: unknown scheme; use sqlite:///PATH, "
+                          "postgresql://..., mysql://... or journal:PATH")
+
+
+def load_existing_study(name: str, url: str | None = None,
+                        out: str | Path | None = None) -> optuna.Study:
+    """An existing study by name; without `url`, from the study.db in `study_dir(name, out)`."""
+    if url is None:
+        db = study_dir(name, out) / "study.db"
+        if not db.exists():
+            raise StudyError(f"--study-name {name!r}: no {db}; pass --out DIR (the search's "
+                             "output folder) or --storage URL")
+        url = f"sqlite:///{db}"
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(url))
+    except KeyError:
+        raise StudyError(f"--study-name {name!r}: no such study in {url}") from None

@@ -1,0 +1,150 @@
+"""The Optuna study of a search: created or resumed with the settings it was made with, its
+sampler (one seed per worker), the reference baselines enqueued once, and queries on its trials
+(how many trained, the best within every limit)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import optuna
+
+from ..arch.counting import analytic_counts
+from ..errors import StudyError
+from .settings import SearchSettings
+from .space import SearchSpace
+from .storage import make_storage
+
+BASELINE_WIDTHS = (0.5, 1.0)
+
+
+def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler of one worker. TPE runs with Optuna's constant liar, its documented mechanism
+    for concurrent trials: a running trial counts as a poor result, so parallel workers are
+    steered away from what the others are training."""
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=True,
+                                      multivariate=settings.multi_objective or None)
+
+
+def sampler_seed(study_seed: int, worker: int, started: int, creator: bool = True) -> int:
+    """The sampler seed of one worker process.
+
+    The process that created the study, while no trial has started, uses the study seed, so a
+    one-process search is reproducible. Any other worker (spawned, resuming, or another command
+    joining the study) mixes in its index, the trials already started and its process id:
+    workers seeded alike would propose the same architectures in the same order and train them
+    twice. The constant liar does not prevent that: TPE's first trials are random draws, and
+    workers with one seed draw the same ones (measured in docs/search.md).
+    """
+    if creator and worker == 0 and started == 0:
+        return study_seed
+    key = f"{study_seed}/{worker}/{started}/{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
+# studies created by this process: its later opens (the worker after run_search) are the creator's
+_created_here: set[tuple[str, str]] = set()
+
+
+def width_name(width: float) -> str:
+    return f"GhostNet {width:.1f}x" if round(width, 1) == width else f"GhostNet {width:.2f}x"
+
+
+def baseline_widths(space: SearchSpace, budget_flops: int | None) -> list[tuple[str, float]]:
+    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within budget.
+
+    Only widths whose reference GhostNet is a point of the space (a space that leaves out the
+    paper's s, d, k or depths has no baseline inside it).
+    """
+    widths = [w for w in space.width if space.contains(space.reference_params(w))]
+    out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in widths]
+    if budget_flops is not None:
+        fitting = [w for w in widths
+                   if analytic_counts(space.build_config(space.reference_params(w))).flops
+                   <= budget_flops]
+        if fitting and max(fitting) not in [w for _, w in out]:
+            out.append((f"{width_name(max(fitting))} (widest within budget)", max(fitting)))
+    return out
+
+
+def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
+    """Create the study, or resume it when the settings match what it was created with.
+
+    `worker` numbers the spawned worker processes from 1 (0: the only or the calling process);
+    it seeds the sampler apart from the other workers' (see `sampler_seed`).
+    """
+    storage = make_storage(settings.storage, settings.heartbeat_s)
+    directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+              if settings.prune and not settings.multi_objective else optuna.pruners.NopPruner())
+    kwargs = dict(storage=storage, study_name=settings.study_name, directions=directions,
+                  pruner=pruner)
+    try:  # the storage's unique study name makes exactly one of racing workers the creator
+        study = optuna.create_study(**kwargs)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**{k: v for k, v in kwargs.items() if k != "directions"})
+        created = False
+    if created:
+        _created_here.add((settings.storage, settings.study_name))
+    started = sum(t.state != optuna.trial.TrialState.WAITING
+                  for t in study.get_trials(deepcopy=False))
+    creator = (settings.storage, settings.study_name) in _created_here
+    study.sampler = make_sampler(settings, sampler_seed(settings.seed, worker, started, creator))
+    identity = settings.identity()
+    previous = study.user_attrs.get("settings")
+    if previous is None:
+        study.set_user_attr("settings", identity)
+        study.set_user_attr("space", settings.space.to_dict())
+    elif previous != identity:
+        changed = sorted(k for k in identity if previous.get(k) != identity.get(k))
+        raise StudyError(
+            f"study {settings.study_name!r} was created with other {', '.join(changed)}; "
+            "rerun with its original options to resume, or pass a new --study-name")
+    if settings.baselines and created:  # once per study, whatever the number of workers
+        for name, width in baseline_widths(settings.space, settings.budget_flops):
+            study.enqueue_trial(settings.space.reference_params(width),
+                                user_attrs={"baseline": name})
+    return study
+
+
+def _counts_as_trained(t: optuna.trial.FrozenTrial, *, running: bool) -> bool:
+    """A trial that was given training: finished (completed, pruned, or failed with a recorded
+    fault) or, with `running`, still training. A trial failed by the heartbeat (its worker was
+    killed) has no recorded reason and does not count: its retry does."""
+    if t.user_attrs.get("decision") != "train":
+        return False
+    state = optuna.trial.TrialState
+    if t.state in (state.COMPLETE, state.PRUNED):
+        return True
+    if t.state == state.FAIL:
+        return bool(t.user_attrs.get("reason"))
+    return running and t.state == state.RUNNING
+
+
+def trained_count(study: optuna.Study, running: bool = False) -> int:
+    """Trials that got training time (feasible candidates and baselines)."""
+    return sum(_counts_as_trained(t, running=running) for t in study.get_trials(deepcopy=False))
+
+
+def record_data(study: optuna.Study, split_id: str, preprocessing: dict) -> None:
+    """Store which validation images the study selects on and the preprocessing its models
+    expect; a worker whose data holds out other images is refused."""
+    known = study.user_attrs.get("split")
+    if known is None:
+        study.set_user_attr("split", split_id)
+        study.set_user_attr("preprocessing", preprocessing)
+    elif known != split_id:
+        raise StudyError(f"study {study.study_name!r} selects on validation split {known}, "
+                         f"this data holds out {split_id}; use the study's data options")
+
+
+def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """Highest validation accuracy among completed trials within every limit."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None]
+    return max(done, key=lambda t: (t.user_attrs["val_acc"], -t.number), default=None)

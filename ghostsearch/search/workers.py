@@ -1,0 +1,148 @@
+"""Running a search: trials in this process or in spawned worker processes that share the
+study through its storage, with a progress bar and a stop when the trained count is reached."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import torch
+
+from ..errors import WorkerError
+from .data import Dataset
+from .estimate import format_duration, remaining_seconds, worker_threads
+from .objective import Objective
+from .proxy import pick_device
+from .settings import SearchSettings
+from .study import best_feasible, open_study, record_data, trained_count
+
+# a sampler that keeps proposing over-budget candidates is stopped after this many in a row
+MAX_INFEASIBLE_STREAK = 2000
+
+
+def _stop_callback(settings: SearchSettings, streak: list[int]) -> Callable:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        streak[0] = 0 if trial.user_attrs.get("decision") != "skip" else streak[0] + 1
+        if trained_count(study) >= settings.trials or streak[0] >= MAX_INFEASIBLE_STREAK:
+            study.stop()
+    return callback
+
+
+def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device: str | None = None,
+               progress: Callable[[optuna.Study, Any], None] | None = None,
+               on_epoch: Callable[[int, int, float], None] | None = None,
+               deadline: float | None = None, worker: int = 0) -> optuna.Study:
+    """Run trials in this process until the study has `settings.trials` trained trials.
+
+    Raises KeyboardInterrupt after Ctrl-C, once the running trial is recorded as interrupted.
+    """
+    study = open_study(settings, worker)
+    if trained_count(study) >= settings.trials:
+        return study
+    data = data if data is not None else settings.data.load(progress=False)
+    record_data(study, data.split_id, data.preprocessing())
+    dev = pick_device(device or settings.device)
+    streak = [0]
+    callbacks = [_stop_callback(settings, streak)]
+    if progress is not None:
+        callbacks.append(progress)
+    timeout = None if deadline is None else max(1.0, deadline - time.time())
+    objective = Objective(settings, data, dev, on_epoch)
+    study.optimize(objective, timeout=timeout, callbacks=callbacks, catch=(Exception,),
+                   gc_after_trial=True)
+    if objective.interrupted:
+        raise KeyboardInterrupt
+    if streak[0] >= MAX_INFEASIBLE_STREAK:
+        print(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; the budget "
+              "leaves too little of the space (raise --budget or narrow the space)")
+    return study
+
+
+def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None,
+                    worker: int, verbosity: int) -> None:
+    optuna.logging.set_verbosity(verbosity)  # the parent's, as its command line set it
+    dev = pick_device(device)
+    if dev.type == "cpu":  # K workers share the cores instead of each taking all
+        torch.set_num_threads(worker_threads(settings.n_jobs))
+    elif dev.index is not None:  # graphs, events and caches on this worker's own GPU only
+        torch.cuda.set_device(dev)
+    try:
+        run_worker(settings, device=device, deadline=deadline, worker=worker)
+    except KeyboardInterrupt:  # the parent reports; no traceback per worker
+        return
+
+
+def run_search(settings: SearchSettings, data: Dataset | None = None, *,
+               devices: list[str] | None = None, show_progress: bool = True) -> optuna.Study:
+    """Run the search to `settings.trials` trained trials (or the timeout), resuming if stored.
+
+    With n_jobs > 1, that many worker processes share the study through its storage (each with
+    its own CUDA context), spread round-robin over `devices`; this process loads the data
+    first, so that bad data is refused once, before any worker starts, and shows progress.
+    """
+    from tqdm import tqdm
+
+    study = open_study(settings)
+    if data is None and trained_count(study) < settings.trials:
+        data = settings.data.load()  # the workers then read the decoded cache
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,
+               initial=min(trained_count(study), settings.trials), dynamic_ncols=True)
+
+    def describe(study: optuna.Study) -> dict[str, str]:
+        best = best_feasible(study)
+        out = {"best_val": f"{best.user_attrs['val_acc']:.2f}%" if best else "-"}
+        left = remaining_seconds(study, settings)
+        if left is not None:
+            out["eta"] = format_duration(left)
+        return out
+
+    announced = [False]
+
+    def progress(study: optuna.Study, _trial: Any) -> None:
+        bar.n = min(trained_count(study), settings.trials)
+        bar.set_postfix(describe(study), refresh=True)
+        left = remaining_seconds(study, settings)
+        if left is not None and not announced[0] and show_progress:
+            announced[0] = True
+            bar.write(f"first trial trained: about {format_duration(left)} left for the "
+                      f"remaining {max(0, settings.trials - trained_count(study))} trials")
+
+    def on_epoch(number: int, epoch: int, acc: float) -> None:
+        bar.set_postfix({**describe(study), "trial": number,
+                         "epoch": f"{epoch + 1}/{settings.protocol.epochs}",
+                         "val": f"{acc:.2f}%"}, refresh=True)
+
+    try:
+        if settings.n_jobs == 1:
+            device = (devices or [settings.device])[0]
+            run_worker(settings, data, device=device, progress=progress, on_epoch=on_epoch,
+                       deadline=deadline)
+        else:
+            devices = devices or [settings.device]
+            ctx = mp.get_context("spawn")
+            verbosity = optuna.logging.get_verbosity()
+            procs = [ctx.Process(target=_spawned_worker,
+                                 args=(settings, devices[i % len(devices)], deadline, i + 1,
+                                       verbosity))
+                     for i in range(settings.n_jobs)]
+            for p in procs:
+                p.start()
+            try:
+                while any(p.is_alive() for p in procs):
+                    progress(study, None)
+                    time.sleep(2.0)
+            finally:  # on Ctrl-C too: the workers got it as well; wait for them to save
+                for p in procs:
+                    p.join()
+            failed = [p.exitcode for p in procs if p.exitcode != 0]
+            if failed:
+                raise WorkerError(f"{len(failed)} of {len(procs)} worker processes exited with "
+                                  f"codes {failed}; their messages are above")
+        progress(study, None)
+    finally:
+        bar.close()
+    return study
