@@ -1,7 +1,16 @@
-"""Does the short proxy rank architectures as a longer training does? Samples architectures
-within a budget, trains each with the proxy protocol and with a longer schedule, and reports
-Kendall tau and Spearman rho between the two rankings, with the seeds' noise.
+"""How well do cheap rankings order architectures?
 
+With --ground-truth DIR (a table of `scripts/build_ground_truth.py`): every training-free
+score, #params and FLOPs, and their rank average, against the table's test accuracy, by
+Kendall tau, Spearman rho and precision of the top 10% with bootstrap 95% intervals, and the
+CPU-seconds per architecture; a plot of tau against cost.
+
+Without it: samples architectures within a budget, trains each with the proxy protocol and
+with a longer schedule, and reports Kendall tau and Spearman rho between the two rankings,
+with the seeds' noise.
+
+    python scripts/proxy_fidelity.py --ground-truth results/ground_truth --data imagefolder \\
+        --data-dir /path/to/cifar10
     python scripts/proxy_fidelity.py --budget 200MFLOPs --data imagefolder --data-dir DIR \\
         --archs 12 --epochs 5 --factor 4
 """
@@ -11,13 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from benchmarks.fidelity import proxy_fidelity, sample_within_budget
-from ghostsearch import parse_budget
+from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.provenance import provenance
 from ghostsearch.search.data import load_data
 from ghostsearch.search.proxy import ProxyProtocol, pick_device
+from ghostsearch.search.scores import SCORE_NAMES
 from ghostsearch.search.space import load_space
 
 
@@ -34,11 +45,52 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--ground-truth", default=None,
+                   help="a ground-truth table folder: measure the scores against it")
+    p.add_argument("--scores", default=",".join(SCORE_NAMES),
+                   help="comma-separated scores for --ground-truth (default: all)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     return p.parse_args(argv)
+
+
+def against_ground_truth(args: argparse.Namespace) -> int:
+    import torch
+
+    from benchmarks import gt_fidelity as gf
+    from benchmarks.ground_truth import read_plan
+    from ghostsearch.search.presets import GROUND_TRUTH_DATA
+
+    torch.set_num_threads(1)  # CPU-seconds per architecture, as a one-thread worker pays them
+    names = [n.strip() for n in args.scores.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCORE_NAMES]
+    if unknown:
+        raise ConfigError(f"--scores {unknown[0]!r}: unknown score (known: "
+                          f"{', '.join(SCORE_NAMES)})")
+    space = load_space(args.space)
+    truth = gf.read_truth(args.ground_truth, space)
+    meta = read_plan(Path(args.ground_truth))
+    data = load_data(args.data, args.data_dir, val_size=meta["data"]["val_size"],
+                     train_subset=meta["data"]["train_subset"],
+                     seed=GROUND_TRUTH_DATA["split_seed"], resolution=args.resolution)
+    scores = gf.score_table(args.ground_truth, list(truth.arch_id), names, data,
+                            seed=args.seed, progress=None)
+    table = gf.fidelity_table(truth, scores, boot=args.boot, seed=args.seed)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+    s = gf.summary(table)
+    print(f"{len(truth)} architectures; the bar (better of FLOPs and params): Kendall tau "
+          f"{s['bar_kendall']:.3f}; above it: {', '.join(s['clear_the_bar']) or 'none'}; "
+          f"by at least 0.1: {', '.join(s['clear_by_0.1']) or 'none'}")
+    out = Path(args.json) if args.json else Path(args.ground_truth) / "fidelity.json"
+    gf.write(table, out, {"architectures": len(truth), "truth": "mean test accuracy over "
+                          "the finished seeds", "provenance": provenance(args)})
+    print(f"wrote {out} and {gf.plot_fidelity(table, out.with_suffix('.png'), len(truth))}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.ground_truth:
+        return against_ground_truth(args)
     budget = parse_budget(args.budget)
     space = load_space(args.space)
     proxy = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size)

@@ -14,11 +14,17 @@ from .arch import (
     reference_config,
     save_config,
 )
+from .arch.backbone import backbone
+from .arch.timm_entry import install as _install_timm_entry
 from .errors import ConfigError, DataError, GhostsearchError, StudyError
+from .search.scores import SCORE_NAMES, score_architecture
 
 __version__ = "0.2.0"
 
+_install_timm_entry()  # timm.create_model("ghostsearch_arch", arch=...) once timm is imported
+
 __all__ = [
+    "SCORE_NAMES",
     "BlockConfig",
     "ConfigError",
     "DataError",
@@ -26,6 +32,7 @@ __all__ = [
     "NetConfig",
     "StudyError",
     "analytic_counts",
+    "backbone",
     "build_model",
     "count_flops",
     "count_params",
@@ -33,4 +40,5 @@ __all__ = [
     "parse_budget",
     "reference_config",
     "save_config",
+    "score_architecture",
 ]

@@ -88,7 +88,7 @@ def test_bad_block_refused_naming_the_field(change, message):
     [
         ({"stem_channels": 0}, "stem_channels=0: must be >= 1"),
         ({"head_channels": -1}, "head_channels=-1: must be >= 1"),
-        ({"num_classes": 0}, "num_classes=0: must be >= 1"),
+        ({"num_classes": -1}, "num_classes=-1: must be >= 0"),
         ({"resolution": "224"}, "resolution='224': must be an integer, got str"),
         ({"stem_stride": 4}, "stem_stride=4: must be 1 or 2"),
         ({"dropout": 1.0}, "dropout=1.0: must be in [0.0, 1.0)"),

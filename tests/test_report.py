@@ -162,3 +162,18 @@ def test_rank_correlations_by_hand():
     r = rank_correlations([1, 2, 3, 4], [1, 3, 2, 4])
     assert r["kendall"] == pytest.approx(4 / 6) and r["spearman"] == pytest.approx(0.8)
     assert rank_correlations([1, 2, 3], [3, 2, 1]) == {"kendall": -1.0, "spearman": -1.0}
+
+
+def test_precision_at_top_and_bootstrap_intervals():
+    from ghostsearch.report.ranking import precision_at_top, ranking_metrics
+
+    truth = list(range(20))  # top 10% = the two largest, 18 and 19
+    assert precision_at_top(truth, truth) == 1.0
+    assert precision_at_top([0] * 18 + [19, -1], truth) == 0.5  # picks 18 and 0
+    assert precision_at_top(list(reversed(truth)), truth) == 0.0
+    rng = np.random.default_rng(1)
+    noisy = np.array(truth) + rng.normal(0, 4, 20)
+    m = ranking_metrics(noisy, truth, boot=300)
+    assert m["kendall_lo"] <= m["kendall"] <= m["kendall_hi"]
+    assert m["spearman_lo"] <= m["spearman"] <= m["spearman_hi"] and m["kendall"] > 0.4
+    assert m == ranking_metrics(noisy, truth, boot=300)  # seeded

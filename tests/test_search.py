@@ -9,7 +9,14 @@ import torch
 
 import ghostsearch.search.objective as objective_mod
 import ghostsearch.search.study as study_mod
-from ghostsearch import ConfigError, analytic_counts, build_model, count_flops, load_config
+from ghostsearch import (
+    ConfigError,
+    StudyError,
+    analytic_counts,
+    build_model,
+    count_flops,
+    load_config,
+)
 from ghostsearch.report.export import export_best, export_trial
 from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
 from ghostsearch.search.proxy import ProxyProtocol
@@ -63,7 +70,7 @@ def trained_configs(monkeypatch):
 
 def test_search_trains_only_within_budget_and_records_everything(tmp_path, space,
                                                                  trained_configs):
-    s = settings(tmp_path, space)
+    s = settings(tmp_path, space, budget_flops=2_500_000)  # about 70% of the space is over it
     study = run_search(s, show_progress=False)
     trials = study.get_trials()
     assert trained_count(study) == 6 == len(trained_configs)
@@ -125,7 +132,7 @@ def test_resume_grows_the_study_and_loses_nothing(tmp_path, space):
 
 def test_resume_with_other_settings_is_refused(tmp_path, space):
     run_search(settings(tmp_path, space, trials=3), show_progress=False)
-    with pytest.raises(ConfigError, match="created with other budget_flops.*new --study-name"):
+    with pytest.raises(StudyError, match="created with other budget_flops.*new --study-name"):
         run_search(settings(tmp_path, space, trials=3, budget_flops=10_000_000),
                    show_progress=False)
 

@@ -154,7 +154,7 @@ class NetConfig:
         object.__setattr__(self, "stages", tuple(stages))
         _check_int("head_channels", self.head_channels)
         _check_int("num_features", self.num_features)
-        _check_int("num_classes", self.num_classes)
+        _check_int("num_classes", self.num_classes, minimum=0)  # 0: pooled features
         _check_int("resolution", self.resolution)
         _check_int("stem_stride", self.stem_stride)
         if self.stem_stride not in (1, 2):

@@ -49,22 +49,34 @@ class ModelSpec:
 
 
 def load_init(model: nn.Module, path: str | Path) -> list[str]:
-    """Load a timm-format state_dict (e.g. a GhostNet checkpoint); a classifier of another class
-    count is skipped and named in the returned list. Everything else must match exactly."""
+    """Load a timm-format state_dict (e.g. a GhostNet checkpoint) strictly. A checkpoint for
+    another class count loads into the model with its classifier reset to that count (timm's
+    `reset_classifier`), then the model gets a fresh classifier for its own classes; the
+    classifier's keys are returned."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as e:
         raise ConfigError(f"--init {path}: cannot read ({e})") from None
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else {}
     own = model.state_dict()
-    skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected or any(not k.startswith("classifier.") for k in skipped):
-        first = (missing + unexpected + skipped)[0]
-        raise ConfigError(f"--init {path}: does not fit this model (first mismatch: {first})")
-    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-    return skipped
+    theirs = state.get("classifier.weight")
+    swap = (hasattr(model, "reset_classifier") and theirs is not None
+            and own.get("classifier.weight") is not None
+            and theirs.shape != own["classifier.weight"].shape)
+    target = getattr(model, "num_classes", None)
+    if swap:
+        model.reset_classifier(int(theirs.shape[0]))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        if swap:
+            model.reset_classifier(target)
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ConfigError(f"--init {path}: does not fit this model ({first})") from None
+    if swap:
+        model.reset_classifier(target)
+        return [k for k in own if k.startswith("classifier.")]
+    return []
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
