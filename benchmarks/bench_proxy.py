@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             study_name="bench", storage="sqlite:///:memory:",  # trials_per_hour replaces it
             space=space, data=spec, protocol=protocol,
             budget_flops=parse_budget(args.budget), device=str(device), seed=args.seed,
-            prune=False, baselines=False)
+            pruner="none", baselines=False)
         devices = args.devices.split(",") if args.devices else None
         for k in args.jobs:
             sweep.append(trials_per_hour(settings, k, devices=devices,

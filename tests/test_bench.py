@@ -134,7 +134,7 @@ def test_trials_per_hour_runs_exactly_the_trials(tmp_path):
         study_name="x", storage="sqlite:///:memory:", space=space,
         data=DataSpec("synthetic", resolution=16, train_subset=64, val_size=32),
         protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=30_000_000,
-        device="cpu", prune=False, baselines=False)
+        device="cpu", pruner="none", baselines=False)
     r = trials_per_hour(settings, 1, trials_per_job=2)
     assert r["jobs"] == 1 and r["trained"] == 2
     assert 0 < r["span_s"] <= r["wall_s"]

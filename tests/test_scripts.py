@@ -30,6 +30,8 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--n-jobs", "2", "--data", "imagefolder", "--data-dir", "/nonexistent"],
      "error: --data-dir /nonexistent: no such directory"),
     (["--preset", "huge"], "error: argument --preset: invalid choice: 'huge'"),
+    (["--prescreen", "nope"], "error: --prescreen 'nope': unknown score (known: synflow"),
+    (["--prescreen", "naswot", "--pool", "3", "--top", "5"], "error: --top 5 is above --pool 3"),
     (["--budget", "-5M"], "error: argument --budget: expected one argument"),
     (["--epochs", "x"], "error: argument --epochs: invalid int value"),
 ])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import optuna
 import pytest
@@ -20,7 +21,7 @@ from ghostsearch import (
 from ghostsearch.report.export import export_best, export_trial
 from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
 from ghostsearch.search.proxy import ProxyProtocol
-from ghostsearch.search.settings import DataSpec, SearchSettings
+from ghostsearch.search.settings import DataSpec, SearchSettings, smallest_flops
 from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
 from ghostsearch.search.workers import run_search
@@ -393,3 +394,49 @@ def test_a_spawned_worker_runs_on_its_own_gpu(tmp_path, space, monkeypatch):
     workers._spawned_worker(settings(tmp_path, space, n_jobs=2), "cuda:1", None, 2,
                             optuna.logging.WARNING)
     assert calls == [("set", "cuda:1"), ("run", "cuda:1")]
+
+
+def test_prescreen_trains_only_the_best_of_a_scored_pool(tmp_path, space):
+    from ghostsearch.report.render import write_report
+
+    s = settings(tmp_path, space, prescreen="snip", pool=8, top=2, trials=2, baselines=False)
+    study = run_search(s, show_progress=False)
+    pool = study.user_attrs["prescreen"]
+    assert len(pool["pool"]) == 8 and pool["score"] == "snip"
+    assert all(r["flops"] <= s.budget_flops for r in pool["pool"])
+    best = sorted(pool["pool"], key=lambda r: -r["score"])[:2]
+    assert [r["picked"] for r in best] == [True, True]
+    assert sum(r["picked"] for r in pool["pool"]) == 2
+    trained = [t for t in study.get_trials() if t.user_attrs.get("decision") == "train"]
+    assert sorted(map(repr, (t.params for t in trained))) == sorted(
+        map(repr, (r["params"] for r in best)))
+    files = write_report([study], tmp_path / "report")
+    assert len((tmp_path / "report" / "pool.csv").read_text().splitlines()) == 1 + 8
+    assert "Prescreen: 8 candidates within the limits scored with snip" in (
+        files["md"].read_text())
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"prescreen": "nope", "pool": 4, "top": 2}, "--prescreen 'nope': unknown score (known: "
+                                                 "synflow"),
+    ({"prescreen": "snip", "pool": 3, "top": 5}, "--top 5 is above --pool 3"),
+    ({"prescreen": "snip", "pool": 0, "top": 0}, "both must be >= 1"),
+    ({"prescreen": "snip", "pool": 50, "top": 2, "budget_flops": "smallest"},
+     "--pool 50: the limits leave fewer distinct candidates"),
+    ({"pruner": "asha"}, "--pruner 'asha': choose one of median, hyperband, sha, none"),
+])
+def test_prescreen_and_pruner_bad_input(tmp_path, space, kw, message):
+    if kw.get("budget_flops") == "smallest":  # only the cheapest corner fits
+        kw = {**kw, "budget_flops": smallest_flops(space)}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings(tmp_path, space, **kw)
+
+
+@pytest.mark.parametrize("name, kind", [("median", optuna.pruners.MedianPruner),
+                                        ("hyperband", optuna.pruners.HyperbandPruner),
+                                        ("sha", optuna.pruners.SuccessiveHalvingPruner),
+                                        ("none", optuna.pruners.NopPruner)])
+def test_pruners(tmp_path, space, name, kind):
+    assert isinstance(study_mod.make_pruner(settings(tmp_path, space, pruner=name)), kind)
+    multi = settings(tmp_path, space, pruner=name, objectives=("accuracy", "flops"))
+    assert isinstance(study_mod.make_pruner(multi), optuna.pruners.NopPruner)

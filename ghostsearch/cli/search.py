@@ -40,7 +40,13 @@ from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import estimate_search, format_duration
 from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, get_preset
 from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
-from ghostsearch.search.settings import OBJECTIVES, SAMPLERS, DataSpec, SearchSettings
+from ghostsearch.search.settings import (
+    OBJECTIVES,
+    PRUNERS,
+    SAMPLERS,
+    DataSpec,
+    SearchSettings,
+)
 from ghostsearch.search.space import load_space
 from ghostsearch.search.storage import default_storage, study_dir
 from ghostsearch.search.study import baseline_widths, best_feasible, open_study, trained_count
@@ -69,9 +75,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="tpe (multivariate for several objectives), nsga2 or random "
                         "(default: tpe)")
-    g.add_argument("--trials", type=int, default=40,
+    g.add_argument("--trials", type=int, default=None,
                    help="trained trials to reach, baselines included; over-budget candidates "
-                        "are not trained and not counted (default: 40)")
+                        "are not trained and not counted (default: 40, or --top plus the "
+                        "baselines with --prescreen)")
+    g.add_argument("--prescreen", default=None, metavar="SCORE",
+                   help="rank a pool of candidates with this training-free score (see "
+                        "ghostsearch.SCORE_NAMES) and train only the best --top")
+    g.add_argument("--pool", type=int, default=200,
+                   help="candidates within the limits that --prescreen scores (default: 200)")
+    g.add_argument("--top", type=int, default=10,
+                   help="of the pool, how many are trained with the proxy (default: 10)")
     g.add_argument("--timeout", type=float, default=None,
                    help="stop starting new trials after this many seconds")
     g.add_argument("--latency-ms", type=float, default=None,
@@ -82,8 +96,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "for --latency-ms and the latency objective")
     g.add_argument("--no-baselines", action="store_true",
                    help="do not train the reference GhostNets in the study")
-    g.add_argument("--no-prune", action="store_true",
-                   help="single-objective: train every trial to the end")
+    g.add_argument("--pruner", choices=PRUNERS, default="median",
+                   help="Optuna pruner on per-epoch validation accuracy: median, hyperband, "
+                        "sha (successive halving) or none; single-objective only "
+                        "(default: median)")
+    g.add_argument("--no-prune", action="store_true", help="the same as --pruner none")
     g = p.add_argument_group("data (the proxy task)")
     add_data_args(g)
     g = p.add_argument_group("proxy training")
@@ -176,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
     out = study_dir(name, args.out)
     preset = get_preset(args.preset)
+    trials = args.trials
+    if trials is None:
+        baselines = 0 if args.no_baselines else len(baseline_widths(space, budget))
+        trials = args.top + baselines if args.prescreen else 40
     protocol = ProxyProtocol(epochs=args.epochs or preset.protocol.epochs,
                              batch_size=args.batch_size or preset.protocol.batch_size,
                              lr=args.lr, schedule=args.schedule)
@@ -185,8 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         study_name=name, storage=args.storage or default_storage(out),
         space=space, data=data, protocol=protocol, budget_flops=budget,
         objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
-        trials=args.trials, timeout=args.timeout, seed=args.seed, device=args.device,
-        n_jobs=args.n_jobs, prune=not args.no_prune, baselines=not args.no_baselines,
+        trials=trials, timeout=args.timeout, seed=args.seed, device=args.device,
+        n_jobs=args.n_jobs, pruner="none" if args.no_prune else args.pruner,
+        baselines=not args.no_baselines, prescreen=args.prescreen,
+        pool=args.pool if args.prescreen else 0, top=args.top if args.prescreen else 0,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
         latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
     dataset = data.load()  # bad data is refused here, once, before any worker starts

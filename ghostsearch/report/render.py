@@ -140,6 +140,31 @@ def _measured_section(studies: Sequence[optuna.Study]) -> tuple[str, Any] | None
     return title, _fmt(df[cols])
 
 
+def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
+                       out: Path) -> tuple[str, Any] | None:
+    """The scored pool of a prescreened study: pool.csv with every candidate, and the picked
+    ones beside what their proxy training then gave."""
+    from ..search.prescreen import PRESCREEN_KEY
+
+    pools = [(s.study_name, s.user_attrs[PRESCREEN_KEY]) for s in studies
+             if PRESCREEN_KEY in s.user_attrs]
+    if not pools:
+        return None
+    rows = [{"study": name, "rank": r["rank"], "picked": r["picked"], "score": r["score"],
+             "MFLOPs": r["flops"] / 1e6, "arch": r["arch"]}
+            for name, pool in pools for r in pool["pool"]]
+    table = pd.DataFrame(rows).sort_values(["study", "rank"])
+    table.to_csv(out / "pool.csv", index=False)
+    picked = table[table.picked].merge(df[["study", "trial", "arch", "val_acc", "test_acc"]],
+                                       on=["study", "arch"], how="left")
+    name, pool = pools[0]
+    title = (f"Prescreen: {len(pool['pool'])} candidates within the limits scored with "
+             f"{pool['score']} ({pool['cpu_seconds']:.1f} CPU-s), the best {pool['top']} "
+             "trained (every candidate in pool.csv)")
+    cols = ["rank", "score", "MFLOPs", "trial", "val_acc", "test_acc"]
+    return title, _fmt(picked[(["study"] if len(studies) > 1 else []) + cols])
+
+
 def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[str, Path]:
     """Write trials.csv, pareto.csv, report.md, report.html and the plots for one or more
     studies (merged into one comparison); works on a study that is still running."""
@@ -196,6 +221,10 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     measured = _measured_section(studies)
     if measured is not None:
         sections.insert(3, measured)
+    pool = _prescreen_section(studies, df, out)
+    if pool is not None:
+        sections.insert(1, pool)
+        files["pool"] = out / "pool.csv"
     md = [f"# ghostsearch report: {names}", ""]
     for title, body in sections:
         md += [f"## {title}", ""]

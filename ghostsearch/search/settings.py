@@ -19,6 +19,7 @@ from .storage import check_storage_url
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
 SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("median", "hyperband", "sha", "none")
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,15 @@ class SearchSettings:
     seed: int = 0
     device: str = "auto"
     n_jobs: int = 1
-    prune: bool = True
+    pruner: str = "median"  # on per-epoch validation accuracy; single-objective only
     baselines: bool = True
     heartbeat_s: int = 30  # a killed worker's trial is failed after 3 missed beats
     latency_ms: float | None = None  # hard limit on the predicted deployment latency
     latency_table: str | None = None  # a LatencyTable file (ghostsearch table)
     cuda_graphs: bool = False  # replay each proxy training step as CUDA graphs
+    prescreen: str | None = None  # a training-free score that ranks a pool before training
+    pool: int = 0  # candidates within the limits that the prescreen scores
+    top: int = 0  # of them, the best this many are trained with the proxy
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -99,6 +103,23 @@ class SearchSettings:
                     f"the space deploys at {self.space.deployment.resolution}px")
         if self.cuda_graphs and pick_device(self.device).type != "cuda":
             raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        if self.prescreen is not None:
+            from .scores import SCORE_NAMES
+
+            if self.prescreen not in SCORE_NAMES:
+                raise ConfigError(f"--prescreen {self.prescreen!r}: unknown score (known: "
+                                  f"{', '.join(SCORE_NAMES)})")
+            if self.pool < 1 or self.top < 1:
+                raise ConfigError(f"--pool {self.pool} --top {self.top}: both must be >= 1 "
+                                  "with --prescreen")
+            if self.top > self.pool:
+                raise ConfigError(f"--top {self.top} is above --pool {self.pool}: the best "
+                                  "are picked from the pool; raise --pool or lower --top")
+            from .prescreen import pool_points
+
+            pool_points(self)  # a pool the limits cannot fill is refused before any data loads
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         check_storage_url(self.storage)
@@ -127,6 +148,8 @@ class SearchSettings:
             "objectives": list(self.objectives),
             "data": self.data.identity(),
             "protocol": dataclasses.asdict(self.protocol),
+            "prescreen": ({"score": self.prescreen, "pool": self.pool, "top": self.top}
+                          if self.prescreen else None),
             "seed": self.seed,
         }
 

@@ -307,9 +307,11 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 
 def sample_points(space: SearchSpace, n: int, seed: int, *, budget_flops: int | None = None,
-                  max_tries: int = 200_000) -> list[dict[str, Any]]:
+                  max_tries: int = 200_000,
+                  accept: Any = None) -> list[dict[str, Any]]:
     """`n` distinct points drawn uniformly from the space, kept when within `budget_flops`
-    (counted from the config alone, so nothing over budget is ever built)."""
+    (counted from the config alone, so nothing over budget is ever built) and when
+    `accept(config)`, if given, is true."""
     from ..arch.counting import analytic_counts
 
     rng = random.Random(seed)
@@ -319,7 +321,8 @@ def sample_points(space: SearchSpace, n: int, seed: int, *, budget_flops: int | 
         cfg = space.build_config(params)
         if cfg in found:
             continue
-        if budget_flops is None or analytic_counts(cfg).flops <= budget_flops:
+        within = budget_flops is None or analytic_counts(cfg).flops <= budget_flops
+        if within and (accept is None or accept(cfg)):
             found[cfg] = params
             if len(found) == n:
                 return list(found.values())

@@ -30,6 +30,20 @@ def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSam
                                       multivariate=settings.multi_objective or None)
 
 
+def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
+    """Optuna's pruners on per-epoch validation accuracy (Optuna prunes single-objective
+    studies only: a multi-objective study trains every trial to the end)."""
+    epochs = settings.protocol.epochs
+    if settings.multi_objective or settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
+                                              reduction_factor=3)
+    if settings.pruner == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
 def sampler_seed(study_seed: int, worker: int, started: int, creator: bool = True) -> int:
     """The sampler seed of one worker process.
 
@@ -79,8 +93,7 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
     """
     storage = make_storage(settings.storage, settings.heartbeat_s)
     directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-              if settings.prune and not settings.multi_objective else optuna.pruners.NopPruner())
+    pruner = make_pruner(settings)
     kwargs = dict(storage=storage, study_name=settings.study_name, directions=directions,
                   pruner=pruner)
     try:  # the storage's unique study name makes exactly one of racing workers the creator
@@ -97,14 +110,14 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
     study.sampler = make_sampler(settings, sampler_seed(settings.seed, worker, started, creator))
     identity = settings.identity()
     previous = study.user_attrs.get("settings")
-    if previous is None:
-        study.set_user_attr("settings", identity)
-        study.set_user_attr("space", settings.space.to_dict())
-    elif previous != identity:
-        changed = sorted(k for k in identity if previous.get(k) != identity.get(k))
+    changed = sorted(k for k in identity if (previous or identity).get(k) != identity.get(k))
+    if changed:
         raise StudyError(
             f"study {settings.study_name!r} was created with other {', '.join(changed)}; "
             "rerun with its original options to resume, or pass a new --study-name")
+    if previous != identity:  # a new study, or settings added since, at their defaults
+        study.set_user_attr("settings", identity)
+        study.set_user_attr("space", settings.space.to_dict())
     if settings.baselines and created:  # once per study, whatever the number of workers
         for name, width in baseline_widths(settings.space, settings.budget_flops):
             study.enqueue_trial(settings.space.reference_params(width),

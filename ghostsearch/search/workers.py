@@ -15,6 +15,7 @@ from ..errors import WorkerError
 from .data import Dataset
 from .estimate import format_duration, remaining_seconds, worker_threads
 from .objective import Objective
+from .prescreen import ensure_prescreen
 from .proxy import pick_device
 from .settings import SearchSettings
 from .study import best_feasible, open_study, record_data, trained_count
@@ -88,6 +89,8 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
     study = open_study(settings)
     if data is None and trained_count(study) < settings.trials:
         data = settings.data.load()  # the workers then read the decoded cache
+    if data is not None:
+        ensure_prescreen(study, settings, data)  # once per study, before any worker starts
     deadline = None if settings.timeout is None else time.time() + settings.timeout
     bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,
                initial=min(trained_count(study), settings.trials), dynamic_ncols=True)

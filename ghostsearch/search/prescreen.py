@@ -1,0 +1,91 @@
+"""Prescreening: sample a pool of candidates within every limit (counted from their configs,
+nothing trained), score each with a training-free score from one batch of proxy images, and
+enqueue only the best few for proxy training. The whole pool is recorded in the study."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+import torch
+
+from ..arch.counting import analytic_counts
+from ..errors import ConfigError
+from .data import Dataset
+from .proxy import proxy_config
+from .scores import score_architecture
+from .space import sample_points
+
+PRESCREEN_KEY = "prescreen"  # study attribute: the scored pool
+SCORE_BATCH = 64  # proxy images the scores see
+
+
+def within_limits(settings: Any, table: Any = None) -> Any:
+    """A predicate on configs: within the FLOPs budget and the latency limit."""
+    def ok(cfg: Any) -> bool:
+        budget = settings.budget_flops
+        if budget is not None and analytic_counts(cfg).flops > budget:
+            return False
+        return settings.latency_ms is None or table.predict(cfg) <= settings.latency_ms
+    return ok
+
+
+def score_batch(data: Dataset, n: int = SCORE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` training images, normalised as the trainer normalises them."""
+    x = data.train.images[:n].float()
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    return (x - mean) / std, data.train.labels[:n]
+
+
+def pool_points(settings: Any) -> list[dict[str, Any]]:
+    """`settings.pool` distinct points of the space within every limit, drawn uniformly from
+    the search seed (the same points every time). Raises ConfigError when the limits leave too
+    few candidates."""
+    table = None
+    if settings.latency_table is not None:
+        from ..latency.table import LatencyTable
+
+        table = LatencyTable.load(settings.latency_table)
+    ok = within_limits(settings, table)
+    try:
+        return sample_points(settings.space, settings.pool, settings.seed,
+                             max_tries=50 * settings.pool + 20_000, accept=ok)
+    except ConfigError:
+        raise ConfigError(f"--pool {settings.pool}: the limits leave fewer distinct "
+                          "candidates than that in the space; lower --pool or raise the "
+                          "limits") from None
+
+
+def build_pool(settings: Any, data: Dataset) -> dict[str, Any]:
+    """Score every candidate of `pool_points` and mark the best `settings.top`."""
+    space = settings.space
+    points = pool_points(settings)
+    x, y = score_batch(data)
+    start = time.process_time()
+    rows = []
+    for params in points:
+        cfg = space.build_config(params)
+        pcfg = proxy_config(cfg, data, settings.protocol)
+        value = score_architecture(pcfg, settings.prescreen, x, y, seed=settings.seed)
+        rows.append({"params": params, "arch": cfg.short(), "flops": analytic_counts(cfg).flops,
+                     "score": value})
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i]["score"], i))
+    for rank, i in enumerate(order):
+        rows[i]["rank"] = rank
+        rows[i]["picked"] = rank < settings.top
+    return {"score": settings.prescreen, "pool": rows, "top": settings.top,
+            "cpu_seconds": time.process_time() - start, "batch": len(y)}
+
+
+def ensure_prescreen(study: optuna.Study, settings: Any, data: Dataset) -> None:
+    """Once per study: build the pool, store it, and enqueue the picked candidates in their
+    score order (after the baselines)."""
+    if settings.prescreen is None or PRESCREEN_KEY in study.user_attrs:
+        return
+    pool = build_pool(settings, data)
+    study.set_user_attr(PRESCREEN_KEY, pool)
+    for row in sorted((r for r in pool["pool"] if r["picked"]), key=lambda r: r["rank"]):
+        study.enqueue_trial(row["params"], user_attrs={"prescreen_rank": row["rank"],
+                                                       "prescreen_score": row["score"]})
