@@ -11,6 +11,7 @@ from .common import EXIT_USAGE, run_cli
 
 COMMANDS = {
     "search": "search architectures for a FLOPs or latency budget (the main job)",
+    "confirm": "retrain a search's best and the reference GhostNets over seeds: the verdict",
     "report": "write the report of one or more studies",
     "export": "export a study's best trial, any trial or its Pareto set as configs",
     "train": "train a found architecture or a named network to the end, with checkpoints",

@@ -140,6 +140,49 @@ def _measured_section(studies: Sequence[optuna.Study]) -> tuple[str, Any] | None
     return title, _fmt(df[cols])
 
 
+def plot_confirmed(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Confirmed test accuracy (mean and std over seeds) against FLOPs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        style = dict(fmt="s", color="tab:gray") if r["baseline"] else dict(fmt="o",
+                                                                         color="tab:blue")
+        std = 0.0 if r["test_std"] != r["test_std"] else r["test_std"]  # nan with one seed
+        ax.errorbar(r["MFLOPs"], r["test_mean"], yerr=std, capsize=4, **style)
+        ax.annotate(r["key"], (r["MFLOPs"], r["test_mean"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("MFLOPs (deployment)")
+    ax.set_ylabel("test accuracy, %, mean ± std over seeds")
+    ax.set_title("Confirmed: found architectures (blue) and reference GhostNets (gray)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _confirmed_section(studies: Sequence[optuna.Study],
+                       out: Path) -> tuple[str, Any, Path] | None:
+    """The long-protocol retraining of the best trials beside the references, with verdicts."""
+    if len(studies) != 1:
+        return None
+    from ..confirm import confirmed_table
+
+    rows = confirmed_table(studies[0])
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    cols = [c for c in ("key", "MFLOPs", "seeds", "test_mean", "test_std", "val_mean",
+                        "val_std", "proxy_val", "diff_vs_ref", "ci_half", "verdict")
+            if c in table]
+    title = ("Confirmed (long protocol, mean ± std over seeds; difference to the reference at "
+             "the budget width with a Welch 95% interval)")
+    return title, _fmt(table[cols]), plot_confirmed(rows, out / "confirmed.png")
+
+
 def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
                        out: Path) -> tuple[str, Any] | None:
     """The scored pool of a prescreened study: pool.csv with every candidate, and the picked
@@ -221,6 +264,10 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     measured = _measured_section(studies)
     if measured is not None:
         sections.insert(3, measured)
+    confirmed = _confirmed_section(studies, out)
+    if confirmed is not None:
+        sections.insert(1, confirmed[:2])
+        files["confirmed"] = confirmed[2]
     pool = _prescreen_section(studies, df, out)
     if pool is not None:
         sections.insert(1, pool)
@@ -232,8 +279,9 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
                   else body)
         md.append("")
     md += [NOTES, ""]
-    for cost in costs:
-        key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
+    images = [("pareto_flops" if cost == "MFLOPs" else "pareto_latency") for cost in costs]
+    images += ["confirmed"] if "confirmed" in files else []
+    for key in images:
         md += [f"![{key}]({key}.png)", ""]
     files["md"] = out / "report.md"
     files["md"].write_text("\n".join(md))
@@ -245,8 +293,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ghostsearch report: "
              f"{html.escape(names)}</title><style>{style}</style></head><body>",
              f"<h1>ghostsearch report: {html.escape(names)}</h1>"]
-    for cost in costs:
-        key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
+    for key in images:
         data = base64.b64encode(files[key].read_bytes()).decode()
         parts.append(f"<img alt='{key}' src='data:image/png;base64,{data}'>")
     for title, body in sections:

@@ -1,0 +1,105 @@
+"""Confirm a search: retrain its best architectures and the reference GhostNets (the widest
+within the budget, and 1.0x) with a long protocol over several seeds, and say whether the
+found architecture beats the reference at the budget, with a Welch 95% interval.
+
+    ghostsearch confirm --study-name NAME --data imagefolder --data-dir /path/to/cifar10
+    ghostsearch confirm --study-name NAME --top 3 --seeds 3 --protocol ground-truth
+
+Each (architecture, seed) is one unit in the study's own storage: run the same command on
+several machines (with --storage) and they split the units; rerun it after an interruption and
+it resumes (every unit checkpoints each epoch under OUT/confirm/). Writes confirmed.csv, the
+report with a Confirmed section and confirmed.png, and best_arch.json for the confirmed winner
+(with its proxy and confirmed figures) into the study's output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ghostsearch.cli.common import ArgumentParser, add_data_args
+from ghostsearch.confirm import (
+    PROTOCOLS,
+    candidates,
+    get_protocol,
+    open_confirm_study,
+    results,
+    run_units,
+    verdicts,
+)
+from ghostsearch.errors import ConfigError
+from ghostsearch.report.export import export_trial
+from ghostsearch.report.render import write_report
+from ghostsearch.search.data import load_data
+from ghostsearch.search.proxy import pick_device
+from ghostsearch.search.storage import load_existing_study, study_dir
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = ArgumentParser(prog="ghostsearch confirm", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study-name", required=True, help="the search to confirm")
+    p.add_argument("--storage", default=None, help="its storage URL (default: --out/study.db)")
+    p.add_argument("--out", default=None, help="the search's output folder "
+                                               "(default: results/<study-name>)")
+    p.add_argument("--top", type=int, default=3,
+                   help="best trials by proxy validation accuracy to retrain (default: 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per architecture (default: 3)")
+    p.add_argument("--protocol", default="ground-truth",
+                   help=f"long protocol: {', '.join(PROTOCOLS)} (default: ground-truth, 12 "
+                        "epochs on 10,000 images)")
+    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    add_data_args(p, val_help="to select the winner on")
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.top < 1:
+        raise ConfigError(f"--top {args.top}: must be >= 1")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    protocol, train, val = get_protocol(args.protocol, args.epochs)
+    study = load_existing_study(args.study_name, args.storage, args.out)
+    cands = candidates(study, args.top)
+    out = study_dir(args.study_name, args.out)
+    device = pick_device(args.device)
+    data = load_data(args.data, args.data_dir, val_size=args.val_size or val,
+                     train_subset=args.train_subset or train, resolution=args.resolution,
+                     seed=args.split_seed, max_data_gb=args.max_data_gb)
+    print(data.summary())
+    units = [(c.key, s) for c in cands for s in range(args.seeds)]
+    meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
+            "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
+                     "split": data.split_id},
+            "candidates": [dataclasses.asdict(c) for c in cands]}
+    confirm = open_confirm_study(study, study._storage, units, meta)
+    print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units "
+          f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}")
+    cand_by_key = {c.key: c for c in cands}
+    run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device))
+    table = verdicts(cands, results(confirm))
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
+    found = [r for r in table if not r["baseline"] and r["seeds"] == args.seeds]
+    if found:
+        best = max(found, key=lambda r: r["val_mean"])  # selected on validation, not test
+        path = export_trial(study, best["trial"], out / "best_arch.json")
+        data_json = json.loads(path.read_text())
+        data_json["metadata"]["confirmed"] = {
+            **{k: v for k, v in best.items() if k != "baseline"},
+            "protocol": meta["protocol"], "all": table}
+        path.write_text(json.dumps(data_json, indent=2) + "\n")
+        print(f"confirmed winner: {best['key']}: {best.get('verdict', '')}; wrote {path}")
+    for r in table:
+        print(f"{r['key']}: test {r['test_mean']:.2f} ± {r['test_std']:.2f}, val "
+              f"{r['val_mean']:.2f} over {r['seeds']} seeds" +
+              (f"; {r['verdict']}" if r.get("verdict") else ""))
+    files = write_report([study], out)
+    print(f"report: {files['md']}")
+    return 0

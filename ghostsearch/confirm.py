@@ -1,0 +1,208 @@
+"""Confirmation: retrain a study's best architectures and the reference GhostNets with a long
+protocol over several seeds, and state whether the found architecture beats the reference at
+the budget, with a Welch 95% interval.
+
+Each (architecture, seed) is one unit of work: one trial, enqueued once, of a companion Optuna
+study `<name>-confirm` in the search's own storage. Workers on any machine that reaches the
+storage ask for the next waiting unit, so a cluster splits the work; each unit checkpoints
+every epoch under the output folder and resumes from it after an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .arch.config import NetConfig
+from .arch.counting import analytic_counts
+from .errors import ConfigError, StudyError
+from .search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
+from .search.proxy import ProxyProtocol
+from .search.space import space_from_dict
+from .search.study import baseline_widths, width_name
+
+# Named long protocols: (proxy protocol, training images, held-out images)
+PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
+    "ground-truth": (GROUND_TRUTH_PROTOCOL, GROUND_TRUTH_DATA["train_subset"],
+                     GROUND_TRUTH_DATA["val_size"]),
+}
+SUFFIX = "-confirm"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str  # "trial-31", "GhostNet 1.2x"
+    config: dict[str, Any]  # the deployment NetConfig
+    flops: int
+    baseline: bool
+    proxy_val: float | None = None
+    trial: int | None = None
+
+
+def get_protocol(name: str, epochs: int | None = None) -> tuple[ProxyProtocol, int, int]:
+    if name not in PROTOCOLS:
+        raise ConfigError(f"--protocol {name!r}: unknown (known: {', '.join(PROTOCOLS)})")
+    protocol, train, val = PROTOCOLS[name]
+    if epochs is not None:
+        protocol = dataclasses.replace(protocol, epochs=epochs)
+    return protocol, train, val
+
+
+def candidates(study: optuna.Study, top: int) -> list[Candidate]:
+    """The `top` completed feasible trials by proxy validation accuracy, then the reference at
+    the widest width within the budget and 1.0x (trained fresh, whatever the study did)."""
+    if top < 1:
+        raise ConfigError(f"--top {top}: must be >= 1")
+    done = [t for t in study.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None
+            and not t.user_attrs.get("baseline")]
+    if not done:
+        raise StudyError(f"study {study.study_name!r} has no completed trial within its limits "
+                         "to confirm; run or resume the search first")
+    done.sort(key=lambda t: (-t.user_attrs["val_acc"], t.number))
+    out = [Candidate(f"trial-{t.number}", t.user_attrs["config"], t.user_attrs["flops"],
+                     False, t.user_attrs["val_acc"], t.number) for t in done[:top]]
+    settings = study.user_attrs.get("settings", {})
+    space = space_from_dict(study.user_attrs["space"], study.study_name)
+    widths = dict(baseline_widths(space, settings.get("budget_flops")))
+    wanted = [w for name, w in widths.items() if "widest" in name] + [1.0]
+    for w in dict.fromkeys(wanted):
+        if w not in widths.values():
+            continue
+        cfg = space.build_config(space.reference_params(w))
+        out.append(Candidate(width_name(w), cfg.to_dict(), analytic_counts(cfg).flops, True))
+    return out
+
+
+def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
+                       meta: dict[str, Any]) -> optuna.Study:
+    """The companion study; its units are enqueued once, by whoever creates it. A companion
+    made for other units or another protocol is refused."""
+    name = study.study_name + SUFFIX
+    try:
+        confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        confirm.set_user_attr("meta", meta)
+        for i, (key, seed) in enumerate(units):
+            confirm.enqueue_trial({"unit": i}, user_attrs={"key": key, "seed": seed})
+        return confirm
+    except optuna.exceptions.DuplicatedStudyError:
+        confirm = optuna.load_study(study_name=name, storage=storage)
+    if confirm.user_attrs.get("meta") != meta:
+        raise StudyError(f"study {name!r} confirms other architectures or another protocol; "
+                         "rerun with its original options")
+    return confirm
+
+
+def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
+              protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
+              log: Any = print) -> None:
+    """Train waiting units until none is left; each completed unit records its accuracies."""
+    from .compress.train import ModelSpec, train_full
+    from .search.proxy import proxy_config
+
+    waiting = optuna.trial.TrialState.WAITING
+    while confirm.get_trials(deepcopy=False, states=(waiting,)):
+        with warnings.catch_warnings():  # ask/tell on a heartbeat storage: units checkpoint
+            warnings.simplefilter("ignore", UserWarning)  # themselves, no heartbeat needed
+            trial = confirm.ask()
+        if "key" not in trial.user_attrs:  # another worker took the last unit
+            confirm.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            break
+        unit = trial.suggest_int("unit", 0, max(0, n_units - 1))
+        key, seed = trial.user_attrs["key"], trial.user_attrs["seed"]
+        cfg = NetConfig.from_dict(cands[key].config)
+        pcfg = proxy_config(cfg, data, protocol)
+        spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
+        folder = out / "confirm" / f"{key.replace(' ', '_')}-seed{seed}"
+        log(f"unit {unit + 1}/{n_units}: {key}, seed {seed}")
+        try:
+            record = train_full(spec, data, protocol, folder, seed=seed, device=device,
+                                log=lambda m: None)
+        except KeyboardInterrupt:
+            confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
+            confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed})
+            raise
+        for k in ("val_acc", "test_acc", "train_seconds"):
+            trial.set_user_attr(k, record[k])
+        confirm.tell(trial, record["val_acc"])
+
+
+def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
+    """The verdict rows of a study's confirmation, from its companion study in the same
+    storage, or None when it has none (or no finished unit)."""
+    try:
+        confirm = optuna.load_study(study_name=study.study_name + SUFFIX,
+                                    storage=study._storage)
+    except KeyError:
+        return None
+    cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
+    rows = results(confirm)
+    return verdicts(cands, rows) if cands and rows else None
+
+
+def results(confirm: optuna.Study) -> list[dict[str, Any]]:
+    """One row per finished unit: key, seed, accuracies."""
+    return [{"key": t.user_attrs["key"], "seed": t.user_attrs["seed"],
+             "val_acc": t.user_attrs["val_acc"], "test_acc": t.user_attrs["test_acc"]}
+            for t in confirm.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.COMPLETE,))]
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of a - b and the half-width of its Welch 95% interval (nan with < 2 of either)."""
+    from scipy import stats
+
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan
+    if len(set(a)) == 1 and len(set(b)) == 1:  # no spread in either: the difference is exact
+        return diff, 0.0
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return diff, (ci.high - ci.low) / 2
+
+
+def verdicts(cands: list[Candidate], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of each candidate, and against the reference at the budget
+    width (the first baseline): the test-accuracy difference with its Welch interval and a
+    verdict in words."""
+    import statistics
+
+    by = {c.key: [r for r in rows if r["key"] == c.key] for c in cands}
+    ref = next((c for c in cands if c.baseline), None)
+    out = []
+    for c in cands:
+        rs = by[c.key]
+        if not rs:
+            continue
+        test, val = [r["test_acc"] for r in rs], [r["val_acc"] for r in rs]
+        row = {"key": c.key, "baseline": c.baseline, "MFLOPs": c.flops / 1e6, "seeds": len(rs),
+               "test_mean": statistics.fmean(test),
+               "test_std": statistics.stdev(test) if len(test) > 1 else math.nan,
+               "val_mean": statistics.fmean(val),
+               "val_std": statistics.stdev(val) if len(val) > 1 else math.nan,
+               "proxy_val": c.proxy_val, "trial": c.trial}
+        if ref is not None and c.key != ref.key and by[ref.key]:
+            diff, half = welch(test, [r["test_acc"] for r in by[ref.key]])
+            row.update(diff_vs_ref=diff, ci_half=half,
+                       verdict=verdict_text(c, ref, diff, half))
+        out.append(row)
+    return out
+
+
+def verdict_text(c: Candidate, ref: Candidate, diff: float, half: float) -> str:
+    target = f"{ref.key} ({ref.flops / 1e6:.0f} MFLOPs)"
+    at = f"at {c.flops / 1e6:.0f} MFLOPs"
+    if math.isnan(half):
+        return f"{diff:+.2f} points against {target} {at} (too few seeds for an interval)"
+    if diff - half > 0:
+        return f"beats {target} by {diff:.1f} ± {half:.1f} points {at}"
+    if diff + half < 0:
+        return f"loses to {target} by {-diff:.1f} ± {half:.1f} points {at}"
+    return f"level with {target} ({diff:+.1f} ± {half:.1f} points) {at}"

@@ -1,0 +1,108 @@
+"""The confirm stage: units through the study's storage, verdicts with Welch intervals, the
+report and best_arch.json, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from ghostsearch.cli import main
+from ghostsearch.confirm import Candidate, verdict_text, welch
+from ghostsearch.search.proxy import ProxyProtocol
+from ghostsearch.search.settings import DataSpec, SearchSettings
+from ghostsearch.search.space import space_from_dict
+from ghostsearch.search.workers import run_search
+
+SPACE = {
+    "name": "tiny", "deployment": {"resolution": 64, "num_classes": 10, "stem_stride": 2},
+    "width": [0.3, 0.5, 1.0],
+    "defaults": {"ghost_ratio": [2, 4], "cheap_kernel": [1, 3], "kernel": [3, 5],
+                 "expansion": [0.5, 1.0], "se": ["none", "reference"]},
+    "stages": {f"stage{i}": {"depth": [1, 2] if i > 1 else [1]} for i in range(1, 7)},
+}
+SPACE["stages"]["stage4"] = {"depth": [2, 4]}
+SPACE["stages"]["stage6"] = {"depth": [3, 5]}
+DATA = ["--data", "synthetic", "--train-subset", "64", "--val-size", "40", "--resolution",
+        "16", "--device", "cpu", "--epochs", "1"]
+
+
+def search(tmp_path, trials=4, name="s"):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    settings = SearchSettings(
+        study_name=name, storage=url, space=space_from_dict(SPACE, "tiny"),
+        data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16),
+        protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=9_000_000, trials=trials,
+        device="cpu")
+    return run_search(settings, show_progress=False), url
+
+
+def test_confirm_end_to_end_and_resume(tmp_path, capsys):
+    study, url = search(tmp_path)
+    out = tmp_path / "out"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--seeds", "2", *DATA]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out / "confirmed.csv").to_dict("records")
+    keys = [r["key"] for r in rows]
+    assert keys[0].startswith("trial-") and "GhostNet 1.0x" in keys
+    assert all(r["seeds"] == 2 for r in rows)
+    meta = json.loads((out / "best_arch.json").read_text())["metadata"]
+    assert meta["confirmed"]["key"] == keys[0] and meta["val_acc"] is not None
+    assert meta["confirmed"]["seeds"] == 2 and "verdict" in meta["confirmed"]
+    assert any(w in meta["confirmed"]["verdict"] for w in ("beats", "level with", "loses to"))
+    report = (out / "report.md").read_text()
+    assert "## Confirmed (long protocol" in report and (out / "confirmed.png").exists()
+    assert "confirmed winner: trial-" in printed
+    confirm = optuna.load_study(study_name="s-confirm", storage=url)
+    done = len(confirm.get_trials())
+    assert done == len(keys) * 2
+    assert main(args) == 0  # everything is done: resumes to nothing new
+    assert len(optuna.load_study(study_name="s-confirm", storage=url).get_trials()) == done
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--top", "0"], "error: --top 0: must be >= 1"),
+    (["--seeds", "0"], "error: --seeds 0: must be >= 1"),
+    (["--protocol", "forever"], "error: --protocol 'forever': unknown (known: ground-truth)"),
+])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code = main(["confirm", "--study-name", "s", "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(message) and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_or_untrained_study_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["confirm", "--study-name", "nope"]) == 2
+    assert "error: --study-name 'nope': no results/nope/study.db" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(study_name="e", storage=url, direction="maximize")
+    assert main(["confirm", "--study-name", "e", "--storage", url, "--out", "o"]) == 2
+    assert "has no completed trial within its limits" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["e"]
+
+
+def test_welch_interval_and_verdicts():
+    diff, half = welch([70.0, 71.0, 72.0], [68.0, 69.0, 70.0])
+    assert diff == pytest.approx(2.0)
+    # equal variances (1) and sizes: t(0.975, 4) * sqrt(1/3 + 1/3)
+    assert half == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
+    ref = Candidate("GhostNet 1.2x", {}, 197_962_656, True)
+    found = Candidate("trial-31", {}, 180_610_000, False)
+    assert verdict_text(found, ref, 1.4, 0.6) == (
+        "beats GhostNet 1.2x (198 MFLOPs) by 1.4 ± 0.6 points at 181 MFLOPs")
+    assert verdict_text(found, ref, 0.4, 0.6).startswith("level with GhostNet 1.2x")
+    assert verdict_text(found, ref, -1.0, 0.6).startswith(
+        "loses to GhostNet 1.2x (198 MFLOPs) by 1.0")
+    assert welch([65.0, 65.0], [64.0, 64.0]) == (1.0, 0.0)  # no spread: an exact difference
+    assert "too few seeds" in verdict_text(found, ref, 0.5, math.nan)
