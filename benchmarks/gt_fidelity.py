@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from benchmarks.ground_truth import read_plan, space_sha
 from ghostsearch.arch.config import load_config
 from ghostsearch.errors import ConfigError
 from ghostsearch.report.ranking import ranking_metrics
 from ghostsearch.search.data import Dataset
+from ghostsearch.search.prescreen import score_batch
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.scores import score_architecture
 from ghostsearch.search.space import SearchSpace
@@ -46,14 +46,6 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
     return truth
 
 
-def proxy_batch(data: Dataset, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `n` training images, normalised as the trainer normalises them."""
-    x = data.train.images[:n].float()
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    return (x - mean) / std, data.train.labels[:n]
-
-
 def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[str],
                 data: Dataset, *, seed: int = 0,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -62,7 +54,7 @@ def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[
     cache_path = Path(table_dir) / "scores.csv"
     cached = pd.read_csv(cache_path) if cache_path.exists() else pd.DataFrame(
         columns=["arch_id", "score", "value", "cpu_s", "batch", "seed"])
-    x, y = proxy_batch(data)
+    x, y = score_batch(data)
     have = {(a, s) for a, s in zip(cached.arch_id, cached.score, strict=True)}
     new = []
     for arch in arch_ids:

@@ -3,6 +3,7 @@ machine, and a running estimate from the trials that have finished."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -86,8 +87,7 @@ def estimate_search(settings: SearchSettings, data: Dataset, cfg: NetConfig,
 
     pcfg = proxy_config(cfg, data, settings.protocol)
     batch = min(settings.protocol.batch_size, len(data.train))
-    protocol = settings.protocol if batch == settings.protocol.batch_size else (
-        ProxyProtocol(**{**settings.protocol.__dict__, "batch_size": batch}))
+    protocol = dataclasses.replace(settings.protocol, batch_size=batch)
     ips = measure_throughput(pcfg, protocol, device, threads=worker_threads(settings.n_jobs))
     per_trial = trial_seconds(ips, settings.protocol, data)
     return Estimate(ips, per_trial, per_trial * settings.trials / settings.n_jobs)

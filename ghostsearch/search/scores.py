@@ -47,6 +47,19 @@ def _loss_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     F.cross_entropy(model(images), labels).backward()
 
 
+def _forward_with_hooks(model: nn.Module, images: torch.Tensor, hook: Callable,
+                        modules: list[nn.Module]) -> None:
+    """One training-mode forward pass without gradients, `hook` on each of `modules`."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        model.train()
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def synflow(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     net = copy.deepcopy(model).double().eval()
     for name, module in list(net.named_modules()):
@@ -74,15 +87,8 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
         codes = (output.detach().reshape(n, -1) > 0).double()
         kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, nn.ReLU)]
-    try:
-        model.train()
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(model, images, hook, [m for m in model.modules()
+                                              if isinstance(m, nn.ReLU)])
     return float(torch.linalg.slogdet(kernel)[1])
 
 
@@ -153,14 +159,7 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
             return
         values.append(float(torch.linalg.eigvalsh(torch.corrcoef(fea))[0]))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        model.train()
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(model, images, hook, list(model.modules()))
     return float(sum(values))
 
 
