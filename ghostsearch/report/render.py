@@ -83,6 +83,10 @@ def _fmt(df: pd.DataFrame) -> pd.DataFrame:
     return df.round(2).astype(object).where(df.notna(), "")
 
 
+def _cap(cap: int | None, otherwise: str) -> str:
+    return f"at most {cap:,} (preset)" if cap else otherwise
+
+
 def _protocol_lines(settings: dict[str, Any]) -> list[str]:
     if not settings:
         return []
@@ -93,8 +97,10 @@ def _protocol_lines(settings: dict[str, Any]) -> list[str]:
         if budget else "- budget: none",
         f"- space: {settings.get('space')} (sha256 {settings.get('space_sha256')})",
         f"- objectives: {', '.join(settings.get('objectives', []))}",
-        f"- data: {d.get('name')} {d.get('data_dir') or ''}; validation held out of train "
-        f"(size {d.get('val_size') or 'default'}), train subset {d.get('train_subset') or 'all'};"
+        f"- data: {d.get('name')}; validation held out of train (size "
+        f"{d.get('val_size') or _cap(d.get('val_cap'), 'default')}, split seed "
+        f"{d.get('split_seed', 0)}), train subset "
+        f"{d.get('train_subset') or _cap(d.get('train_cap'), 'all')};"
         " the test set is only reported",
         f"- proxy protocol: {p.get('epochs')} epochs, batch {p.get('batch_size')}, SGD lr "
         f"{p.get('lr')} (x batch/512), {p.get('schedule')}, momentum {p.get('momentum')}, "
