@@ -34,6 +34,7 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--prescreen", "naswot", "--pool", "3", "--top", "5"], "error: --top 5 is above --pool 3"),
     (["--budget", "-5M"], "error: argument --budget: expected one argument"),
     (["--epochs", "x"], "error: argument --epochs: invalid int value"),
+    (["--epochs", "0"], "error: --epochs 0: must be >= 1"),
 ])
 def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
     extra = [] if "--trials" in args else ["--trials", "1"]

@@ -69,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cands = candidates(study, args.top)
     out = study_dir(args.study_name, args.out)
     device = pick_device(args.device)
-    data = load_data(args.data, args.data_dir, val_size=args.val_size or val,
-                     train_subset=args.train_subset or train, resolution=args.resolution,
+    data = load_data(args.data, args.data_dir,
+                     val_size=val if args.val_size is None else args.val_size,
+                     train_subset=train if args.train_subset is None else args.train_subset,
+                     resolution=args.resolution,
                      seed=args.split_seed, max_data_gb=args.max_data_gb)
     print(data.summary())
     units = [(c.key, s) for c in cands for s in range(args.seeds)]

@@ -197,9 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trials is None:
         baselines = 0 if args.no_baselines else len(baseline_widths(space, budget))
         trials = args.top + baselines if args.prescreen else 40
-    protocol = ProxyProtocol(epochs=args.epochs or preset.protocol.epochs,
-                             batch_size=args.batch_size or preset.protocol.batch_size,
-                             lr=args.lr, schedule=args.schedule)
+    protocol = ProxyProtocol(
+        epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
+        batch_size=preset.protocol.batch_size if args.batch_size is None else args.batch_size,
+        lr=args.lr, schedule=args.schedule)
     data = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
                     args.split_seed, args.max_data_gb, preset.train_cap, preset.val_cap)
     settings = SearchSettings(
