@@ -24,7 +24,6 @@ from benchmarks.ground_truth import (
     plan,
     read_plan,
     run_units,
-    space_sha,
     write_plan,
 )
 from ghostsearch import ConfigError, parse_budget
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if (out / "protocol.json").exists():
         meta = read_plan(out)
-        if meta.get("space_sha256") != space_sha(space):
+        if meta.get("space_sha256") != space.fingerprint():
             raise ConfigError(f"{out}: a table of another space ({meta.get('space')}); pass "
                               "a new --out")
         changed = sorted(k for k in identity if meta.get(k) != identity[k])

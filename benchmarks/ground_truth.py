@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -34,12 +33,6 @@ class Unit:
     seed: int
 
 
-def space_sha(space: SearchSpace) -> str:
-    """A short fingerprint of a space's choices: a table belongs to exactly one space."""
-    text = json.dumps(space.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def plan(space: SearchSpace, budget_flops: int, n_sampled: int, reference_widths: list[float],
          second_seed: int, seed: int = 0) -> list[dict[str, Any]]:
     """The architectures of the table: references first, then the uniform sample."""
@@ -61,7 +54,7 @@ def write_plan(out: Path, space: SearchSpace, archs: list[dict[str, Any]],
         cfg = space.build_config(a["params"])
         save_config(cfg, out / "configs" / f"{a['arch_id']}.json",
                     metadata={"kind": a["kind"], "name": a["name"], "space_params": a["params"]})
-    meta = {**meta, "space": space.name, "space_sha256": space_sha(space),
+    meta = {**meta, "space": space.name, "space_sha256": space.fingerprint(),
             "archs": [a["arch_id"] for a in archs],
             "units": [dataclasses.asdict(u) for u in units]}
     (out / "protocol.json").write_text(json.dumps(meta, indent=2) + "\n")

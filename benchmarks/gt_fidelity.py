@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.ground_truth import read_plan, space_sha
+from benchmarks.ground_truth import read_plan
 from ghostsearch.arch.config import load_config
 from ghostsearch.errors import ConfigError
 from ghostsearch.report.ranking import ranking_metrics
@@ -31,10 +31,10 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
     """Mean test and validation accuracy per architecture over its finished seeds."""
     table_dir = Path(table_dir)
     meta = read_plan(table_dir)
-    if meta.get("space_sha256") != space_sha(space):
+    if meta.get("space_sha256") != space.fingerprint():
         raise ConfigError(f"{table_dir}: a ground truth of space {meta.get('space')!r} "
                           f"({meta.get('space_sha256')}), not of {space.name!r} "
-                          f"({space_sha(space)}); pass the space it was built for")
+                          f"({space.fingerprint()}); pass the space it was built for")
     runs_path = table_dir / "runs.csv"
     if not runs_path.exists():
         raise ConfigError(f"{runs_path}: no finished unit yet")

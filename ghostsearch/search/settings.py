@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,10 +136,9 @@ class SearchSettings:
 
     def identity(self) -> dict[str, Any]:
         """What must not change when a study is resumed (a change makes it another study)."""
-        space = json.dumps(self.space.to_dict(), sort_keys=True)
         return {
             "space": self.space.name,
-            "space_sha256": hashlib.sha256(space.encode()).hexdigest()[:16],
+            "space_sha256": self.space.fingerprint(),
             "budget_flops": self.budget_flops,
             "latency_ms": self.latency_ms,
             "latency_table": (None if self.latency_table is None else hashlib.sha256(

@@ -150,6 +150,14 @@ class SearchSpace:
             })
         return params
 
+    def fingerprint(self) -> str:
+        """A short hash of the choices: a study or a ground-truth table belongs to one space."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
