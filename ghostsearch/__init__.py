@@ -9,6 +9,7 @@ from .arch import (
     build_model,
     count_flops,
     count_params,
+    fuse,
     load_config,
     parse_budget,
     reference_config,
@@ -19,7 +20,7 @@ from .arch.timm_entry import install as _install_timm_entry
 from .errors import ConfigError, DataError, GhostsearchError, StudyError
 from .search.scores import SCORE_NAMES, score_architecture
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _install_timm_entry()  # timm.create_model("ghostsearch_arch", arch=...) once timm is imported
 
@@ -36,6 +37,7 @@ __all__ = [
     "build_model",
     "count_flops",
     "count_params",
+    "fuse",
     "load_config",
     "parse_budget",
     "reference_config",

@@ -9,6 +9,7 @@ from .config import BlockConfig, NetConfig, load_config, save_config
 from .counting import Counts, analytic_counts, count_flops, count_params
 from .model import GhostNet, build_model
 from .reference import reference_config
+from .reparam import fuse
 
 __all__ = [
     "BlockConfig",
@@ -20,6 +21,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "format_flops",
+    "fuse",
     "load_config",
     "parse_budget",
     "reference_config",

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 FORMAT = "ghostsearch.NetConfig"
 EXPORT_FORMAT = "ghostsearch.Architecture"
 VERSION = 1
+ATTENTION_CHOICES = ("none", "dfc")
 
 
 def _check_int(path: str, value: Any, *, minimum: int = 1) -> int:
@@ -76,6 +77,9 @@ class BlockConfig:
 
     `kernel` is the depthwise kernel k of the stride-2 `conv_dw` and of the projection shortcut;
     a stride-1 block with an identity shortcut has neither, so there k changes nothing.
+    `attention="dfc"` adds GhostNetV2's DFC attention to the expansion Ghost module;
+    `reparam=True` trains GhostNetV3's parallel branches, which `fuse` folds into one conv each
+    for deployment (where the block then costs what a plain block costs).
     """
 
     kernel: int  # bottleneck depthwise kernel k
@@ -85,6 +89,8 @@ class BlockConfig:
     stride: int = 1
     ghost_ratio: int = 2  # s: 1/s of the maps come from the primary 1x1 conv
     cheap_kernel: int = 3  # d: depthwise kernel of the cheap operation
+    attention: str = "none"  # "dfc": GhostNetV2's decoupled fully connected attention
+    reparam: bool = False  # GhostNetV3's re-parameterisable training branches
 
     def __post_init__(self) -> None:
         _check_odd("kernel", self.kernel)
@@ -96,6 +102,11 @@ class BlockConfig:
             raise ConfigError(f"stride={self.stride}: must be 1 or 2")
         _check_int("ghost_ratio", self.ghost_ratio, minimum=2)
         _check_odd("cheap_kernel", self.cheap_kernel)
+        if self.attention not in ATTENTION_CHOICES:
+            raise ConfigError(f"attention={self.attention!r}: must be one of "
+                              f"{', '.join(ATTENTION_CHOICES)}")
+        if not isinstance(self.reparam, bool):
+            raise ConfigError(f"reparam={self.reparam!r}: must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,9 +122,10 @@ class BlockConfig:
     def short(self) -> str:
         """Compact code for logs and table columns, e.g. `k5_e72_c40_s2_se0.25_g2_d3`."""
         se = f"_se{self.se_ratio:g}" if self.se_ratio > 0 else ""
+        extra = ("_dfc" if self.attention == "dfc" else "") + ("_rep" if self.reparam else "")
         return (
             f"k{self.kernel}_e{self.expansion}_c{self.out_channels}_s{self.stride}{se}"
-            f"_g{self.ghost_ratio}_d{self.cheap_kernel}"
+            f"_g{self.ghost_ratio}_d{self.cheap_kernel}{extra}"
         )
 
 

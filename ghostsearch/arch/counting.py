@@ -2,9 +2,12 @@
 
 The convention (GhostNet, MobileNet, the NAS literature): one multiply-add of a convolution or
 linear layer is one FLOP; biases, BN, activations, pooling, the SE multiply and residual
-additions are not counted. `count_flops` traces a built model with fvcore (thop as the
-cross-check); `analytic_counts` derives the same numbers from the config alone, without
-building anything, so a search can reject thousands of over-budget candidates per second.
+additions are not counted; nor are DFC attention's pooling, sigmoid, upsampling and multiply
+(its three convolutions are). GhostNetV3 blocks count in their deployed (fused) form, one conv
+with a bias where training had several branches. `count_flops` traces a built model with
+fvcore (thop as the cross-check); `analytic_counts` derives the same numbers from the config
+alone, without building anything, so a search can reject thousands of over-budget candidates
+per second.
 """
 
 from __future__ import annotations
@@ -50,27 +53,46 @@ class _Tally:
     def bn(self, c: int) -> None:
         self.params += 2 * c
 
-    def ghost(self, cin: int, cout: int, ratio: int, d: int, size: int) -> None:
+    def conv_bn(self, cin: int, cout: int, k: int, stride: int, size: int, groups: int = 1,
+                fused: bool = False) -> int:
+        """A conv and its BN, or (deployed GhostNetV3) the one conv with a bias they fold into."""
+        out = self.conv(cin, cout, k, stride, size, groups=groups, bias=fused)
+        if not fused:
+            self.bn(cout)
+        return out
+
+    def ghost(self, cin: int, cout: int, ratio: int, d: int, size: int,
+              fused: bool = False) -> None:
         init, new = ghost_channels(cout, ratio)
-        self.conv(cin, init, 1, 1, size)
-        self.bn(init)
-        self.conv(init, new, d, 1, size, groups=init)
-        self.bn(new)
+        self.conv_bn(cin, init, 1, 1, size, fused=fused)
+        self.conv_bn(init, new, d, 1, size, groups=init, fused=fused)
+
+    def dfc(self, cin: int, cout: int, size: int) -> None:
+        """DFC attention on the 2x2-pooled map (unpooled below 2): 1x1, then 1x5 and 5x1
+        depthwise, each with BN."""
+        pooled = size // 2 if size >= 2 else size
+        self.conv(cin, cout, 1, 1, pooled)
+        self.bn(cout)
+        for _ in range(2):  # the 1x5 and the 5x1 depthwise convs: 5 weights per channel
+            self.flops += cout * 5 * pooled * pooled
+            self.params += cout * 5
+            self.bn(cout)
 
 
 def _bottleneck(t: _Tally, prev: int, b: BlockConfig, size: int) -> int:
-    """Add one Ghost bottleneck's layers to `t`; return its output size."""
+    """Add one Ghost bottleneck's layers to `t` (deployed form); return its output size."""
     mid, out = b.expansion, b.out_channels
-    t.ghost(prev, mid, b.ghost_ratio, b.cheap_kernel, size)
+    t.ghost(prev, mid, b.ghost_ratio, b.cheap_kernel, size, fused=b.reparam)
+    if b.attention == "dfc":
+        t.dfc(prev, mid, size)
     new_size = size
     if b.stride > 1:
-        new_size = t.conv(mid, mid, b.kernel, b.stride, size, groups=mid)
-        t.bn(mid)
+        new_size = t.conv_bn(mid, mid, b.kernel, b.stride, size, groups=mid, fused=b.reparam)
     if b.se_ratio > 0:
         r = se_channels(mid, b.se_ratio)
         t.conv(mid, r, 1, 1, 1, bias=True)
         t.conv(r, mid, 1, 1, 1, bias=True)
-    t.ghost(mid, out, b.ghost_ratio, b.cheap_kernel, new_size)
+    t.ghost(mid, out, b.ghost_ratio, b.cheap_kernel, new_size, fused=b.reparam)
     if not (prev == out and b.stride == 1):
         t.conv(prev, prev, b.kernel, b.stride, size, groups=prev)
         t.bn(prev)
@@ -108,12 +130,16 @@ def analytic_counts(cfg: NetConfig, resolution: int | None = None) -> Counts:
 
 
 def _as_model(obj: NetConfig | nn.Module) -> nn.Module:
+    """The deployed model to trace: built fused from a config, or a fused copy of a module
+    that still has GhostNetV3 training branches."""
+    from .reparam import fuse, is_fused
+
     if isinstance(obj, NetConfig):
         from .model import build_model
 
-        return build_model(obj)
+        return build_model(obj, fused=True)
     if isinstance(obj, nn.Module):
-        return obj
+        return obj if is_fused(obj) else fuse(obj)
     raise TypeError(f"expected a NetConfig or torch.nn.Module, got {type(obj).__name__}")
 
 
@@ -147,7 +173,8 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def fvcore_flops(model: nn.Module, resolution: int = 224) -> dict[str, int]:
-    """fvcore's count by operator, with `paper` (conv + linear) and `total` (all it counts)."""
+    """fvcore's count by operator, with `paper` (conv + linear) and `total` (all it counts),
+    of `model` exactly as given (`count_flops` fuses GhostNetV3 branches first)."""
     with warnings.catch_warnings():
         # fvcore scripts a loss with torch.jit at import and traces with it: deprecation noise
         warnings.simplefilter("ignore", FutureWarning)
@@ -213,7 +240,8 @@ def count_flops(
 
 
 def count_params(obj: NetConfig | nn.Module) -> int:
-    """Learnable parameters: from the config alone for a NetConfig, else summed over the module."""
+    """Learnable parameters: from the config alone for a NetConfig (deployed form), else summed
+    over the module as it stands (a GhostNetV3 model in training form has more)."""
     if isinstance(obj, NetConfig):
         return analytic_counts(obj).params
     if isinstance(obj, nn.Module):

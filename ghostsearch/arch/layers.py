@@ -26,6 +26,37 @@ def ghost_channels(out_channels: int, ratio: int) -> tuple[int, int]:
     return init, init * (ratio - 1)
 
 
+def dfc_pool(x: torch.Tensor) -> torch.Tensor:
+    """DFC attention's 2x2 average pooling; a map smaller than 2 in either side (a 32 px input
+    deep in the network) is used as it is, where pooling by 2 has nothing to pool."""
+    if x.shape[-2] < 2 or x.shape[-1] < 2:
+        return x
+    return F.avg_pool2d(x, kernel_size=2, stride=2)
+
+
+torch.fx.wrap("dfc_pool")  # a leaf for symbolic tracing: its branch depends on the input size
+
+
+def dfc_branch(in_chs: int, out_chs: int) -> nn.Sequential:
+    """GhostNetV2's decoupled fully connected attention, before its gate: a 1x1 conv, then a
+    depthwise 1x5 and a depthwise 5x1 conv (long-range along each axis), each with BN."""
+    return nn.Sequential(
+        nn.Conv2d(in_chs, out_chs, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(out_chs),
+        nn.Conv2d(out_chs, out_chs, (1, 5), 1, (0, 2), groups=out_chs, bias=False),
+        nn.BatchNorm2d(out_chs),
+        nn.Conv2d(out_chs, out_chs, (5, 1), 1, (2, 0), groups=out_chs, bias=False),
+        nn.BatchNorm2d(out_chs),
+    )
+
+
+def dfc_gate(attention: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """`out` times the DFC attention (`short_conv` of the pooled module input), passed through a
+    sigmoid and brought back to `out`'s size by nearest upsampling."""
+    gate = torch.sigmoid(attention)
+    return out * F.interpolate(gate, size=(out.shape[-2], out.shape[-1]), mode="nearest")
+
+
 def se_channels(channels: int, se_ratio: float) -> int:
     """Reduced width of the SE bottleneck, rounded as timm's GhostNet does."""
     return make_divisible(channels * se_ratio, 4)
@@ -33,16 +64,20 @@ def se_channels(channels: int, se_ratio: float) -> int:
 
 class GhostModule(nn.Module):
     """m = ceil(out/s) intrinsic maps from a 1x1 conv, (s-1)*m ghost maps from a depthwise dxd conv
-    on them; concatenated and cut to `out` channels."""
+    on them; concatenated and cut to `out` channels. With `attention`, GhostNetV2's module: the
+    output is multiplied by DFC attention computed from the input (`short_conv`)."""
 
     def __init__(
         self, in_chs: int, out_chs: int, ratio: int = 2, dw_size: int = 3, use_act: bool = True,
         kernel_size: int | tuple[int, int] = 1, stride: int | tuple[int, int] = 1,
         padding: int | tuple[int, int] | None = None, dilation: int | tuple[int, int] = 1,
+        attention: bool = False,
     ) -> None:
         """`kernel_size`, `stride`, `padding`, `dilation` shape the primary conv: 1x1 in GhostNet,
         the replaced conv's own when a Ghost module stands in for an ordinary convolution."""
         super().__init__()
+        if attention and (kernel_size, stride) != (1, 1):
+            raise ValueError("DFC attention is defined on a 1x1, stride-1 Ghost module")
         self.out_chs = out_chs
         init_chs, new_chs = ghost_channels(out_chs, ratio)
         if padding is None:
@@ -58,11 +93,15 @@ class GhostModule(nn.Module):
             nn.BatchNorm2d(new_chs),
             nn.ReLU(inplace=True) if use_act else nn.Identity(),
         )
+        self.short_conv = dfc_branch(in_chs, out_chs) if attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.primary_conv(x)
         x2 = self.cheap_operation(x1)
-        return torch.cat([x1, x2], dim=1)[:, : self.out_chs]
+        out = torch.cat([x1, x2], dim=1)[:, : self.out_chs]
+        if self.short_conv is not None:
+            out = dfc_gate(self.short_conv(dfc_pool(x)), out)
+        return out
 
 
 class SqueezeExcite(nn.Module):
@@ -89,7 +128,8 @@ class GhostBottleneck(nn.Module):
         k, mid, out, stride = cfg.kernel, cfg.expansion, cfg.out_channels, cfg.stride
         pad = (k - 1) // 2
         # expand, with activation
-        self.ghost1 = GhostModule(in_chs, mid, cfg.ghost_ratio, cfg.cheap_kernel, use_act=True)
+        self.ghost1 = GhostModule(in_chs, mid, cfg.ghost_ratio, cfg.cheap_kernel, use_act=True,
+                                  attention=cfg.attention == "dfc")
         # depthwise downsampling, only on stride-2 blocks (the paper's layout)
         if stride > 1:
             self.conv_dw = nn.Conv2d(mid, mid, k, stride, pad, groups=mid, bias=False)

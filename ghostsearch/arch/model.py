@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import NetConfig
 from .layers import ConvBnAct, GhostBottleneck
+from .reparam import RepGhostBottleneck, fuse
 
 # What a model expects when no preprocessing was recorded with it: ImageNet statistics, as the
 # paper's deployment target
@@ -94,7 +95,8 @@ class GhostNet(nn.Module):
         for stage in cfg.stages:
             layers = []
             for block in stage:
-                layers.append(GhostBottleneck(prev, block))
+                bottleneck = RepGhostBottleneck if block.reparam else GhostBottleneck
+                layers.append(bottleneck(prev, block))
                 prev = block.out_channels
             stages.append(nn.Sequential(*layers))
         stages.append(nn.Sequential(ConvBnAct(prev, cfg.head_channels)))
@@ -140,12 +142,20 @@ class GhostNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def convert_to_deploy(self) -> None:
+        """Fold GhostNetV3's training branches in place (timm's name for `fuse`)."""
+        fuse(self, inplace=True)
 
-def build_model(cfg: NetConfig, preprocessing: dict[str, Any] | None = None) -> GhostNet:
+
+def build_model(cfg: NetConfig, preprocessing: dict[str, Any] | None = None, *,
+                fused: bool = False) -> GhostNet:
     """Build the network that `cfg` describes (weights freshly initialised by PyTorch).
 
     `preprocessing` (the `preprocessing` of an exported architecture) fills `pretrained_cfg`.
+    `fused=True` gives the deployed form of GhostNetV3 blocks (what counting, latency and
+    export measure); it changes nothing for a config without them.
     """
     if not isinstance(cfg, NetConfig):
         raise TypeError(f"build_model expects a NetConfig, got {type(cfg).__name__}")
-    return GhostNet(cfg, preprocessing=preprocessing)
+    model = GhostNet(cfg, preprocessing=preprocessing)
+    return fuse(model, inplace=True) if fused else model

@@ -1,4 +1,6 @@
-"""The paper's GhostNet (Han et al., CVPR 2020, Table 1) as data, at any width multiplier."""
+"""The paper's GhostNet (Han et al., CVPR 2020, Table 1) as data, at any width multiplier, and
+its successors on the same table: GhostNetV2 (DFC attention) and GhostNetV3 (re-parameterised
+training branches plus DFC attention)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ REFERENCE_TABLE: tuple[tuple[tuple[int, int, int, float, int], ...], ...] = (
 STEM_CHANNELS = 16
 HEAD_CHANNELS = 960  # the 1x1 conv after the last bottleneck (scales with width)
 NUM_FEATURES = 1280  # conv_head width (does not scale with width)
+# GhostNetV2 and V3 put DFC attention on every bottleneck but the first two (the 112x112 and
+# first 56x56 blocks), as the official code and timm do (`layer_idx > 1`)
+ATTENTION_FROM_BLOCK = 2
+VERSIONS = (1, 2, 3)
 
 
 def reference_config(
@@ -49,29 +55,37 @@ def reference_config(
     dropout: float = 0.2,
     ghost_ratio: int = 2,
     cheap_kernel: int = 3,
+    version: int = 1,
 ) -> NetConfig:
     """The paper's GhostNet at width multiplier `width` (0.5, 1.0, 1.3 are timm's ghostnet_*).
 
     Every expansion and output channel count is make_divisible(c * width, 4). `stem_stride=1`
     is the usual adaptation for 32x32 inputs; the other keywords let a search vary s and d.
+    `version=2` is GhostNetV2 (timm's ghostnetv2_*), `version=3` GhostNetV3 (ghostnetv3_*,
+    in its training form; `fuse` gives the deployed one).
     """
     if not (isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0):
         raise ConfigError(f"width={width!r}: must be a positive number")
-    stages = tuple(
-        tuple(
-            BlockConfig(
-                kernel=k,
-                expansion=make_divisible(exp * width, 4),
-                out_channels=make_divisible(c * width, 4),
-                se_ratio=se,
-                stride=s,
-                ghost_ratio=ghost_ratio,
-                cheap_kernel=cheap_kernel,
-            )
-            for k, exp, c, se, s in stage
+    if version not in VERSIONS:
+        raise ConfigError(f"version={version!r}: must be one of 1, 2, 3")
+    rows = [row for stage in REFERENCE_TABLE for row in stage]
+    blocks = [
+        BlockConfig(
+            kernel=k,
+            expansion=make_divisible(exp * width, 4),
+            out_channels=make_divisible(c * width, 4),
+            se_ratio=se,
+            stride=s,
+            ghost_ratio=ghost_ratio,
+            cheap_kernel=cheap_kernel,
+            attention="dfc" if version > 1 and i >= ATTENTION_FROM_BLOCK else "none",
+            reparam=version == 3,
         )
-        for stage in REFERENCE_TABLE
-    )
+        for i, (k, exp, c, se, s) in enumerate(rows)
+    ]
+    sizes = [len(stage) for stage in REFERENCE_TABLE]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    stages = tuple(tuple(blocks[a:a + n]) for a, n in zip(starts, sizes, strict=True))
     return NetConfig(
         stem_channels=make_divisible(STEM_CHANNELS * width, 4),
         stages=stages,

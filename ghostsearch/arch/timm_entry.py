@@ -16,7 +16,13 @@ from .model import GhostNet, pretrained_cfg_for
 from .reference import reference_config
 
 __all__: list[str] = []
-REFERENCE_NAMES = {"ghostnet_050": 0.5, "ghostnet_100": 1.0, "ghostnet_130": 1.3}
+# timm's names of the references: (width, version)
+REFERENCE_NAMES = {
+    "ghostnet_050": (0.5, 1), "ghostnet_100": (1.0, 1), "ghostnet_130": (1.3, 1),
+    "ghostnetv2_100": (1.0, 2), "ghostnetv2_130": (1.3, 2), "ghostnetv2_160": (1.6, 2),
+    "ghostnetv3_050": (0.5, 3), "ghostnetv3_100": (1.0, 3), "ghostnetv3_130": (1.3, 3),
+    "ghostnetv3_160": (1.6, 3),
+}
 _USAGE = ("ghostsearch_arch needs arch=: a config file or best_arch.json, a NetConfig, or a "
           f"reference name ({', '.join(REFERENCE_NAMES)})")
 
@@ -28,7 +34,8 @@ def resolve_arch(arch: Any) -> tuple[NetConfig, dict[str, Any] | None]:
     if arch is None or not isinstance(arch, (str, Path)):
         raise ConfigError(f"{_USAGE}; got {arch!r}")
     if str(arch) in REFERENCE_NAMES:
-        return reference_config(REFERENCE_NAMES[str(arch)]), None
+        width, version = REFERENCE_NAMES[str(arch)]
+        return reference_config(width, version=version), None
     if not Path(arch).exists():
         raise ConfigError(f"arch={str(arch)!r}: no such file; {_USAGE}")
     from ..report.export import read_preprocessing

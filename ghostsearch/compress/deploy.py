@@ -36,11 +36,16 @@ def export_onnx(model: nn.Module, path: str | Path, resolution: int,
                 preprocessing: dict[str, Any] | None = None) -> Path:
     """Write `model` (eval mode) as ONNX with a dynamic batch dimension; `preprocessing` (mean,
     std, input size, interpolation, crop, classes) goes into the file's metadata, so that the
-    model is never separated from the normalisation it expects."""
+    model is never separated from the normalisation it expects. GhostNetV3 branches are folded
+    first (in a copy): the file holds the deployed network."""
+    from ..arch.reparam import fuse, is_fused
+
     require_deploy()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    if not is_fused(model):
+        model = fuse(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

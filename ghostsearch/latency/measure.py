@@ -25,6 +25,7 @@ from torch import nn
 
 from ..arch.config import NetConfig
 from ..arch.model import build_model
+from ..arch.reparam import fuse, is_fused
 from ..errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -85,7 +86,10 @@ def measure_latency(model_or_cfg: nn.Module | NetConfig, *, device: str = "cpu",
         raise ConfigError(f"device={device}: CUDA is not available here")
     if dev.type == "cpu" and dtype != "float32":
         raise ConfigError("CPU latency is measured in float32")
-    model = build_model(model_or_cfg) if isinstance(model_or_cfg, NetConfig) else model_or_cfg
+    if isinstance(model_or_cfg, NetConfig):
+        model = build_model(model_or_cfg, fused=True)
+    else:  # what a deployment runs: GhostNetV3 branches folded (a copy, the caller's is kept)
+        model = model_or_cfg if is_fused(model_or_cfg) else fuse(model_or_cfg)
     cfg = getattr(model, "config", None)
     res = resolution or (cfg.resolution if isinstance(cfg, NetConfig) else 224)
     channels = cfg.in_channels if isinstance(cfg, NetConfig) else 3

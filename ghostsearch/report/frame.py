@@ -11,15 +11,18 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..search.space import STAGE_KEYS, STAGE_NAMES
+from ..search.space import ALL_KEYS, OPTIONAL_KEYS, STAGE_NAMES
 
 _ABBREV = {"ghost_ratio": "s", "cheap_kernel": "d", "kernel": "k", "expansion": "e",
-           "depth": "n", "se": "se"}
-_SE_SHORT = {"none": "-", "reference": "r", "all": "a"}
+           "depth": "n", "se": "se", "attention": "dfc", "reparam": "rep"}
+_SHORT = {"se": {"none": "-", "reference": "r", "all": "a"}, "attention": {"none": "-", "dfc": "d"},
+          "reparam": {False: "-", True: "r"}}
 STAGE_COLUMNS = tuple(_ABBREV.values())
+OPTIONAL_COLUMNS = tuple(_ABBREV[k] for k in OPTIONAL_KEYS)  # empty for spaces without them
 NOTES = ("Columns: s ghost ratio, d cheap-operation kernel, k depthwise kernel, e expansion "
-         "multiplier, n depth, se squeeze-excite (- none, r as in the paper, a all), each per "
-         "stage 1/.../6. val_gain / test_gain: accuracy of the best found architecture at equal "
+         "multiplier, n depth, se squeeze-excite (- none, r as in the paper, a all), dfc "
+         "GhostNetV2 attention (d), rep GhostNetV3 branches (r), each per stage 1/.../6. "
+         "val_gain / test_gain: accuracy of the best found architecture at equal "
          "or lower FLOPs minus the baseline's; dominated_by: found trials at least as accurate "
          "and no more costly, better in one. Accuracies (%) come from the proxy training, not "
          "a full training.")
@@ -31,8 +34,10 @@ TRIAL_COLUMNS = ("study", "trial", "state", "baseline", "feasible", "width", *ST
 
 def _stage_column(params: dict[str, Any], key: str) -> str:
     values = [params.get(f"{n}.{key}") for n in STAGE_NAMES]
-    if key == "se":
-        return "/".join(_SE_SHORT.get(v, "") for v in values)
+    if all(v is None for v in values):
+        return ""
+    if key in _SHORT:
+        return "/".join(_SHORT[key].get(v, "") for v in values)
     return "/".join("" if v is None else f"{v:g}" for v in values)
 
 
@@ -63,7 +68,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "baseline": a.get("baseline") or "", "feasible": a.get("feasible"),
             "width": p.get("width"),
         }
-        for key in STAGE_KEYS:
+        for key in ALL_KEYS:
             row[_ABBREV[key]] = _stage_column(p, key)
         reason = a.get("reason", "")
         if t.state == optuna.trial.TrialState.FAIL and not reason:

@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import StudyError
 from .frame import (
     NOTES,
+    OPTIONAL_COLUMNS,
     STAGE_COLUMNS,
     _markdown,
     baseline_comparison,
@@ -247,8 +248,10 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     trained = int(df.trained.sum())
     completed = int((df.trained & (df.state == "COMPLETE")).sum())
     infeasible = int(((df.feasible == False) & (df.baseline == "")).sum())  # noqa: E712
+    stage_cols = [c for c in STAGE_COLUMNS
+                  if c not in OPTIONAL_COLUMNS or (df[c].fillna("") != "").any()]
     front_cols = ["study", "trial", "baseline", "MFLOPs", "params_M", "val_acc", "test_acc",
-                  "width", *STAGE_COLUMNS]
+                  "width", *stage_cols]
     trial_cols = ["study", "trial", "state", "baseline", "MFLOPs", "params_M", "val_acc",
                   "test_acc", "train_s", "reason"]
     top = df.assign(state=shown_state(df)).sort_values("val_acc", ascending=False,

@@ -2,9 +2,10 @@
 
 A space names, per stage of the layout (`reference.SEARCH_STAGES`), the choices for the ghost
 ratio s, cheap kernel d, depthwise kernel k, an expansion multiplier on the reference channels,
-the depth and SE (`none`, `reference` as in the paper, or `all`), plus a global width
-multiplier; and the deployment target that budgets refer to. `suggest` is the only code that
-calls `trial.suggest_*`; `build_config` turns the chosen values into a `NetConfig`.
+the depth and SE (`none`, `reference` as in the paper, or `all`), optionally GhostNetV2's DFC
+attention (`none`, `dfc`) and GhostNetV3's re-parameterised branches (`false`, `true`), plus a
+global width multiplier; and the deployment target that budgets refer to. `suggest` is the only
+code that calls `trial.suggest_*`; `build_config` turns the chosen values into a `NetConfig`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from ..arch.config import BlockConfig, NetConfig
+from ..arch.config import ATTENTION_CHOICES, BlockConfig, NetConfig
 from ..arch.layers import make_divisible
 from ..arch.reference import (
+    ATTENTION_FROM_BLOCK,
     HEAD_CHANNELS,
     NUM_FEATURES,
     SEARCH_STAGES,
@@ -30,6 +32,10 @@ from ..arch.reference import (
 from ..errors import ConfigError
 
 STAGE_KEYS = ("ghost_ratio", "cheap_kernel", "kernel", "expansion", "depth", "se")
+# Choices a space may add; a space that leaves them out (or at these defaults) has the same
+# parameters, draws and fingerprint as before they existed
+OPTIONAL_KEYS = {"attention": ("none",), "reparam": (False,)}
+ALL_KEYS = STAGE_KEYS + tuple(OPTIONAL_KEYS)
 SE_CHOICES = ("none", "reference", "all")
 SE_ALL_RATIO = 0.25
 _TOP_KEYS = ("name", "description", "deployment", "width", "defaults", "stages")
@@ -55,6 +61,8 @@ class StageChoices:
     expansion: tuple[float, ...]
     depth: tuple[int, ...]
     se: tuple[str, ...]
+    attention: tuple[str, ...] = OPTIONAL_KEYS["attention"]
+    reparam: tuple[bool, ...] = OPTIONAL_KEYS["reparam"]
 
 
 @dataclass(frozen=True)
@@ -65,18 +73,33 @@ class SearchSpace:
     stages: tuple[StageChoices, ...]  # one per reference.SEARCH_STAGES row group
     description: str = ""
 
+    @property
+    def stage_keys(self) -> tuple[str, ...]:
+        """The per-stage parameters of this space: the six core ones, plus `attention` and
+        `reparam` when some stage offers more than their default."""
+        extra = tuple(k for k, default in OPTIONAL_KEYS.items()
+                      if any(getattr(s, k) != default for s in self.stages))
+        return STAGE_KEYS + extra
+
     # -- config construction -------------------------------------------------------------
 
     def build_config(self, params: dict[str, Any]) -> NetConfig:
-        """The deployment NetConfig for one point of the space (Optuna-style flat params)."""
+        """The deployment NetConfig for one point of the space (Optuna-style flat params).
+
+        DFC attention never goes on the network's first two bottlenecks, as in GhostNetV2 and
+        V3, whatever their stage chose; GhostNetV3 blocks are counted in their fused form.
+        """
         width = float(params["width"])
         blocks: list[BlockConfig] = []
         for name, rows in zip(STAGE_NAMES, SEARCH_STAGES, strict=True):
             p = {key: params[f"{name}.{key}"] for key in STAGE_KEYS}
+            p.update({key: params.get(f"{name}.{key}", default[0])
+                      for key, default in OPTIONAL_KEYS.items()})
             depth = int(p["depth"])
             chosen = list(rows[:depth]) + [rows[-1]] * max(0, depth - len(rows))
             for _k, exp, c, se, stride in chosen:
                 se_ratio = {"none": 0.0, "reference": se, "all": SE_ALL_RATIO}[p["se"]]
+                attention = p["attention"] if len(blocks) >= ATTENTION_FROM_BLOCK else "none"
                 blocks.append(BlockConfig(
                     kernel=int(p["kernel"]),
                     expansion=make_divisible(exp * float(p["expansion"]) * width, 4),
@@ -85,6 +108,8 @@ class SearchSpace:
                     stride=stride,
                     ghost_ratio=int(p["ghost_ratio"]),
                     cheap_kernel=int(p["cheap_kernel"]),
+                    attention=attention,
+                    reparam=bool(p["reparam"]),
                 ))
         d = self.deployment
         return NetConfig(
@@ -102,28 +127,41 @@ class SearchSpace:
         """Ask an Optuna trial for every choice (names like `stage3.kernel`) and build it."""
         params: dict[str, Any] = {"width": trial.suggest_categorical("width", self.width)}
         for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
-            for key in STAGE_KEYS:
+            for key in self.stage_keys:
                 params[f"{name}.{key}"] = trial.suggest_categorical(
                     f"{name}.{key}", getattr(stage, key)
                 )
         return self.build_config(params)
 
-    def reference_params(self, width: float) -> dict[str, Any]:
-        """The point of this space that is the paper's GhostNet at `width` (s=2, d=3)."""
+    def reference_params(self, width: float, version: int = 1) -> dict[str, Any]:
+        """The point of this space that is the paper's GhostNet at `width` (s=2, d=3); with
+        `version` 2 or 3, GhostNetV2 or V3 (a space without those choices has no such point)."""
+        keys = self.stage_keys
+        if version not in (1, 2, 3):
+            raise ConfigError(f"version={version!r}: must be one of 1, 2, 3")
+        needs = {2: ("attention",), 3: ("attention", "reparam")}.get(version, ())
+        missing = [k for k in needs if k not in keys]
+        if missing:
+            raise ConfigError(f"space {self.name!r} has no {missing[0]} choices, so GhostNetV"
+                              f"{version} is not one of its points")
         params: dict[str, Any] = {"width": width}
-        for name, rows in zip(STAGE_NAMES, SEARCH_STAGES, strict=True):
+        for i, (name, rows) in enumerate(zip(STAGE_NAMES, SEARCH_STAGES, strict=True)):
             params.update({
                 f"{name}.ghost_ratio": 2, f"{name}.cheap_kernel": 3,
                 f"{name}.kernel": rows[0][0], f"{name}.expansion": 1.0,
                 f"{name}.depth": len(rows), f"{name}.se": "reference",
             })
+            if "attention" in keys:  # the first stage holds only block 0, which has no DFC
+                params[f"{name}.attention"] = "dfc" if version > 1 and i > 0 else "none"
+            if "reparam" in keys:
+                params[f"{name}.reparam"] = version == 3
         return params
 
     def random_params(self, rng: random.Random) -> dict[str, Any]:
         """A uniformly random point: every choice drawn independently and uniformly."""
         params: dict[str, Any] = {"width": rng.choice(self.width)}
         for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
-            for key in STAGE_KEYS:
+            for key in self.stage_keys:
                 params[f"{name}.{key}"] = rng.choice(getattr(stage, key))
         return params
 
@@ -131,10 +169,12 @@ class SearchSpace:
         """Whether every value of `params` is one of this space's choices."""
         if params.get("width") not in self.width:
             return False
+        keys = self.stage_keys
         return all(
-            params.get(f"{name}.{key}") in getattr(stage, key)
+            (params.get(f"{name}.{key}") in getattr(stage, key)) if key in keys
+            else params.get(f"{name}.{key}", OPTIONAL_KEYS[key][0]) == OPTIONAL_KEYS[key][0]
             for name, stage in zip(STAGE_NAMES, self.stages, strict=True)
-            for key in STAGE_KEYS
+            for key in ALL_KEYS
         )
 
     def smallest_params(self) -> dict[str, Any]:
@@ -148,6 +188,11 @@ class SearchSpace:
                 f"{name}.kernel": min(stage.kernel), f"{name}.expansion": min(stage.expansion),
                 f"{name}.depth": min(stage.depth), f"{name}.se": se,
             })
+            if "attention" in self.stage_keys:
+                params[f"{name}.attention"] = ("none" if "none" in stage.attention
+                                               else stage.attention[0])
+            if "reparam" in self.stage_keys:  # the same deployed cost either way
+                params[f"{name}.reparam"] = stage.reparam[0]
         return params
 
     def fingerprint(self) -> str:
@@ -165,7 +210,7 @@ class SearchSpace:
             "deployment": dataclasses.asdict(self.deployment),
             "width": list(self.width),
             "stages": {
-                name: {k: list(getattr(s, k)) for k in STAGE_KEYS}
+                name: {k: list(getattr(s, k)) for k in self.stage_keys}
                 for name, s in zip(STAGE_NAMES, self.stages, strict=True)
             },
         }
@@ -209,6 +254,11 @@ def _check_stage_choice(key: str, field: str, value: Any) -> Any:
                 raise ConfigError(f"depth={value!r}: must be an integer >= 1")
         elif field == "se" and value not in SE_CHOICES:
             raise ConfigError(f"se={value!r}: must be one of {', '.join(SE_CHOICES)}")
+        elif field == "attention" and value not in ATTENTION_CHOICES:
+            raise ConfigError(f"attention={value!r}: must be one of "
+                              f"{', '.join(ATTENTION_CHOICES)}")
+        elif field == "reparam" and not isinstance(value, bool):
+            raise ConfigError(f"reparam={value!r}: must be true or false")
     except ConfigError as e:
         raise ConfigError(f"{key}: choice refused ({e})") from None
     return value
@@ -257,9 +307,9 @@ def _parse_space(data: Any) -> SearchSpace:
         if not isinstance(mapping, dict):
             raise ConfigError(f"{where} must be a mapping")
     for key in defaults:
-        if key not in STAGE_KEYS:
+        if key not in ALL_KEYS:
             raise ConfigError(f"unknown key 'defaults.{key}' "
-                              f"(known: {', '.join(STAGE_KEYS)})")
+                              f"(known: {', '.join(ALL_KEYS)})")
     for name in stages_raw:
         if name not in STAGE_NAMES:
             raise ConfigError(f"unknown key 'stages.{name}' "
@@ -271,11 +321,14 @@ def _parse_space(data: Any) -> SearchSpace:
             raise ConfigError(f"stages.{name} must be a mapping")
         fields: dict[str, tuple[Any, ...]] = {}
         for key in stage:
-            if key not in STAGE_KEYS:
+            if key not in ALL_KEYS:
                 raise ConfigError(f"unknown key 'stages.{name}.{key}' "
-                                  f"(known: {', '.join(STAGE_KEYS)})")
-        for key in STAGE_KEYS:
+                                  f"(known: {', '.join(ALL_KEYS)})")
+        for key in ALL_KEYS:
             where = f"stages.{name}.{key}" if key in stage else f"defaults.{key}"
+            if key in OPTIONAL_KEYS and key not in stage and key not in defaults:
+                fields[key] = OPTIONAL_KEYS[key]
+                continue
             if key not in stage and key not in defaults:
                 raise ConfigError(f"missing key 'stages.{name}.{key}' "
                                   f"(set it there or under defaults)")
