@@ -1,7 +1,8 @@
 """Every cheap ranking measured against one ground truth (`scripts/build_ground_truth.py`):
-the training-free scores, #params and FLOPs, and their rank average, by Kendall tau, Spearman
-rho and precision of the top 10% (bootstrap 95% intervals), with the CPU-seconds each costs
-per architecture."""
+the training-free scores, #params and FLOPs, their rank average, short proxy trainings
+(`scripts/build_proxy_table.py`), the long run's own early epochs (what a pruner sees), and
+small predictors fitted with cross-validation, by Kendall tau, Spearman rho and precision of
+the top 10% (bootstrap 95% intervals), with the CPU-seconds each costs per architecture."""
 
 from __future__ import annotations
 
@@ -77,24 +78,111 @@ def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[
     return cached[cached.arch_id.isin(arch_ids) & cached.score.isin(names)]
 
 
-def fidelity_table(truth: pd.DataFrame, scores: pd.DataFrame, *, boot: int = 1000,
-                   seed: int = 0) -> pd.DataFrame:
-    """One row per ranking method: its agreement with the ground truth's test accuracy."""
+Method = tuple[pd.Series, float, str]  # values by arch_id, CPU-seconds per arch, kind
+
+
+def score_methods(scores: pd.DataFrame) -> dict[str, Method]:
+    """Each score (and #params, FLOPs), plus the rank average of the training-free ones."""
     wide = scores.pivot_table(index="arch_id", columns="score", values="value")
     cost = scores.groupby("score").cpu_s.mean()
-    wide = wide.loc[truth.arch_id]
-    target = truth.test_acc.to_numpy()
-    rows = []
-    methods: dict[str, tuple[np.ndarray, float]] = {
-        name: (wide[name].to_numpy(), float(cost[name])) for name in wide.columns}
+    methods: dict[str, Method] = {
+        name: (wide[name], float(cost[name]), "baseline" if name in BASELINES else "score")
+        for name in wide.columns}
     free = [n for n in wide.columns if n not in BASELINES]
-    if len(free) > 1:  # the rank average of every training-free score
-        ranks = np.mean([pd.Series(wide[n].to_numpy()).rank().to_numpy() for n in free], axis=0)
-        methods["rank_average"] = (ranks, float(sum(cost[n] for n in free)))
-    for name, (values, cpu_s) in methods.items():
-        m = ranking_metrics(values, target, boot=boot, seed=seed)
-        rows.append({"method": name, "kind": "baseline" if name in BASELINES else "score",
-                     **m, "cpu_s_per_arch": cpu_s})
+    if len(free) > 1:
+        ranks = pd.concat([wide[n].rank() for n in free], axis=1).mean(axis=1)
+        methods["rank_average"] = (ranks, float(sum(cost[n] for n in free)), "combination")
+    return methods
+
+
+def read_proxies(table_dir: str | Path) -> pd.DataFrame | None:
+    path = Path(table_dir) / "proxies.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
+    """Each short proxy's validation accuracy, at its mean CPU-seconds."""
+    if proxies is None or proxies.empty:
+        return {}
+    out: dict[str, Method] = {}
+    for variant, g in proxies.groupby("variant", sort=False):
+        e, n = str(variant).split("x")
+        out[f"proxy {e} ep x {n} img"] = (g.groupby("arch_id").val_acc.mean(),
+                                          float(g.cpu_seconds.mean()), "proxy")
+    return out
+
+
+def curve_methods(table_dir: str | Path, epochs: Sequence[int] = (1, 2, 3, 6)) -> dict[str, Method]:
+    """The long run's validation accuracy after its first k epochs: what a pruner watching
+    the ground-truth protocol would see, at k/E of its cost (one thread: CPU ~ wall)."""
+    runs = pd.read_csv(Path(table_dir) / "runs.csv")
+    curves = runs.assign(curve=runs.val_curve.map(json.loads))
+    total = len(curves.curve.iloc[0])
+    out: dict[str, Method] = {}
+    for k in (k for k in epochs if k < total):
+        vals = curves.assign(v=curves.curve.map(lambda c, k=k: c[k - 1]))
+        out[f"long run, epoch {k} of {total}"] = (
+            vals.groupby("arch_id").v.mean(), float(runs.train_seconds.mean() * k / total),
+            "learning curve")
+    return out
+
+
+def cv_predictions(features: pd.DataFrame, target: pd.Series, *, folds: int = 5,
+                   repeats: int = 20, alpha: float = 1.0, seed: int = 0) -> pd.Series:
+    """Out-of-fold predictions of a ridge regression on the features' ranks (robust to the
+    scores' scales), averaged over `repeats` random fold splits: every prediction comes from a
+    model that never saw that architecture's accuracy."""
+    x_all = features.rank(pct=True).to_numpy(dtype=float)
+    y_all = target.to_numpy(dtype=float)
+    n = len(y_all)
+    rng = np.random.default_rng(seed)
+    pred = np.zeros(n)
+    for _ in range(repeats):
+        order = rng.permutation(n)
+        for fold in np.array_split(order, min(folds, n)):
+            train = np.setdiff1d(order, fold)
+            x, y = x_all[train], y_all[train]
+            mu, sd = x.mean(0), x.std(0) + 1e-12
+            xs = (x - mu) / sd
+            w = np.linalg.solve(xs.T @ xs + alpha * np.eye(xs.shape[1]), xs.T @ (y - y.mean()))
+            pred[fold] += ((x_all[fold] - mu) / sd) @ w + y.mean()
+    return pd.Series(pred / repeats, index=features.index)
+
+
+def predictor_methods(truth: pd.DataFrame, base: dict[str, Method]) -> dict[str, Method]:
+    """Ridge predictors with cross-validation: on every training-free score with #params and
+    FLOPs, and on those plus each short proxy."""
+    target = truth.set_index("arch_id").test_acc
+    free = {k: v for k, v in base.items() if v[2] in ("score", "baseline")}
+    out: dict[str, Method] = {}
+    if len(free) < 2 or len(target) < 8:
+        return out
+    groups = {"ridge(scores, params, FLOPs)": list(free)}
+    for name, m in base.items():
+        if m[2] == "proxy":
+            groups[f"ridge(scores, params, FLOPs, {name})"] = [*free, name]
+    for label, names in groups.items():
+        feats = pd.concat({n: base[n][0] for n in names}, axis=1).reindex(target.index).dropna()
+        if len(feats) < 8:
+            continue
+        pred = cv_predictions(feats, target.loc[feats.index])
+        out[label] = (pred, float(sum(base[n][1] for n in names)), "predictor")
+    return out
+
+
+def fidelity_table(truth: pd.DataFrame, methods: dict[str, Method], *, boot: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per ranking method: its agreement with the ground truth's test accuracy, on the
+    architectures it has values for (`archs`)."""
+    target = truth.set_index("arch_id").test_acc
+    rows = []
+    for name, (values, cpu_s, kind) in methods.items():
+        both = pd.concat([values.rename("v"), target.rename("t")], axis=1, join="inner").dropna()
+        if len(both) < 3 or both.v.nunique() < 2:
+            continue  # too few architectures, or a constant that ranks nothing
+        m = ranking_metrics(both.v.to_numpy(), both.t.to_numpy(), boot=boot, seed=seed)
+        rows.append({"method": name, "kind": kind, "archs": len(both), **m,
+                     "cpu_s_per_arch": cpu_s})
     return pd.DataFrame(rows).sort_values("kendall", ascending=False, ignore_index=True)
 
 
@@ -106,9 +194,12 @@ def plot_fidelity(table: pd.DataFrame, path: str | Path, n_archs: int) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = {"baseline": "tab:gray", "score": "tab:blue", "combination": "tab:purple",
+               "predictor": "tab:purple", "proxy": "tab:orange",
+               "learning curve": "tab:green"}
     for _, r in table.iterrows():
         x = max(r.cpu_s_per_arch, 1e-4)
-        colour = "tab:gray" if r.kind == "baseline" else "tab:blue"
+        colour = colours.get(r.kind, "tab:blue")
         ax.errorbar(x, r.kendall, yerr=[[r.kendall - r.kendall_lo], [r.kendall_hi - r.kendall]],
                     fmt="s" if r.kind == "baseline" else "o", color=colour, capsize=3)
         ax.annotate(r.method, (x, r.kendall), textcoords="offset points", xytext=(5, 4),

@@ -74,7 +74,11 @@ def against_ground_truth(args: argparse.Namespace) -> int:
                      seed=GROUND_TRUTH_DATA["split_seed"], resolution=args.resolution)
     scores = gf.score_table(args.ground_truth, list(truth.arch_id), names, data,
                             seed=args.seed, progress=None)
-    table = gf.fidelity_table(truth, scores, boot=args.boot, seed=args.seed)
+    methods = gf.score_methods(scores)
+    methods.update(gf.proxy_methods(gf.read_proxies(args.ground_truth)))
+    methods.update(gf.curve_methods(args.ground_truth))
+    methods.update(gf.predictor_methods(truth, methods))
+    table = gf.fidelity_table(truth, methods, boot=args.boot, seed=args.seed)
     print(table.to_markdown(index=False, floatfmt=".3f"))
     s = gf.summary(table)
     print(f"{len(truth)} architectures; the bar (better of FLOPs and params): Kendall tau "

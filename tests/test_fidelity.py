@@ -72,10 +72,106 @@ def test_scores_against_a_ground_truth_table(tmp_path):
     # read back from the cache, nothing scored twice
     assert again.value.tolist() == scores.value.tolist()
     assert again.cpu_s.tolist() == scores.cpu_s.tolist()
-    table = gf.fidelity_table(truth, scores, boot=50)
+    table = gf.fidelity_table(truth, gf.score_methods(scores), boot=50)
     assert set(table.method) == {"snip", "params", "flops"}
+    assert (table.archs == 7).all()
     assert table.kendall.between(-1, 1).all() and (table.cpu_s_per_arch >= 0).all()
     assert gf.plot_fidelity(table, tmp_path / "f.png", 7).stat().st_size > 0
     other = space_from_dict({**space.to_dict(), "width": [0.5, 1.0]}, "other")
     with pytest.raises(ConfigError, match="a ground truth of space 'ghostnet'"):
         gf.read_truth(tmp_path, other)
+
+
+def test_cross_validated_ridge_learns_a_monotone_relation_out_of_fold():
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks import gt_fidelity as gf
+    from ghostsearch.report.ranking import rank_correlations
+
+    rng = np.random.default_rng(0)
+    f1, noise = rng.normal(size=30), rng.normal(size=30)
+    idx = [f"a{i}" for i in range(30)]
+    feats = pd.DataFrame({"useful": np.exp(f1), "noise": noise}, index=idx)  # scale-free
+    target = pd.Series(60 + 3 * f1, index=idx)
+    pred = gf.cv_predictions(feats, target)
+    assert rank_correlations(pred, target)["kendall"] > 0.8
+    # with only the noise feature, nothing is learnt: no better than chance
+    pred_noise = gf.cv_predictions(feats[["noise"]], target)
+    assert abs(rank_correlations(pred_noise, target)["kendall"]) < 0.3
+
+
+def test_learning_curve_proxy_and_predictor_methods(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from benchmarks import gt_fidelity as gf
+
+    ids = [f"s{i:03d}" for i in range(10)]
+    pd.DataFrame({"arch_id": ids, "seed": 0, "test_acc": [50.0 + i for i in range(10)],
+                  "train_seconds": 120.0,
+                  "val_curve": [json.dumps([10.0 + i, 20.0 - i, 30.0, 40.0]) for i in range(10)]}
+                 ).to_csv(tmp_path / "runs.csv", index=False)
+    curves = gf.curve_methods(tmp_path, epochs=(1, 2, 6))
+    assert set(curves) == {"long run, epoch 1 of 4", "long run, epoch 2 of 4"}  # 6 > 4 epochs
+    values, cost, kind = curves["long run, epoch 2 of 4"]
+    assert values["s003"] == 17.0 and cost == 60.0 and kind == "learning curve"
+    proxies = pd.DataFrame({"arch_id": ids * 2, "variant": ["2x500"] * 10 + ["1x500"] * 10,
+                            "val_acc": list(range(10)) + [5.0] * 10, "cpu_seconds": 4.0})
+    methods = gf.proxy_methods(proxies)
+    assert set(methods) == {"proxy 2 ep x 500 img", "proxy 1 ep x 500 img"}
+    truth = pd.DataFrame({"arch_id": ids, "test_acc": [50.0 + i for i in range(10)]})
+    methods["flops"] = (pd.Series(range(10), index=ids, dtype=float), 0.0, "baseline")
+    methods["params"] = (pd.Series(range(10)[::-1], index=ids, dtype=float), 0.0, "baseline")
+    methods.update(gf.predictor_methods(truth, methods))
+    assert "ridge(scores, params, FLOPs, proxy 2 ep x 500 img)" in methods
+    assert methods["ridge(scores, params, FLOPs)"][1] == 0.0  # the sum of its features' costs
+    table = gf.fidelity_table(truth, {**methods, **curves}, boot=20).set_index("method")
+    assert table.loc["proxy 2 ep x 500 img", "kendall"] == pytest.approx(1.0)
+    assert table.loc["long run, epoch 2 of 4", "kendall"] == pytest.approx(-1.0)
+    assert "proxy 1 ep x 500 img" not in table.index  # a constant ranks nothing
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2x", "--variants '2x': expected EPOCHSxIMAGES"),
+    ("0x500", "--variants '0x500': epochs >= 1 and images between 1 and 1000"),
+    ("1x5000", "--variants '1x5000': epochs >= 1"),
+    (",", "--variants: give at least one"),
+])
+def test_proxy_variants_are_checked(text, message):
+    from benchmarks.build_proxy_table import parse_variants
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_variants(text, 1000)
+    assert [v.name for v in parse_variants("1x500, 4X1000", 1000)] == ["1x500", "4x1000"]
+
+
+def test_search_simulation_picks_and_costs():
+    import pandas as pd
+
+    from benchmarks.simulate_search import modes, simulate
+
+    ids = [f"s{i:02d}" for i in range(20)]
+    truth = pd.Series([50.0 + i for i in range(20)], index=ids)
+    values = pd.DataFrame({"perfect": range(20), "reversed": range(20)[::-1],
+                           "proxy": range(20)}, index=ids, dtype=float)
+    costs = {"perfect": 0.5, "reversed": 0.5, "proxy": 30.0}
+    whole = simulate(values, costs, truth, pool=20, top=1, screen="perfect", proxy=None,
+                     repeats=50)
+    assert whole["expected_test_acc"] == 69.0 and whole["p_top10"] == 1.0
+    assert whole["cpu_s"] == 20 * 0.5 and whole["regret_vs_sample_best"] == 0.0
+    worst = simulate(values, costs, truth, pool=20, top=1, screen="reversed", proxy=None,
+                     repeats=50)
+    assert worst["expected_test_acc"] == 50.0 and worst["p_top10"] == 0.0
+    # the prescreen keeps the reversed score's top 5 (the worst 5); the proxy picks among them
+    pre = simulate(values, costs, truth, pool=20, top=5, screen="reversed", proxy="proxy",
+                   repeats=50)
+    assert pre["expected_test_acc"] == 54.0 and pre["cpu_s"] == 20 * 0.5 + 5 * 30.0
+    one = simulate(values, costs, truth, pool=1, top=1, screen=None, proxy="proxy",
+                   repeats=4000, seed=1)
+    assert abs(one["expected_test_acc"] - 59.5) < 0.5 and one["cpu_s"] == 30.0
+    grid = modes(20, ["perfect"], ["proxy"])
+    names = [m["mode"] for m in grid]
+    assert "random 10 + proxy" in names and "prescreen perfect 20->5 + proxy" in names
+    assert "perfect over 10" in names and all(int(m["top"]) <= int(m["pool"]) for m in grid)
