@@ -60,6 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "the first is the one compared and used for --jobs")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto")
+    g.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="CPU: torch threads of the fast loop, each measured (default: as "
+                        "torch starts, all cores)")
     g = p.add_argument_group("what is measured")
     g.add_argument("--variants", default="default",
                    help=f"fast-loop variants, comma-separated: {', '.join(VARIANTS)}")
@@ -89,6 +92,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("--searched, --naive-archs and --workers must be >= 0")
     if any(k < 1 for k in args.jobs) or args.trials_per_job < 1:
         raise ConfigError("--jobs values and --trials-per-job must be >= 1")
+    if args.threads is not None and any(t < 1 for t in args.threads):
+        raise ConfigError("--threads values must be >= 1")
     if args.epochs < 2:
         raise ConfigError(f"--epochs {args.epochs}: need >= 2 to tell the first epoch from "
                           "steady ones")
@@ -117,16 +122,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    if device.type == "cpu" else "")
     print(f"{data.summary()}; {where}; torch {torch.__version__}")
     rows = []
+    start_threads = torch.get_num_threads()
     for i, (name, cfg) in enumerate(archs):
         pcfg = proxy_config(cfg, data, protocol)
-        for proto in protocols:
-            for v in args.variants.split(","):
-                r = timed_proxy(pcfg, data, proto, seed=args.seed, device=device,
-                                variant=VARIANTS[v])
-                rows.append({"arch": name, "loop": v, "batch": proto.batch_size, **r})
-                print(f"{name} [{v}, batch {proto.batch_size}]: first epoch "
-                      f"{r['first_epoch_s']:.2f} s, steady {r['steady_epoch_s']:.2f} s, val "
-                      f"{r['val_acc']:.2f}%", flush=True)
+        for threads in args.threads or [start_threads]:
+            torch.set_num_threads(threads)
+            for proto in protocols:
+                for v in args.variants.split(","):
+                    r = timed_proxy(pcfg, data, proto, seed=args.seed, device=device,
+                                    variant=VARIANTS[v])
+                    rows.append({"arch": name, "loop": v, "batch": proto.batch_size,
+                                 "threads": threads, **r})
+                    print(f"{name} [{v}, batch {proto.batch_size}, {threads} thread(s)]: first "
+                          f"epoch {r['first_epoch_s']:.2f} s, steady {r['steady_epoch_s']:.2f} "
+                          f"s, trial {r['trial_s']:.1f} s, val {r['val_acc']:.2f}%", flush=True)
+        torch.set_num_threads(start_threads)
         if i < args.naive_archs:
             r = naive_proxy(pcfg, data, protocol, seed=args.seed, device=device, files=files,
                             workers=args.workers, batch_size=args.naive_batch)
@@ -134,8 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name} [naive, batch {args.naive_batch}]: first epoch "
                   f"{r['first_epoch_s']:.2f} s, steady {r['steady_epoch_s']:.2f} s, val "
                   f"{r['val_acc']:.2f}%", flush=True)
-    cols = ["arch", "loop", "batch", "build_s", "data_s", "first_epoch_s", "steady_epoch_s",
-            "warmup_s", "eval_s", "trial_s", "images_per_s", "peak_mem_mb", "val_acc"]
+    cols = ["arch", "loop", "batch", "threads", "build_s", "data_s", "first_epoch_s",
+            "steady_epoch_s", "warmup_s", "eval_s", "trial_s", "images_per_s", "peak_mem_mb",
+            "val_acc"]
     print(_fmt(rows, [c for c in cols if any(c in r for r in rows)]))
     profile = None
     if args.profile:

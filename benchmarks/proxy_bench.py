@@ -57,12 +57,16 @@ class Variant:
     cudnn: bool = True
     channels_last: bool = True
     cuda_graphs: bool = False  # training forward and backward replayed as CUDA graphs
+    compile: bool = False  # torch.compile; its compile time lands in the first epoch
 
 
 VARIANTS = {v.name: v for v in (Variant(), Variant("fp32", amp=False),
                                 Variant("no-cudnn", cudnn=False),
                                 Variant("no-channels-last", channels_last=False),
-                                Variant("cuda-graphs", cuda_graphs=True))}
+                                Variant("cuda-graphs", cuda_graphs=True),
+                                Variant("compile", compile=True),
+                                Variant("compile-no-channels-last", channels_last=False,
+                                        compile=True))}
 
 
 def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed: int,
@@ -79,6 +83,8 @@ def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed:
         t0 = time.perf_counter()
         model = build_proxy_model(cfg, seed, dev, variant.channels_last)
         opt = make_optimizer(model, protocol)
+        if variant.compile:  # lazy: the compilation runs in the first training steps
+            model = torch.compile(model)
         sync(dev)
         t1 = time.perf_counter()
         train_loader, val_loader = proxy_loaders(data, protocol, seed, dev)

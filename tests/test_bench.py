@@ -67,7 +67,8 @@ def test_variants_change_the_loop_not_the_training(tiny):
     no_cudnn = timed_proxy(cfg, data, protocol, seed=1, device="cpu", variant=VARIANTS["no-cudnn"])
     assert no_cudnn["val_curve"] == base["val_curve"]  # cuDNN plays no part on a CPU
     assert torch.backends.cudnn.enabled  # and it is on again afterwards
-    assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last", "cuda-graphs"}
+    assert set(VARIANTS) == {"default", "fp32", "no-cudnn", "no-channels-last", "cuda-graphs",
+                             "compile", "compile-no-channels-last"}
 
 
 def _folder(root: Path, per_class: int = 10, size: int = 8) -> Path:
@@ -163,9 +164,10 @@ def test_bench_proxy_script_end_to_end(tmp_path):
                "--searched", "1", "--epochs", "2", "--batch-size", "32", "16",
                "--naive-batch", "16",
                "--workers", "0", "--jobs", "1", "--trials-per-job", "1", "--device", "cpu",
-               "--json", str(out), cwd=tmp_path)
+               "--threads", "1", "--json", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
+    assert {row.get("threads") for row in result["rows"] if row["loop"] != "naive"} == {1}
     loops = [(row["arch"], row["loop"], row["batch"]) for row in result["rows"]]
     assert loops[:3] == [("ghostnet_1.0x", "default", 32), ("ghostnet_1.0x", "default", 16),
                          ("ghostnet_1.0x", "naive", 16)]
