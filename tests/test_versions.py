@@ -293,3 +293,12 @@ def test_comparison_matches_v2_flops_with_a_v1_width_and_summarises_seeds(tmp_pa
     assert v2_row["CPU latency ms (1 thread, bs 1, 224 px)"] == 12.5
     assert table.loc["GhostNetV3 1.0x", "seeds"] == 0
     assert table.loc["GhostNetV3 1.0x", "params (deployed)"] == 6_147_588
+
+
+def test_latency_table_times_the_deployed_blocks():
+    from ghostsearch.latency.table import _op_modules
+
+    cfg = reference_config(0.5, version=3, num_classes=10, resolution=32, stem_stride=1)
+    blocks = [m for _, m, _, _ in _op_modules(cfg)[1:-1]]
+    assert len(blocks) == len(cfg.blocks) and all(is_fused(b) for b in blocks)
+    assert sum(1 for b in blocks if b.ghost1.short_conv is not None) == len(cfg.blocks) - 2

@@ -22,6 +22,7 @@ from torch import nn
 from ..arch.config import NetConfig
 from ..arch.counting import block_counts
 from ..arch.layers import ConvBnAct, GhostBottleneck
+from ..arch.reparam import RepGhostBottleneck, fuse
 from ..errors import ConfigError
 from .measure import time_forward
 
@@ -91,7 +92,9 @@ def _op_modules(cfg: NetConfig) -> list[tuple[Op, nn.Module, int, int]]:
                                                    cfg.resolution)]
     size, prev = _out(cfg.resolution, cfg.stem_stride), cfg.stem_channels
     for op, b in zip(ops[1:-1], cfg.blocks, strict=True):
-        mods.append((op, GhostBottleneck(prev, b), prev, size))
+        block = fuse(RepGhostBottleneck(prev, b), inplace=True) if b.reparam else (
+            GhostBottleneck(prev, b))  # what the deployed network runs
+        mods.append((op, block, prev, size))
         prev, size = b.out_channels, _out(size, b.stride)
     mods.append((ops[-1], _Head(prev, cfg), prev, size))
     return mods
