@@ -59,6 +59,16 @@ def simulate(values: pd.DataFrame, costs: dict[str, float], truth: pd.Series, *,
             "regret_vs_sample_best": float(acc.max() - np.mean(picks))}
 
 
+def reference_gain(truth: pd.DataFrame) -> pd.Series:
+    """Each sampled architecture's test accuracy minus the reference GhostNets' at its FLOPs
+    (linear between the references, flat beyond them): does the space hold better points
+    than the width-scaled reference, and how many?"""
+    refs = truth[truth.kind == "reference"].sort_values("mflops")
+    sampled = truth[truth.kind == "sampled"].set_index("arch_id")
+    line = np.interp(sampled.mflops, refs.mflops, refs.test_acc)
+    return (sampled.test_acc - line).rename("gain_over_reference")
+
+
 def modes(n: int, screens: list[str], proxies: list[str]) -> list[dict[str, object]]:
     """The grid of modes for a sample of `n` architectures."""
     out: list[dict[str, object]] = []
@@ -131,8 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = ranked[max(1, int(np.ceil(0.1 * len(ranked)))) - 1]
     print(f"{len(sampled)} sampled architectures; the sample's best {ranked[0]:.2f}%, its "
           f"top-10% threshold {threshold:.2f}%")
+    gain = reference_gain(truth_all)
+    if len(gain):
+        print(f"against the references at equal FLOPs: {int((gain > 0).sum())} of {len(gain)} "
+              f"sampled architectures above them, {int((gain > 1).sum())} by more than 1 point "
+              f"(best {gain.max():+.2f} points, {gain.idxmax()}; median {gain.median():+.2f})")
     out = Path(args.json) if args.json else table / "simulation.json"
     out.write_text(json.dumps({"sampled_architectures": len(sampled), "repeats": args.repeats,
+                               "gain_over_reference": gain.round(3).to_dict(),
                                "truth": "mean test accuracy over the finished seeds",
                                "table": result.to_dict("records"),
                                "provenance": provenance(args)}, indent=2) + "\n")

@@ -175,3 +175,17 @@ def test_search_simulation_picks_and_costs():
     names = [m["mode"] for m in grid]
     assert "random 10 + proxy" in names and "prescreen perfect 20->5 + proxy" in names
     assert "perfect over 10" in names and all(int(m["top"]) <= int(m["pool"]) for m in grid)
+
+
+def test_gain_over_the_reference_line():
+    import pandas as pd
+
+    from benchmarks.simulate_search import reference_gain
+
+    truth = pd.DataFrame({
+        "arch_id": ["r1", "r2", "a", "b", "c"],
+        "kind": ["reference", "reference", "sampled", "sampled", "sampled"],
+        "mflops": [40.0, 140.0, 90.0, 20.0, 200.0],
+        "test_acc": [60.0, 70.0, 66.0, 58.0, 69.0]})
+    gain = reference_gain(truth)
+    assert gain.to_dict() == pytest.approx({"a": 1.0, "b": -2.0, "c": -1.0})
