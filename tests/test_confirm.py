@@ -44,7 +44,7 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     study, url = search(tmp_path)
     out = tmp_path / "out"
     args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
-            "--seeds", "2", *DATA]
+            "--seeds", "2", "--n-jobs", "1", *DATA]
     assert main(args) == 0
     printed = capsys.readouterr().out
     rows = pd.read_csv(out / "confirmed.csv").to_dict("records")
@@ -65,10 +65,25 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     assert len(optuna.load_study(study_name="s-confirm", storage=url).get_trials()) == done
 
 
+def test_parallel_workers_split_the_units_each_once(tmp_path, capsys):
+    _, url = search(tmp_path)
+    out = tmp_path / "out"
+    assert main(["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top",
+                 "2", "--seeds", "2", "--n-jobs", "2", *DATA]) == 0
+    assert "2 worker(s)" in capsys.readouterr().out
+    trials = optuna.load_study(study_name="s-confirm", storage=url).get_trials()
+    done = [(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    rows = pd.read_csv(out / "confirmed.csv")
+    assert sorted(done) == sorted((k, s) for k in rows.key for s in (0, 1))  # each unit once
+    assert (rows.seeds == 2).all() and rows.test_mean.notna().all()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--top", "0"], "error: --top 0: must be >= 1"),
     (["--seeds", "0"], "error: --seeds 0: must be >= 1"),
     (["--protocol", "forever"], "error: --protocol 'forever': unknown (known: ground-truth)"),
+    (["--n-jobs", "0"], "error: --n-jobs 0: must be >= 1"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "out"

@@ -51,7 +51,7 @@ def stored_trials(url: str, name: str) -> list:
 def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     args = ["--study-name", "k", "--storage", url, "--trials", "5", "--epochs", "6",
-            "--heartbeat", "1", "--no-baselines"]
+            "--heartbeat", "1", "--no-baselines", "--n-jobs", "1"]  # one process to kill
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(search_cmd(*args), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

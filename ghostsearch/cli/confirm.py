@@ -29,14 +29,16 @@ from ghostsearch.confirm import (
     open_confirm_study,
     results,
     run_units,
+    run_units_parallel,
     verdicts,
 )
 from ghostsearch.errors import ConfigError
 from ghostsearch.report.export import export_trial
 from ghostsearch.report.render import write_report
-from ghostsearch.search.data import load_data
+from ghostsearch.search.estimate import default_n_jobs
 from ghostsearch.search.proxy import pick_device
-from ghostsearch.search.storage import load_existing_study, study_dir
+from ghostsearch.search.settings import DataSpec
+from ghostsearch.search.storage import existing_study_url, load_existing_study, study_dir
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,6 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     add_data_args(p, val_help="to select the winner on")
     p.add_argument("--device", default="auto")
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="worker processes on this machine splitting the units (default: on a "
+                        "CPU one single-thread worker per core, at most 8; on a GPU 1)")
     return p.parse_args(argv)
 
 
@@ -64,16 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--top {args.top}: must be >= 1")
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    if args.n_jobs is not None and args.n_jobs < 1:
+        raise ConfigError(f"--n-jobs {args.n_jobs}: must be >= 1")
     protocol, train, val = get_protocol(args.protocol, args.epochs)
-    study = load_existing_study(args.study_name, args.storage, args.out)
+    url = existing_study_url(args.study_name, args.storage, args.out)
+    study = load_existing_study(args.study_name, url)
     cands = candidates(study, args.top)
     out = study_dir(args.study_name, args.out)
     device = pick_device(args.device)
-    data = load_data(args.data, args.data_dir,
-                     val_size=val if args.val_size is None else args.val_size,
-                     train_subset=train if args.train_subset is None else args.train_subset,
-                     resolution=args.resolution,
-                     seed=args.split_seed, max_data_gb=args.max_data_gb)
+    n_jobs = default_n_jobs(device.type) if args.n_jobs is None else args.n_jobs
+    spec = DataSpec(args.data, args.data_dir,
+                    val_size=val if args.val_size is None else args.val_size,
+                    train_subset=train if args.train_subset is None else args.train_subset,
+                    resolution=args.resolution, split_seed=args.split_seed,
+                    max_data_gb=args.max_data_gb)
+    data = spec.load()  # bad data is refused here, once, before any worker starts
     print(data.summary())
     units = [(c.key, s) for c in cands for s in range(args.seeds)]
     meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
@@ -82,9 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "candidates": [dataclasses.asdict(c) for c in cands]}
     confirm = open_confirm_study(study, study._storage, units, meta)
     print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units "
-          f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}")
+          f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}, "
+          f"{n_jobs} worker(s)")
     cand_by_key = {c.key: c for c in cands}
-    run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device))
+    if n_jobs == 1:
+        run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device))
+    else:
+        run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
+                           len(units), n_jobs, device=str(device))
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)

@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.arch.budget import format_flops
@@ -37,7 +38,7 @@ from ghostsearch.report.export import export_best
 from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
 from ghostsearch.report.render import write_report
-from ghostsearch.search.estimate import estimate_search, format_duration
+from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_duration
 from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, get_preset
 from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
 from ghostsearch.search.settings import (
@@ -132,8 +133,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--out", default=None,
                    help="output folder, also holding study.db unless --storage is given "
                         "(default: results/<study-name> under the working directory)")
-    g.add_argument("--n-jobs", type=int, default=1,
-                   help="worker processes sharing the study on one machine (default: 1)")
+    g.add_argument("--n-jobs", type=int, default=None,
+                   help="worker processes sharing the study on one machine (default: on a CPU "
+                        "one single-thread worker per core, at most 8, the fastest measured "
+                        "way to use the cores; on a GPU 1)")
     g.add_argument("--heartbeat", type=int, default=30,
                    help="seconds between a running trial's heartbeats in an RDB storage; a "
                         "trial whose worker died is failed after 3 missed beats and its "
@@ -208,20 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         space=space, data=data, protocol=protocol, budget_flops=budget,
         objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
         trials=trials, timeout=args.timeout, seed=args.seed, device=args.device,
-        n_jobs=args.n_jobs, pruner="none" if args.no_prune else args.pruner,
+        n_jobs=1 if args.n_jobs is None else args.n_jobs,
+        pruner="none" if args.no_prune else args.pruner,
         baselines=not args.no_baselines, prescreen=args.prescreen,
         pool=args.pool if args.prescreen else 0, top=args.top if args.prescreen else 0,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
         latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
     dataset = data.load()  # bad data is refused here, once, before any worker starts
     device = pick_device(args.devices.split(",")[0] if args.devices else args.device)
+    if args.n_jobs is None:
+        settings = replace(settings, n_jobs=default_n_jobs(device.type))
     print(dataset.summary())
     print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
           f"{space.deployment.resolution}x{space.deployment.resolution}, "
           f"{space.deployment.num_classes} classes"
           + (f", latency <= {args.latency_ms:g} ms predicted by {args.latency_table}"
              if args.latency_ms else "") + f"; storage {settings.storage}")
-    print(f"device {device} ({args.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
+    print(f"device {device} ({settings.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
           f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
           f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
           f"{len(dataset.val)} held out for selection")

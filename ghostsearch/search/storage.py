@@ -61,15 +61,22 @@ def check_storage_url(url: str) -> None:
                           "postgresql://..., mysql://... or journal:PATH")
 
 
+def existing_study_url(name: str, url: str | None = None,
+                       out: str | Path | None = None) -> str:
+    """`url`, or the study.db in `study_dir(name, out)`, which must exist."""
+    if url is not None:
+        return url
+    db = study_dir(name, out) / "study.db"
+    if not db.exists():
+        raise StudyError(f"--study-name {name!r}: no {db}; pass --out DIR (the search's "
+                         "output folder) or --storage URL")
+    return f"sqlite:///{db}"
+
+
 def load_existing_study(name: str, url: str | None = None,
                         out: str | Path | None = None) -> optuna.Study:
     """An existing study by name; without `url`, from the study.db in `study_dir(name, out)`."""
-    if url is None:
-        db = study_dir(name, out) / "study.db"
-        if not db.exists():
-            raise StudyError(f"--study-name {name!r}: no {db}; pass --out DIR (the search's "
-                             "output folder) or --storage URL")
-        url = f"sqlite:///{db}"
+    url = existing_study_url(name, url, out)
     try:
         return optuna.load_study(study_name=name, storage=make_storage(url))
     except KeyError:
