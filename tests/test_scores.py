@@ -94,6 +94,9 @@ def test_meco_by_hand():
     # more channels than positions: singular, smallest eigenvalue 0 (not computed)
     wide = nn.Sequential(nn.Conv2d(2, 5, 1))
     assert score_model(wide, "meco", x, torch.tensor([0, 1])) == 0.0
+    # one channel: the 1x1 correlation matrix [1], eigenvalue 1 (Sequential and conv: twice)
+    single = nn.Sequential(nn.Conv2d(2, 1, 1))
+    assert score_model(single, "meco", x, torch.tensor([0, 1])) == 2.0
 
 
 def test_architecture_scores_are_deterministic_for_a_seed():

@@ -157,6 +157,9 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
         if positions - 1 < channels or bool((fea.std(dim=1) == 0).any()):
             values.append(0.0)
             return
+        if channels == 1:  # the 1x1 correlation matrix [1]; torch.corrcoef gives a scalar
+            values.append(1.0)
+            return
         values.append(float(torch.linalg.eigvalsh(torch.corrcoef(fea))[0]))
 
     _forward_with_hooks(model, images, hook, list(model.modules()))
