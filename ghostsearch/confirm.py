@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing as mp
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from .arch.config import NetConfig
 from .arch.counting import analytic_counts
-from .errors import ConfigError, StudyError, WorkerError
+from .errors import ConfigError, StudyError
 from .search.estimate import worker_threads
 from .search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
 from .search.proxy import ProxyProtocol
@@ -31,6 +30,7 @@ from .search.settings import DataSpec
 from .search.space import space_from_dict
 from .search.storage import make_storage
 from .search.study import baseline_widths, width_name
+from .search.workers import spawn_and_wait
 
 # Named long protocols: (proxy protocol, training images, held-out images)
 PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
@@ -158,20 +158,9 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
     loading the data itself (from the decoded cache) and, on a CPU, taking its share of the
     cores: on 2 cores two one-thread workers finish about 1.8x the units of one two-thread
     process."""
-    ctx = mp.get_context("spawn")
     threads = worker_threads(n_jobs)
-    procs = [ctx.Process(target=_unit_worker, args=(url, name, cands, data, protocol, out,
-                                                    n_units, device, threads))
-             for _ in range(n_jobs)]
-    for p in procs:
-        p.start()
-    for p in procs:  # on Ctrl-C too: the workers got it as well; wait for them to save
-        p.join()
-    failed = [p.exitcode for p in procs if p.exitcode != 0]
-    if failed:
-        raise WorkerError(f"{len(failed)} of {n_jobs} confirm workers exited with codes "
-                          f"{failed}; their messages are above")
-
+    spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
+                                   threads)] * n_jobs, "confirm workers")
 
 def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
     """The verdict rows of a study's confirmation, from its companion study in the same

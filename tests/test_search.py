@@ -396,6 +396,20 @@ def test_a_spawned_worker_runs_on_its_own_gpu(tmp_path, space, monkeypatch):
     assert calls == [("set", "cuda:1"), ("run", "cuda:1")]
 
 
+def test_spawned_processes_are_all_awaited_and_a_failure_is_named():
+    """Every process is waited for even when one fails, and the failure names how many of
+    them exited non-zero with which codes (their own messages are already on stderr)."""
+    import sys
+
+    from ghostsearch.errors import WorkerError
+    from ghostsearch.search.workers import spawn_and_wait
+
+    polls = []
+    spawn_and_wait(sys.exit, [(0,), (0,)], "workers", poll=lambda: polls.append(1), every=0.05)
+    assert polls  # called while they ran
+    with pytest.raises(WorkerError, match=r"^1 of 3 test workers exited with codes \[3\];"):
+        spawn_and_wait(sys.exit, [(0,), (3,), (0,)], "test workers")
+
 def test_prescreen_trains_only_the_best_of_a_scored_pool(tmp_path, space):
     from ghostsearch.report.render import write_report
 

@@ -62,6 +62,31 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
     return study
 
 
+def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
+                   poll: Callable[[], None] | None = None, every: float = 2.0) -> None:
+    """Run `target(*a)` for each `a` in its own spawned process (its own CUDA context and
+    thread pool) and wait for all, calling `poll` every `every` seconds meanwhile.
+
+    Waits on Ctrl-C too, since the processes got it as well and save before leaving; raises
+    WorkerError when any of them exited non-zero.
+    """
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=target, args=a) for a in args]
+    for p in procs:
+        p.start()
+    try:
+        while poll is not None and any(p.is_alive() for p in procs):
+            poll()
+            time.sleep(every)
+    finally:
+        for p in procs:
+            p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise WorkerError(f"{len(failed)} of {len(procs)} {what} exited with codes {failed}; "
+                          "their messages are above")
+
+
 def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None,
                     worker: int, verbosity: int) -> None:
     optuna.logging.set_verbosity(verbosity)  # the parent's, as its command line set it
@@ -126,25 +151,11 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
                        deadline=deadline)
         else:
             devices = devices or [settings.device]
-            ctx = mp.get_context("spawn")
             verbosity = optuna.logging.get_verbosity()
-            procs = [ctx.Process(target=_spawned_worker,
-                                 args=(settings, devices[i % len(devices)], deadline, i + 1,
-                                       verbosity))
-                     for i in range(settings.n_jobs)]
-            for p in procs:
-                p.start()
-            try:
-                while any(p.is_alive() for p in procs):
-                    progress(study, None)
-                    time.sleep(2.0)
-            finally:  # on Ctrl-C too: the workers got it as well; wait for them to save
-                for p in procs:
-                    p.join()
-            failed = [p.exitcode for p in procs if p.exitcode != 0]
-            if failed:
-                raise WorkerError(f"{len(failed)} of {len(procs)} worker processes exited with "
-                                  f"codes {failed}; their messages are above")
+            spawn_and_wait(_spawned_worker,
+                           [(settings, devices[i % len(devices)], deadline, i + 1, verbosity)
+                            for i in range(settings.n_jobs)],
+                           "worker processes", poll=lambda: progress(study, None))
         progress(study, None)
     finally:
         bar.close()
