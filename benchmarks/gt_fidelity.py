@@ -47,6 +47,22 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
     return truth
 
 
+def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
+    """The table's noise floor from its architectures trained with several seeds: each one's
+    test accuracies, the pooled standard deviation of one run, and the 95% half-width of a
+    difference between two single-seed runs (1.96 * sqrt(2) * sd), under which one-seed gaps
+    say nothing. None when no architecture has two seeds yet."""
+    runs = pd.read_csv(Path(table_dir) / "runs.csv")
+    groups = [(a, g.sort_values("seed")) for a, g in runs.groupby("arch_id") if len(g) > 1]
+    if not groups:
+        return None
+    pooled = float(np.sqrt(np.mean([g.test_acc.var(ddof=1) for _, g in groups])))
+    return {"architectures": [{"arch_id": a, "name": g.name.iloc[0], "seeds": g.seed.tolist(),
+                               "test_acc": g.test_acc.tolist(),
+                               "spread": float(g.test_acc.max() - g.test_acc.min())}
+                              for a, g in groups],
+            "pooled_sd": pooled, "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
+
 def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[str],
                 data: Dataset, *, seed: int = 0,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:

@@ -84,9 +84,15 @@ def against_ground_truth(args: argparse.Namespace) -> int:
     print(f"{len(truth)} architectures; the bar (better of FLOPs and params): Kendall tau "
           f"{s['bar_kendall']:.3f}; above it: {', '.join(s['clear_the_bar']) or 'none'}; "
           f"by at least 0.1: {', '.join(s['clear_by_0.1']) or 'none'}")
+    noise = gf.seed_noise(args.ground_truth)
+    if noise:
+        print(f"noise floor: {len(noise['architectures'])} architectures with two seeds, one "
+              f"run's sd {noise['pooled_sd']:.2f} points; a one-seed difference under "
+              f"{noise['one_seed_difference_95']:.2f} points is within noise (95%)")
     out = Path(args.json) if args.json else Path(args.ground_truth) / "fidelity.json"
     gf.write(table, out, {"architectures": len(truth), "truth": "mean test accuracy over "
-                          "the finished seeds", "provenance": provenance(args)})
+                          "the finished seeds", "seed_noise": noise,
+                          "provenance": provenance(args)})
     print(f"wrote {out} and {gf.plot_fidelity(table, out.with_suffix('.png'), len(truth))}")
     return 0
 

@@ -62,6 +62,11 @@ def test_scores_against_a_ground_truth_table(tmp_path):
             "mflops": 1.0, "params": 1, "proxy_mflops": 1.0, "val_acc": acc, "test_acc": acc,
             "val_curve": "[]", "train_seconds": 1.0, "total_seconds": 1.0, "threads": 1,
             "finished_at": "now"})
+    noise = gf.seed_noise(tmp_path)
+    assert noise["architectures"][0]["test_acc"] == [50.0, 47.0]
+    assert noise["architectures"][0]["spread"] == 3.0 and len(noise["architectures"]) == 1
+    assert noise["pooled_sd"] == pytest.approx(4.5 ** 0.5)  # variance of (50, 47) is 4.5
+    assert noise["one_seed_difference_95"] == pytest.approx(1.96 * 3.0)
     truth = gf.read_truth(tmp_path, space)
     assert len(truth) == 7 and truth.set_index("arch_id").loc[
         archs[0]["arch_id"], "test_acc"] == (50.0 + 47.0) / 2  # two seeds averaged
