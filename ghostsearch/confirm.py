@@ -86,6 +86,15 @@ def candidates(study: optuna.Study, top: int) -> list[Candidate]:
     return out
 
 
+def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
+    """Every (architecture, seed) unit, in the order a partial confirmation answers best: the
+    verdict's inputs first (the top architecture and the references, all their seeds), then
+    the other architectures; seed by seed within each group, so that every architecture of a
+    group has a first run before any has a second."""
+    first = [cands[0].key] + [c.key for c in cands[1:] if c.baseline]
+    rest = [c.key for c in cands if c.key not in first]
+    return [(k, s) for group in (first, rest) for s in range(seeds) for k in group]
+
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
                        meta: dict[str, Any]) -> optuna.Study:
     """The companion study; its units are enqueued once, by whoever creates it. A companion

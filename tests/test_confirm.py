@@ -65,6 +65,17 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     assert len(optuna.load_study(study_name="s-confirm", storage=url).get_trials()) == done
 
 
+def test_units_run_the_verdicts_inputs_first_seed_by_seed():
+    from ghostsearch.confirm import Candidate, unit_order
+
+    cands = [Candidate(k, {}, 1, k.startswith("GhostNet")) for k in
+             ("trial-4", "trial-7", "trial-6", "GhostNet 1.2x", "GhostNet 1.0x")]
+    assert unit_order(cands, 2) == [
+        ("trial-4", 0), ("GhostNet 1.2x", 0), ("GhostNet 1.0x", 0),
+        ("trial-4", 1), ("GhostNet 1.2x", 1), ("GhostNet 1.0x", 1),
+        ("trial-7", 0), ("trial-6", 0), ("trial-7", 1), ("trial-6", 1)]
+    assert unit_order(cands[:1], 3) == [("trial-4", 0), ("trial-4", 1), ("trial-4", 2)]
+
 def test_parallel_workers_split_the_units_each_once(tmp_path, capsys):
     _, url = search(tmp_path)
     out = tmp_path / "out"

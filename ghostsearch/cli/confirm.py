@@ -30,6 +30,7 @@ from ghostsearch.confirm import (
     results,
     run_units,
     run_units_parallel,
+    unit_order,
     verdicts,
 )
 from ghostsearch.errors import ConfigError
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_data_gb=args.max_data_gb)
     data = spec.load()  # bad data is refused here, once, before any worker starts
     print(data.summary())
-    units = [(c.key, s) for c in cands for s in range(args.seeds)]
+    units = unit_order(cands, args.seeds)
     meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
             "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
                      "split": data.split_id},
