@@ -106,6 +106,25 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path):
     assert "Measured latency of the final Pareto set" in report
 
 
+def test_a_prescreened_cpu_search_scores_its_pool_before_it_estimates(tmp_path):
+    """The pool is scored before the estimate, which then times the picked candidates; the
+    cpu preset's other defaults (no pruning) stay when its prescreen is overridden."""
+    import pandas as pd
+
+    r = run("search.py", "--budget", "200MFLOPs", "--data", "synthetic", "--preset", "cpu",
+            "--prescreen", "snip", "--pool", "6", "--top", "2", "--epochs", "1",
+            "--train-subset", "64", "--val-size", "32", "--device", "cpu", "--no-baselines",
+            "--n-jobs", "1", "--study-name", "p", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "prescreen: 6 candidates within the limits scored with snip in" in r.stdout
+    assert "training the best 2 (every candidate goes to pool.csv)" in r.stdout
+    assert "for 2 trials with 1 worker(s)" in r.stdout
+    assert "pruning shortens it" not in r.stdout  # the cpu preset does not prune
+    pool = pd.read_csv(tmp_path / "results" / "p" / "pool.csv")
+    assert len(pool) == 6 and pool.picked.sum() == 2
+    trials = pd.read_csv(tmp_path / "results" / "p" / "trials.csv")
+    assert (trials.state == "COMPLETE").sum() == 2
+
 def test_out_folder_holds_the_study_database(tmp_path):
     r = run("search.py", "--budget", "200MFLOPs", "--data", "synthetic", "--trials", "1",
             "--epochs", "1", "--device", "cpu", "--no-baselines", "--out", "elsewhere/x",

@@ -454,3 +454,21 @@ def test_pruners(tmp_path, space, name, kind):
     assert isinstance(study_mod.make_pruner(settings(tmp_path, space, pruner=name)), kind)
     multi = settings(tmp_path, space, pruner=name, objectives=("accuracy", "flops"))
     assert isinstance(study_mod.make_pruner(multi), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {"prescreen": None, "pool": 200, "top": 10, "pruner": "median"}),
+    (["--preset", "cpu"], {"prescreen": "naswot", "pool": 500, "top": 5, "pruner": "none"}),
+    (["--preset", "cpu", "--prescreen", "none", "--pruner", "sha"],
+     {"prescreen": None, "pool": 500, "top": 5, "pruner": "sha"}),
+    (["--preset", "cpu", "--prescreen", "snip", "--pool", "50", "--top", "3", "--no-prune"],
+     {"prescreen": "snip", "pool": 50, "top": 3, "pruner": "none"}),
+    (["--prescreen", "synflow"], {"prescreen": "synflow", "pool": 200, "top": 10,
+                                  "pruner": "median"}),
+])
+def test_the_search_mode_is_the_presets_unless_a_flag_says_otherwise(argv, expected):
+    from ghostsearch.cli.search import parse_args, search_mode
+    from ghostsearch.search.presets import get_preset
+
+    args = parse_args(argv)
+    assert search_mode(args, get_preset(args.preset)) == expected

@@ -5,8 +5,10 @@ infeasible and never trained. Reference GhostNets (0.5x, 1.0x and the widest wit
 are trained under the same protocol in the same study. Rerunning the same command resumes it.
 
 Presets name a measured proxy protocol and data subset: gpu (the default: 5 epochs on the
-whole training split), cpu (3 epochs on 5,000 images) and quick (1 epoch on 1,000 images, for
-trying the tool). --epochs, --batch-size, --train-subset and --val-size override a preset.
+whole training split), cpu (3 epochs on 5,000 images, after a NASWOT prescreen of 500
+candidates that trains only the best 5) and quick (1 epoch on 1,000 images, for trying the
+tool). --epochs, --batch-size, --train-subset, --val-size, --prescreen, --pool, --top and
+--pruner override a preset.
 
 Examples:
   ghostsearch search --budget 200MFLOPs --data imagefolder --data-dir /path/to/cifar10
@@ -28,9 +30,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.arch.budget import format_flops
+from ghostsearch.arch.counting import analytic_counts
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.latency.table import LatencyTable
 from ghostsearch.provenance import provenance
@@ -39,7 +43,8 @@ from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
 from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_duration
-from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, get_preset
+from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
+from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
 from ghostsearch.search.settings import (
     OBJECTIVES,
@@ -82,11 +87,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "baselines with --prescreen)")
     g.add_argument("--prescreen", default=None, metavar="SCORE",
                    help="rank a pool of candidates with this training-free score (see "
-                        "ghostsearch.SCORE_NAMES) and train only the best --top")
-    g.add_argument("--pool", type=int, default=200,
-                   help="candidates within the limits that --prescreen scores (default: 200)")
-    g.add_argument("--top", type=int, default=10,
-                   help="of the pool, how many are trained with the proxy (default: 10)")
+                        "ghostsearch.SCORE_NAMES) and train only the best --top; 'none' "
+                        "trains what the sampler proposes (default: the preset's: naswot "
+                        "for cpu, none for gpu and quick)")
+    g.add_argument("--pool", type=int, default=None,
+                   help="candidates within the limits that --prescreen scores (default: the "
+                        "preset's, 500 for cpu, else 200)")
+    g.add_argument("--top", type=int, default=None,
+                   help="of the pool, how many are trained with the proxy (default: the "
+                        "preset's, 5 for cpu, else 10)")
     g.add_argument("--timeout", type=float, default=None,
                    help="stop starting new trials after this many seconds")
     g.add_argument("--latency-ms", type=float, default=None,
@@ -97,10 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "for --latency-ms and the latency objective")
     g.add_argument("--no-baselines", action="store_true",
                    help="do not train the reference GhostNets in the study")
-    g.add_argument("--pruner", choices=PRUNERS, default="median",
+    g.add_argument("--pruner", choices=PRUNERS, default=None,
                    help="Optuna pruner on per-epoch validation accuracy: median, hyperband, "
                         "sha (successive halving) or none; single-objective only "
-                        "(default: median)")
+                        "(default: the preset's, none for cpu, else median)")
     g.add_argument("--no-prune", action="store_true", help="the same as --pruner none")
     g = p.add_argument_group("data (the proxy task)")
     add_data_args(g)
@@ -166,25 +175,50 @@ def _measure_front(study, settings: SearchSettings) -> None:
 
 
 def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -> None:
-    """On a CPU, time a few training steps of the largest baseline first and say how long the
-    search will take; a GPU-sized protocol on a CPU is named as such, with the way out."""
-    widths = baseline_widths(settings.space, settings.budget_flops)
-    width = max((w for _, w in widths), default=1.0)
-    cfg = settings.space.build_config(settings.space.reference_params(width)) if widths else (
-        settings.space.build_config(settings.space.smallest_params()))
-    est = estimate_search(settings, dataset, cfg, device)
-    print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}; pruning shortens it")
+    """On a CPU, say how long the search will take before it starts: run the prescreen (if
+    any) first, then time a few training steps of what will be trained (the picked candidates
+    and the references, else the widest reference); a GPU-sized protocol on a CPU is named as
+    such, with the way out."""
+    space = settings.space
+    widths = [w for _, w in baseline_widths(space, settings.budget_flops)]
+    refs = [space.build_config(space.reference_params(w)) for w in widths] or [
+        space.build_config(space.smallest_params())]
+    cfgs = [max(refs, key=lambda c: analytic_counts(c).flops)]
+    if settings.prescreen:
+        study = open_study(settings)
+        ensure_prescreen(study, settings, dataset, progress=True)
+        pool = study.user_attrs[PRESCREEN_KEY]
+        print(f"prescreen: {len(pool['pool'])} candidates within the limits scored with "
+              f"{pool['score']} in {pool['cpu_seconds']:.0f} CPU-s; training the best "
+              f"{pool['top']} (every candidate goes to pool.csv)")
+        cfgs = [space.build_config(p) for p in picked_params(study)]
+        cfgs += refs if settings.baselines and widths else []
+    est = estimate_search(settings, dataset, cfgs, device)
+    print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}"
+          + ("; pruning shortens it" if settings.pruner != "none" else ""))
     if est.total_s > LONG_SEARCH_S:
         if preset == "cpu":
-            hint = "fewer --trials or --epochs shorten it"
+            hint = "fewer --trials, --top or --epochs shorten it"
         else:
             cpu = PRESETS["cpu"]
+            trials = cpu.top + (len(widths) if settings.baselines else 0)
             scale = (cpu.protocol.epochs / settings.protocol.epochs
-                     * min(1.0, cpu.train_cap / max(1, len(dataset.train))))
-            hint = (f"--preset cpu (3 epochs on 5,000 images) shortens it to about "
+                     * min(1.0, cpu.train_cap / max(1, len(dataset.train)))
+                     * min(1.0, trials / settings.trials))
+            hint = (f"--preset cpu (the best {cpu.top} of a {cpu.prescreen} prescreen, 3 "
+                    f"epochs on 5,000 images) shortens it to about "
                     f"{format_duration(scale * est.total_s)}")
         print(f"warning: this search will take up to {format_duration(est.total_s)} on this "
               f"CPU with the {preset} protocol; {hint}")
+
+
+def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
+    """The prescreen, pool, top and pruner: each flag given, else the preset's."""
+    prescreen = preset.prescreen if args.prescreen is None else args.prescreen
+    return {"prescreen": None if prescreen in (None, "none") else prescreen,
+            "pool": preset.pool if args.pool is None else args.pool,
+            "top": preset.top if args.top is None else args.top,
+            "pruner": "none" if args.no_prune else (args.pruner or preset.pruner)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,10 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
     out = study_dir(name, args.out)
     preset = get_preset(args.preset)
+    mode = search_mode(args, preset)
     trials = args.trials
     if trials is None:
         baselines = 0 if args.no_baselines else len(baseline_widths(space, budget))
-        trials = args.top + baselines if args.prescreen else 40
+        trials = mode["top"] + baselines if mode["prescreen"] else 40
     protocol = ProxyProtocol(
         epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
         batch_size=preset.protocol.batch_size if args.batch_size is None else args.batch_size,
@@ -212,9 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
         trials=trials, timeout=args.timeout, seed=args.seed, device=args.device,
         n_jobs=1 if args.n_jobs is None else args.n_jobs,
-        pruner="none" if args.no_prune else args.pruner,
-        baselines=not args.no_baselines, prescreen=args.prescreen,
-        pool=args.pool if args.prescreen else 0, top=args.top if args.prescreen else 0,
+        pruner=mode["pruner"], baselines=not args.no_baselines, prescreen=mode["prescreen"],
+        pool=mode["pool"] if mode["prescreen"] else 0, top=mode["top"] if mode["prescreen"] else 0,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
         latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
     dataset = data.load()  # bad data is refused here, once, before any worker starts

@@ -93,16 +93,20 @@ def measure_throughput(cfg: NetConfig, protocol: ProxyProtocol, device: torch.de
         torch.set_num_threads(previous)
 
 
-def estimate_search(settings: SearchSettings, data: Dataset, cfg: NetConfig,
+def estimate_search(settings: SearchSettings, data: Dataset, cfgs: list[NetConfig],
                     device: torch.device) -> Estimate:
-    """Time `cfg` here (with each worker's share of the CPU threads) and scale to the search."""
+    """Time each of `cfgs` here (with each worker's share of the CPU threads) and scale their
+    mean trial to the search's trials: the candidates a prescreen picked and the references
+    when known, else one representative. Kernel sizes and expansions weigh on a CPU beyond
+    their FLOPs, so timing the very candidates beats scaling one by FLOPs."""
     from .proxy import proxy_config
 
-    pcfg = proxy_config(cfg, data, settings.protocol)
     batch = min(settings.protocol.batch_size, len(data.train))
     protocol = dataclasses.replace(settings.protocol, batch_size=batch)
-    ips = measure_throughput(pcfg, protocol, device, threads=worker_threads(settings.n_jobs))
-    per_trial = trial_seconds(ips, settings.protocol, data)
+    rates = [measure_throughput(proxy_config(cfg, data, settings.protocol), protocol, device,
+                                threads=worker_threads(settings.n_jobs)) for cfg in cfgs]
+    per_trial = sum(trial_seconds(r, settings.protocol, data) for r in rates) / len(rates)
+    ips = sum(rates) / len(rates)
     return Estimate(ips, per_trial, per_trial * settings.trials / settings.n_jobs)
 
 

@@ -58,14 +58,17 @@ def pool_points(settings: Any) -> list[dict[str, Any]]:
                           "limits") from None
 
 
-def build_pool(settings: Any, data: Dataset) -> dict[str, Any]:
+def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str, Any]:
     """Score every candidate of `pool_points` and mark the best `settings.top`."""
+    from tqdm import tqdm
+
     space = settings.space
     points = pool_points(settings)
     x, y = score_batch(data)
     start = time.process_time()
     rows = []
-    for params in points:
+    for params in tqdm(points, desc=f"prescreen ({settings.prescreen})", unit="candidate",
+                       disable=not progress, dynamic_ncols=True):
         cfg = space.build_config(params)
         pcfg = proxy_config(cfg, data, settings.protocol)
         value = score_architecture(pcfg, settings.prescreen, x, y, seed=settings.seed)
@@ -79,13 +82,21 @@ def build_pool(settings: Any, data: Dataset) -> dict[str, Any]:
             "cpu_seconds": time.process_time() - start, "batch": len(y)}
 
 
-def ensure_prescreen(study: optuna.Study, settings: Any, data: Dataset) -> None:
+def ensure_prescreen(study: optuna.Study, settings: Any, data: Dataset,
+                     progress: bool = False) -> None:
     """Once per study: build the pool, store it, and enqueue the picked candidates in their
     score order (after the baselines)."""
     if settings.prescreen is None or PRESCREEN_KEY in study.user_attrs:
         return
-    pool = build_pool(settings, data)
+    pool = build_pool(settings, data, progress)
     study.set_user_attr(PRESCREEN_KEY, pool)
     for row in sorted((r for r in pool["pool"] if r["picked"]), key=lambda r: r["rank"]):
         study.enqueue_trial(row["params"], user_attrs={"prescreen_rank": row["rank"],
                                                        "prescreen_score": row["score"]})
+
+
+def picked_params(study: optuna.Study) -> list[dict[str, Any]]:
+    """The points of the space the prescreen picked for training, best first (none before it
+    has run)."""
+    pool = study.user_attrs.get(PRESCREEN_KEY, {}).get("pool", [])
+    return [r["params"] for r in sorted((r for r in pool if r["picked"]), key=lambda r: r["rank"])]

@@ -115,7 +115,8 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
     if data is None and trained_count(study) < settings.trials:
         data = settings.data.load()  # the workers then read the decoded cache
     if data is not None:
-        ensure_prescreen(study, settings, data)  # once per study, before any worker starts
+        # once per study, before any worker starts
+        ensure_prescreen(study, settings, data, progress=show_progress)
     deadline = None if settings.timeout is None else time.time() + settings.timeout
     bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,
                initial=min(trained_count(study), settings.trials), dynamic_ncols=True)
