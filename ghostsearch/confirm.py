@@ -95,6 +95,7 @@ def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
     rest = [c.key for c in cands if c.key not in first]
     return [(k, s) for group in (first, rest) for s in range(seeds) for k in group]
 
+
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
                        meta: dict[str, Any]) -> optuna.Study:
     """The companion study; its units are enqueued once, by whoever creates it. A companion
@@ -170,6 +171,7 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
     threads = worker_threads(n_jobs)
     spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
                                    threads)] * n_jobs, "confirm workers")
+
 
 def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
     """The verdict rows of a study's confirmation, from its companion study in the same

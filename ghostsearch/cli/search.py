@@ -191,8 +191,8 @@ def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -
         print(f"prescreen: {len(pool['pool'])} candidates within the limits scored with "
               f"{pool['score']} in {pool['cpu_seconds']:.0f} CPU-s; training the best "
               f"{pool['top']} (every candidate goes to pool.csv)")
-        cfgs = [space.build_config(p) for p in picked_params(study)]
-        cfgs += refs if settings.baselines and widths else []
+        picked = [space.build_config(p) for p in picked_params(study)]
+        cfgs = picked + (refs if settings.baselines and widths else []) or cfgs
     est = estimate_search(settings, dataset, cfgs, device)
     print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}"
           + ("; pruning shortens it" if settings.pruner != "none" else ""))
