@@ -152,12 +152,12 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
                  protocol: ProxyProtocol, out: Path, n_units: int, device: str,
                  threads: int) -> None:
-    torch.set_num_threads(threads)
-    confirm = optuna.load_study(study_name=name, storage=make_storage(url))
-    try:
+    try:  # an interrupted unit re-enqueues itself; the parent reports, no traceback here
+        torch.set_num_threads(threads)
+        confirm = optuna.load_study(study_name=name, storage=make_storage(url))
         run_units(confirm, cands, data.load(progress=False), protocol, out, n_units,
                   device=device)
-    except KeyboardInterrupt:  # the unit re-enqueued itself; the parent reports
+    except KeyboardInterrupt:
         return
 
 

@@ -89,15 +89,17 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
 
 def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None,
                     worker: int, verbosity: int) -> None:
-    optuna.logging.set_verbosity(verbosity)  # the parent's, as its command line set it
-    dev = pick_device(device)
-    if dev.type == "cpu":  # K workers share the cores instead of each taking all
-        torch.set_num_threads(worker_threads(settings.n_jobs))
-    elif dev.index is not None:  # graphs, events and caches on this worker's own GPU only
-        torch.cuda.set_device(dev)
+    # Ctrl-C reaches every worker at once, whatever it is doing (even setting up): the
+    # parent reports it, so no worker prints a traceback of its own
     try:
+        optuna.logging.set_verbosity(verbosity)  # the parent's, as its command line set it
+        dev = pick_device(device)
+        if dev.type == "cpu":  # K workers share the cores instead of each taking all
+            torch.set_num_threads(worker_threads(settings.n_jobs))
+        elif dev.index is not None:  # graphs, events and caches on this worker's own GPU only
+            torch.cuda.set_device(dev)
         run_worker(settings, device=device, deadline=deadline, worker=worker)
-    except KeyboardInterrupt:  # the parent reports; no traceback per worker
+    except KeyboardInterrupt:
         return
 
 
