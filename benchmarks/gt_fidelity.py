@@ -63,6 +63,7 @@ def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
                               for a, g in groups],
             "pooled_sd": pooled, "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
 
+
 def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[str],
                 data: Dataset, *, seed: int = 0,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
