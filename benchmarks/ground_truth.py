@@ -68,11 +68,35 @@ def read_plan(out: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a ground-truth protocol ({e})") from None
 
 
-def done_units(csv_path: Path) -> set[Unit]:
+def retrain_units(rows: list[dict[str, Any]], top: int, seeds: int) -> list[Unit]:
+    """Units that retrain the references and the `top` best sampled architectures (by their
+    seed-0 validation accuracy in the table's `rows`) with seeds 0 to `seeds - 1`, references
+    first, in table order.
+
+    The best of a one-seed table is partly luck (the winner's curse); these seeds measure how
+    much, and say whether the space holds an architecture that really beats the reference."""
+    if top < 0 or seeds < 1:
+        raise ConfigError(f"--retrain-top {top} / --retrain-seeds {seeds}: need top >= 0 and "
+                          "seeds >= 1")
+    first = {r["arch_id"]: r for r in rows if int(r["seed"]) == 0}
+    refs = [a for a, r in first.items() if r["kind"] == "reference"]
+    sampled = sorted((a for a, r in first.items() if r["kind"] == "sampled"),
+                     key=lambda a: (-float(first[a]["val_acc"]), a))
+    if len(sampled) < top:
+        raise ConfigError(f"--retrain-top {top}: only {len(sampled)} sampled architectures have "
+                          "a finished seed-0 run; finish the table first")
+    return [Unit(a, s) for a in refs + sampled[:top] for s in range(seeds)]
+
+
+def read_rows(csv_path: Path) -> list[dict[str, Any]]:
     if not csv_path.exists():
-        return set()
+        return []
     with csv_path.open() as f:
-        return {Unit(r["arch_id"], int(r["seed"])) for r in csv.DictReader(f)}
+        return list(csv.DictReader(f))
+
+
+def done_units(csv_path: Path) -> set[Unit]:
+    return {Unit(r["arch_id"], int(r["seed"])) for r in read_rows(csv_path)}
 
 
 def append_row(csv_path: Path, row: dict[str, Any]) -> None:

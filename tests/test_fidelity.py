@@ -194,3 +194,46 @@ def test_gain_over_the_reference_line():
         "test_acc": [60.0, 70.0, 66.0, 58.0, 69.0]})
     gain = reference_gain(truth)
     assert gain.to_dict() == pytest.approx({"a": 1.0, "b": -2.0, "c": -1.0})
+
+
+def test_retrain_units_take_the_references_and_the_best_sampled_by_validation():
+    from benchmarks.ground_truth import Unit, retrain_units
+
+    rows = [{"arch_id": "ref-1.00x", "kind": "reference", "seed": "0", "val_acc": "60.0"},
+            {"arch_id": "s000", "kind": "sampled", "seed": "0", "val_acc": "55.0"},
+            {"arch_id": "s001", "kind": "sampled", "seed": "0", "val_acc": "70.0"},
+            {"arch_id": "s002", "kind": "sampled", "seed": "0", "val_acc": "65.0"},
+            {"arch_id": "s000", "kind": "sampled", "seed": "1", "val_acc": "90.0"}]  # not seed 0
+    assert retrain_units(rows, 2, 3) == [Unit(a, s) for a in ("ref-1.00x", "s001", "s002")
+                                         for s in range(3)]
+    assert retrain_units(rows, 0, 2) == [Unit("ref-1.00x", 0), Unit("ref-1.00x", 1)]
+    with pytest.raises(ConfigError, match="only 3 sampled architectures"):
+        retrain_units(rows, 4, 3)
+    with pytest.raises(ConfigError, match="need top >= 0 and seeds >= 1"):
+        retrain_units(rows, 1, 0)
+
+
+@pytest.mark.slow
+def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(tmp_path):
+    import csv
+    import json
+
+    from benchmarks.build_ground_truth import main
+
+    out = tmp_path / "gt"
+    args = ["--data", "synthetic", "--data-dir", str(tmp_path), "--out", str(out),
+            "--budget", "100MFLOPs", "--archs", "2", "--second-seed", "0", "--epochs", "1",
+            "--train-subset", "64", "--val-size", "32", "--workers", "1",
+            "--retrain-top", "1", "--retrain-seeds", "2"]
+    assert main(args) == 0
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    refs = sorted({r["arch_id"] for r in rows if r["kind"] == "reference"})
+    seed0 = {r["arch_id"]: float(r["val_acc"]) for r in rows if r["seed"] == "0"}
+    best = min((a for a in seed0 if a.startswith("s")), key=lambda a: (-seed0[a], a))
+    twice = sorted(r["arch_id"] for r in rows if r["seed"] == "1")
+    assert twice == sorted(refs + [best])  # references and the best sample, each one more seed
+    assert len(rows) == len(refs) + 2 + len(twice)
+    planned = json.loads((out / "protocol.json").read_text())["units"]
+    assert len(planned) == len(rows)  # the retraining units are recorded for a resume
+    assert main(args) == 0  # a rerun trains nothing more
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == len(rows)
