@@ -98,8 +98,10 @@ def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
 
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
                        meta: dict[str, Any]) -> optuna.Study:
-    """The companion study; its units are enqueued once, by whoever creates it. A companion
-    made for other units or another protocol is refused."""
+    """The companion study; its units are enqueued once, by whoever creates it. Rerun with
+    more seeds, it enqueues the new seeds' units (to narrow the intervals without retraining
+    what is done); a companion made for other architectures, another protocol or more seeds
+    is refused."""
     name = study.study_name + SUFFIX
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
@@ -109,9 +111,20 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
         return confirm
     except optuna.exceptions.DuplicatedStudyError:
         confirm = optuna.load_study(study_name=name, storage=storage)
-    if confirm.user_attrs.get("meta") != meta:
+    old = confirm.user_attrs.get("meta", {})
+    if {**old, "seeds": None} != {**meta, "seeds": None}:
         raise StudyError(f"study {name!r} confirms other architectures or another protocol; "
                          "rerun with its original options")
+    if meta["seeds"] < old["seeds"]:
+        raise StudyError(f"study {name!r} was started with {old['seeds']} seeds; pass --seeds "
+                         f"{old['seeds']} or more")
+    if meta["seeds"] > old["seeds"]:
+        have = {(t.user_attrs.get("key"), t.user_attrs.get("seed"))
+                for t in confirm.get_trials(deepcopy=False)}
+        for i, (key, seed) in enumerate(units):
+            if seed >= old["seeds"] and (key, seed) not in have:
+                confirm.enqueue_trial({"unit": i}, user_attrs={"key": key, "seed": seed})
+        confirm.set_user_attr("meta", meta)
     return confirm
 
 

@@ -65,6 +65,28 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     assert len(optuna.load_study(study_name="s-confirm", storage=url).get_trials()) == done
 
 
+def test_more_seeds_add_only_the_new_units_and_fewer_are_refused(tmp_path, capsys):
+    _, url = search(tmp_path)
+    out = tmp_path / "out"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--n-jobs", "1", *DATA]
+    assert main([*args, "--seeds", "1"]) == 0
+    first = optuna.load_study(study_name="s-confirm", storage=url).get_trials()
+    n_keys = len(first)
+    assert main([*args, "--seeds", "2"]) == 0
+    trials = optuna.load_study(study_name="s-confirm", storage=url).get_trials()
+    assert len(trials) == 2 * n_keys  # the seed-0 units were not trained again
+    assert [t.datetime_complete for t in trials[:n_keys]] == [
+        t.datetime_complete for t in first]
+    assert sorted(t.user_attrs["seed"] for t in trials) == [0] * n_keys + [1] * n_keys
+    rows = pd.read_csv(out / "confirmed.csv").to_dict("records")
+    assert all(r["seeds"] == 2 for r in rows) and len(rows) == n_keys
+    capsys.readouterr()
+    assert main([*args, "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: study 's-confirm' was started with 2 seeds; pass --seeds 2 or more")
+
+
 def test_units_run_the_verdicts_inputs_first_seed_by_seed():
     from ghostsearch.confirm import Candidate, unit_order
 
