@@ -11,6 +11,7 @@ every epoch under the output folder and resumes from it after an interruption.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import warnings
 from dataclasses import dataclass
@@ -197,6 +198,51 @@ def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
     cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
     rows = results(confirm)
     return verdicts(cands, rows) if cands and rows else None
+
+
+def winner(table: list[dict[str, Any]], seeds: int) -> dict[str, Any] | None:
+    """The confirmed winner: of the found architectures with every seed done, the best by
+    mean validation accuracy (the test set only reports)."""
+    found = [r for r in table if not r["baseline"] and r["seeds"] >= seeds]
+    return max(found, key=lambda r: r["val_mean"]) if found else None
+
+
+def busy_seconds(intervals: list[tuple[datetime.datetime, datetime.datetime]]) -> float:
+    """Wall time during which at least one interval was running: the length of their union,
+    so pauses between resumed runs are not counted and parallel workers are counted once."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total += (b - a).total_seconds()
+            end = b
+        elif b > end:
+            total += (b - end).total_seconds()
+            end = b
+    return total
+
+
+def study_seconds(study: optuna.Study) -> float:
+    """Wall time of a study's trials (the union of their start-to-end intervals)."""
+    return busy_seconds([(t.datetime_start, t.datetime_complete)
+                         for t in study.get_trials(deepcopy=False)
+                         if t.datetime_start and t.datetime_complete])
+
+
+def confirm_summary(study: optuna.Study) -> dict[str, Any] | None:
+    """A study's confirmation at a glance: its protocol and seeds, units done of all, the
+    wall time spent on units (interrupted ones included) and their summed training time."""
+    try:
+        confirm = optuna.load_study(study_name=study.study_name + SUFFIX,
+                                    storage=study._storage)
+    except KeyError:
+        return None
+    trials = [t for t in confirm.get_trials(deepcopy=False) if "key" in t.user_attrs]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return {**confirm.user_attrs.get("meta", {}),
+            "units": len({(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials}),
+            "units_done": len(done),
+            "wall_seconds": study_seconds(confirm),
+            "train_seconds": sum(t.user_attrs.get("train_seconds", 0.0) for t in done)}
 
 
 def results(confirm: optuna.Study) -> list[dict[str, Any]]:

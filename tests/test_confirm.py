@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ghostsearch.cli import main
-from ghostsearch.confirm import Candidate, verdict_text, welch
+from ghostsearch.confirm import Candidate, busy_seconds, verdict_text, welch
 from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import space_from_dict
@@ -57,6 +57,10 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     assert any(w in meta["confirmed"]["verdict"] for w in ("beats", "level with", "loses to"))
     report = (out / "report.md").read_text()
     assert "## Confirmed (long protocol" in report and (out / "confirmed.png").exists()
+    verdict = report.split("## Verdict\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert verdict[0].startswith(f"- {keys[0]} (") and meta["confirmed"]["verdict"] in verdict[0]
+    assert verdict[2].startswith(f"- units: {len(keys) * 2} of {len(keys) * 2} done")
+    assert report.index("## Verdict") < report.index("## Setting")
     assert "confirmed winner: trial-" in printed
     confirm = optuna.load_study(study_name="s-confirm", storage=url)
     done = len(confirm.get_trials())
@@ -154,3 +158,30 @@ def test_welch_interval_and_verdicts():
         "loses to GhostNet 1.2x (198 MFLOPs) by 1.0")
     assert welch([65.0, 65.0], [64.0, 64.0]) == (1.0, 0.0)  # no spread: an exact difference
     assert "too few seeds" in verdict_text(found, ref, 0.5, math.nan)
+
+
+def test_busy_seconds_count_overlaps_once_and_skip_pauses():
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1)
+
+    def at(a, b):
+        return (t0 + timedelta(minutes=a), t0 + timedelta(minutes=b))
+
+    # two workers overlapping for 0-10 and 5-12, a pause, then 30-40 and a unit inside it
+    intervals = [at(30, 40), at(0, 10), at(5, 12), at(32, 35)]
+    assert busy_seconds(intervals) == (12 + 10) * 60
+    assert busy_seconds([]) == 0.0
+
+
+def test_the_winner_has_every_seed_and_the_best_validation_not_test():
+    from ghostsearch.confirm import winner
+
+    rows = [{"key": "trial-1", "baseline": False, "seeds": 3, "val_mean": 60.0, "test_mean": 70},
+            {"key": "trial-2", "baseline": False, "seeds": 3, "val_mean": 61.0, "test_mean": 50},
+            {"key": "trial-3", "baseline": False, "seeds": 2, "val_mean": 90.0, "test_mean": 90},
+            {"key": "GhostNet 1.2x", "baseline": True, "seeds": 3, "val_mean": 99.0,
+             "test_mean": 99}]
+    assert winner(rows, 3)["key"] == "trial-2"
+    assert winner(rows, 2)["key"] == "trial-3"
+    assert winner(rows, 4) is None

@@ -32,6 +32,7 @@ from ghostsearch.confirm import (
     run_units_parallel,
     unit_order,
     verdicts,
+    winner,
 )
 from ghostsearch.errors import ConfigError
 from ghostsearch.report.export import export_trial
@@ -104,9 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
-    found = [r for r in table if not r["baseline"] and r["seeds"] == args.seeds]
-    if found:
-        best = max(found, key=lambda r: r["val_mean"])  # selected on validation, not test
+    best = winner(table, args.seeds)
+    if best is not None:
         path = export_trial(study, best["trial"], out / "best_arch.json")
         data_json = json.loads(path.read_text())
         data_json["metadata"]["confirmed"] = {

@@ -190,6 +190,39 @@ def _confirmed_section(studies: Sequence[optuna.Study],
     return title, _fmt(table[cols]), plot_confirmed(rows, out / "confirmed.png")
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
+
+
+def _verdict_section(study: optuna.Study) -> tuple[str, str] | None:
+    """The answer first: the confirmed winner against the reference at the budget, how it was
+    measured, how much of the confirmation is done and what the search and it took."""
+    from ..confirm import confirm_summary, confirmed_table, study_seconds, winner
+
+    summary = confirm_summary(study)
+    if summary is None or not summary["units_done"]:
+        return None
+    rows = confirmed_table(study) or []
+    best = winner(rows, summary["seeds"])
+    p, d = summary["protocol"], summary["data"]
+    search_s, confirm_s = study_seconds(study), summary["wall_seconds"]
+    lines = [
+        f"- {best['key']} ({best['MFLOPs']:.2f} MFLOPs): "
+        f"{best.get('verdict', 'no reference within the budget to compare with')}"
+        if best else f"- no verdict yet: no found architecture has all {summary['seeds']} "
+                     "seeds done",
+        f"- protocol: {p['epochs']} epochs on {d['train']:,} training images, batch "
+        f"{p['batch_size']}, {summary['seeds']} seeds; validated on {d['val']:,} held-out "
+        "images (the winner is chosen on them), tested on the full test split",
+        f"- units: {summary['units_done']} of {summary['units']} done, "
+        f"{summary['train_seconds'] / 3600:.2f} h of training in all",
+        f"- wall time: search trials {_minutes(search_s)} + confirmation {_minutes(confirm_s)} = "
+        f"{_minutes(search_s + confirm_s)} (time with a trial or unit running; pauses "
+        "between resumed runs not counted)",
+    ]
+    return "Verdict", "\n".join(lines)
+
+
 def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
                        out: Path) -> tuple[str, Any] | None:
     """The scored pool of a prescreened study: pool.csv with every candidate, and the picked
@@ -281,6 +314,9 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     if pool is not None:
         sections.insert(1, pool)
         files["pool"] = out / "pool.csv"
+    verdict = _verdict_section(studies[0]) if confirmed is not None else None
+    if verdict is not None:
+        sections.insert(0, verdict)
     md = [f"# ghostsearch report: {names}", ""]
     for title, body in sections:
         md += [f"## {title}", ""]
