@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,15 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     return confirm
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # workers write to a shared stdout, often a file: no buffering
+
+
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
-              log: Any = print) -> None:
-    """Train waiting units until none is left; each completed unit records its accuracies."""
+              log: Callable[[str], None] = _say) -> None:
+    """Train waiting units until none is left; each completed unit records its accuracies.
+    `log` gets a line as a unit starts, after each of its epochs and when it is done."""
     from .compress.train import ModelSpec, train_full
     from .search.proxy import proxy_config
 
@@ -150,10 +156,11 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         pcfg = proxy_config(cfg, data, protocol)
         spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
         folder = out / "confirm" / f"{key.replace(' ', '_')}-seed{seed}"
-        log(f"unit {unit + 1}/{n_units}: {key}, seed {seed}")
+        tag = f"unit {unit + 1}/{n_units}: {key}, seed {seed}"
+        log(f"{tag}: started")
         try:
             record = train_full(spec, data, protocol, folder, seed=seed, device=device,
-                                log=lambda m: None)
+                                log=lambda m, tag=tag: log(f"{tag}: {m}"))
         except KeyboardInterrupt:
             confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
             confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed})
@@ -161,6 +168,8 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         for k in ("val_acc", "test_acc", "train_seconds"):
             trial.set_user_attr(k, record[k])
         confirm.tell(trial, record["val_acc"])
+        log(f"{tag}: done, val {record['val_acc']:.2f}%, test {record['test_acc']:.2f}%, "
+            f"{record['train_seconds'] / 60:.1f} min")
 
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,

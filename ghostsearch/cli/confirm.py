@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -115,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(json.dumps(data_json, indent=2) + "\n")
         print(f"confirmed winner: {best['key']}: {best.get('verdict', '')}; wrote {path}")
     for r in table:
-        print(f"{r['key']}: test {r['test_mean']:.2f} ± {r['test_std']:.2f}, val "
-              f"{r['val_mean']:.2f} over {r['seeds']} seeds" +
+        spread = "" if math.isnan(r["test_std"]) else f" ± {r['test_std']:.2f}"
+        print(f"{r['key']}: test {r['test_mean']:.2f}{spread}, val "
+              f"{r['val_mean']:.2f} over {r['seeds']} seed(s)" +
               (f"; {r['verdict']}" if r.get("verdict") else ""))
     files = write_report([study], out)
     print(f"report: {files['md']}")
