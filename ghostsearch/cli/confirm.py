@@ -53,7 +53,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                "(default: results/<study-name>)")
     p.add_argument("--top", type=int, default=3,
                    help="best trials by proxy validation accuracy to retrain (default: 3)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per architecture (default: 3)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per architecture (default: 3); rerun with more to narrow the "
+                        "intervals: only the new seeds are trained")
     p.add_argument("--protocol", default="ground-truth",
                    help=f"long protocol: {', '.join(PROTOCOLS)} (default: ground-truth, 12 "
                         "epochs on 10,000 images)")
