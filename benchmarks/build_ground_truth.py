@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks.ground_truth import (
     Unit,
+    against_reference,
     done_units,
     machine,
     plan,
@@ -114,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.retrain_top:
         units = _with_retrain_units(out, units, args)
         _run(out, units, protocol, data_kwargs, args, n, start)
+        rows = read_rows(out / "runs.csv")
+        retrained = list(dict.fromkeys(u.arch_id for u in units if u.seed > 0))
+        widest = [a for a in retrained if a.startswith("ref-")][-1:]  # plan order: widest last
+        for r in against_reference(rows, retrained, widest[0]) if widest else []:
+            print(f"{r['name']}: test " + " / ".join(f"{x:.2f}" for x in r["test_acc"])
+                  + ("" if r["arch_id"] == widest[0] else f"; {r['verdict']}"), flush=True)
     return 0
 
 

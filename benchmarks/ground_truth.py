@@ -88,6 +88,28 @@ def retrain_units(rows: list[dict[str, Any]], top: int, seeds: int) -> list[Unit
     return [Unit(a, s) for a in refs + sampled[:top] for s in range(seeds)]
 
 
+def against_reference(rows: list[dict[str, Any]], arch_ids: list[str],
+                      reference: str) -> list[dict[str, Any]]:
+    """Each architecture's test accuracy over its seeds against the reference's, with the
+    Welch 95% interval and the verdict in words that `ghostsearch confirm` gives."""
+    from ghostsearch.confirm import Candidate, verdict_text, welch
+
+    def arm(a: str) -> tuple[Candidate, list[float]]:
+        mine = [r for r in rows if r["arch_id"] == a]
+        cand = Candidate(mine[0]["name"], {}, int(float(mine[0]["mflops"]) * 1e6),
+                         a == reference)
+        return cand, [float(r["test_acc"]) for r in sorted(mine, key=lambda r: int(r["seed"]))]
+
+    ref, ref_acc = arm(reference)
+    out = []
+    for a in arch_ids:
+        cand, acc = arm(a)
+        diff, half = welch(acc, ref_acc)
+        out.append({"arch_id": a, "name": cand.key, "test_acc": acc, "diff": diff,
+                    "ci_half": half, "verdict": verdict_text(cand, ref, diff, half)})
+    return out
+
+
 def read_rows(csv_path: Path) -> list[dict[str, Any]]:
     if not csv_path.exists():
         return []

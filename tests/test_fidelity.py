@@ -237,3 +237,21 @@ def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(tmp_p
     assert len(planned) == len(rows)  # the retraining units are recorded for a resume
     assert main(args) == 0  # a rerun trains nothing more
     assert len(list(csv.DictReader((out / "runs.csv").open()))) == len(rows)
+
+
+def test_against_reference_gives_the_confirm_verdict_over_seeds():
+    import math
+
+    from benchmarks.ground_truth import against_reference
+
+    def row(arch, seed, acc, mflops):
+        return {"arch_id": arch, "name": arch, "seed": str(seed), "test_acc": str(acc),
+                "mflops": str(mflops)}
+
+    rows = [row("ref-1.20x", s, a, 197.96) for s, a in enumerate((67.0, 68.0, 69.0))]
+    rows += [row("s033", s, a, 199.84) for s, a in ((1, 71.0), (0, 70.0), (2, 72.0))]
+    [r] = against_reference(rows, ["s033"], "ref-1.20x")
+    assert r["test_acc"] == [70.0, 71.0, 72.0]  # in seed order
+    assert r["diff"] == pytest.approx(3.0)
+    assert r["ci_half"] == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
+    assert r["verdict"] == "beats ref-1.20x (198 MFLOPs) by 3.0 ± 2.3 points at 200 MFLOPs"
