@@ -171,16 +171,8 @@ def plot_confirmed(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _confirmed_section(studies: Sequence[optuna.Study],
-                       out: Path) -> tuple[str, Any, Path] | None:
+def _confirmed_section(rows: list[dict[str, Any]], out: Path) -> tuple[str, Any, Path]:
     """The long-protocol retraining of the best trials beside the references, with verdicts."""
-    if len(studies) != 1:
-        return None
-    from ..confirm import confirmed_table
-
-    rows = confirmed_table(studies[0])
-    if not rows:
-        return None
     table = pd.DataFrame(rows)
     cols = [c for c in ("key", "MFLOPs", "seeds", "test_mean", "test_std", "val_mean",
                         "val_std", "proxy_val", "diff_vs_ref", "ci_half", "verdict")
@@ -194,15 +186,14 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
 
 
-def _verdict_section(study: optuna.Study) -> tuple[str, str] | None:
+def _verdict_section(study: optuna.Study, rows: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The answer first: the confirmed winner against the reference at the budget, how it was
     measured, how much of the confirmation is done and what the search and it took."""
-    from ..confirm import confirm_summary, confirmed_table, study_seconds, winner
+    from ..confirm import confirm_summary, study_seconds, winner
 
     summary = confirm_summary(study)
     if summary is None or not summary["units_done"]:
         return None
-    rows = confirmed_table(study) or []
     best = winner(rows, summary["seeds"])
     p, d = summary["protocol"], summary["data"]
     search_s, confirm_s = study_seconds(study), summary["wall_seconds"]
@@ -306,15 +297,17 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     measured = _measured_section(studies)
     if measured is not None:
         sections.insert(3, measured)
-    confirmed = _confirmed_section(studies, out)
-    if confirmed is not None:
-        sections.insert(1, confirmed[:2])
-        files["confirmed"] = confirmed[2]
+    from ..confirm import confirmed_table
+
+    confirmed = confirmed_table(studies[0]) if len(studies) == 1 else None
+    if confirmed:
+        title, table, files["confirmed"] = _confirmed_section(confirmed, out)
+        sections.insert(1, (title, table))
     pool = _prescreen_section(studies, df, out)
     if pool is not None:
         sections.insert(1, pool)
         files["pool"] = out / "pool.csv"
-    verdict = _verdict_section(studies[0]) if confirmed is not None else None
+    verdict = _verdict_section(studies[0], confirmed) if confirmed else None
     if verdict is not None:
         sections.insert(0, verdict)
     md = [f"# ghostsearch report: {names}", ""]
