@@ -10,6 +10,14 @@ seed), written as it finishes; rerun the same command to resume.
 With `--retrain-top K`, once the table is complete the references and the K best sampled
 architectures (by seed-0 validation accuracy) are trained again up to `--retrain-seeds`
 seeds: how much of a one-seed lead over GhostNet survives more seeds.
+
+With `--band LO:HI:N[:K]` (repeatable), the table is extended with architectures sampled
+uniformly within [LO, HI] MFLOPs until that band holds N sampled ones, K of the new ones with a
+second seed, plus the widest reference GhostNet within HI (three seeds): a ground truth of the
+band where a search at that budget makes its choice.
+
+    python scripts/build_ground_truth.py --data imagefolder --data-dir /path/to/cifar10 \\
+        --out results/ground_truth --band 170:200:30:6 --band 85:100:12:3
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ground_truth import (
+    Band,
     Unit,
     against_reference,
     done_units,
+    extend_plan,
     machine,
     plan,
     read_plan,
@@ -65,6 +75,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "architectures with more seeds (default 0: none)")
     p.add_argument("--retrain-seeds", type=int, default=3,
                    help="seeds of each retrained architecture, seed 0 included (default 3)")
+    p.add_argument("--band", action="append", default=[], metavar="LO:HI:N[:K]",
+                   help="extend the table with architectures sampled uniformly within [LO, HI] "
+                        "MFLOPs until the band holds N, K of the new ones with a second seed, "
+                        "plus the widest reference within HI (repeatable)")
     p.add_argument("--plan-only", action="store_true", help="write the configs, train nothing")
     return p.parse_args(argv)
 
@@ -102,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             **identity, "images_seen": protocol.epochs * args.train_subset,
             "test": "the full test split", "threads_per_worker": args.threads,
             "workers": args.workers, "machine": machine(), "provenance": provenance(args)})
+    bands = [Band.parse(b) for b in args.band]
+    if bands:
+        added = extend_plan(out, space, bands)
+        if added:
+            print(f"{out}: {len(added)} architectures added for the bands "
+                  + ", ".join(f"[{b.low:g}, {b.high:g}] MFLOPs" for b in bands), flush=True)
+        units = [Unit(**u) for u in read_plan(out)["units"]]
     done = done_units(out / "runs.csv")
     if args.retrain_top and set(units) <= done:
         units = _with_retrain_units(out, units, args)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ghostsearch import ConfigError, analytic_counts, load_config, save_config
 from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
-from ghostsearch.search.space import SearchSpace, sample_points
+from ghostsearch.search.space import SearchSpace, sample_band, sample_points
 
 COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",
            "test_acc", "val_curve", "train_seconds", "total_seconds", "threads", "finished_at")
@@ -44,6 +44,97 @@ def plan(space: SearchSpace, budget_flops: int, n_sampled: int, reference_widths
         archs.append({"arch_id": f"s{i:03d}", "kind": "sampled", "name": f"sample {i}",
                       "params": params})
     return archs
+
+
+@dataclass(frozen=True)
+class Band:
+    """Architectures sampled uniformly within [low, high] MFLOPs until the band holds `total`
+    sampled ones (those already in the table count); `second_seed` of the new ones, and the
+    widest reference GhostNet within `high`, are also trained with more seeds."""
+
+    low: float
+    high: float
+    total: int
+    second_seed: int = 0
+
+    @property
+    def prefix(self) -> str:
+        return f"b{self.low:g}-{self.high:g}-"
+
+    @classmethod
+    def parse(cls, text: str) -> Band:
+        """`LO:HI:N` or `LO:HI:N:K` (MFLOPs, count, how many new ones get a second seed)."""
+        parts = text.split(":")
+        try:
+            low, high, total = float(parts[0]), float(parts[1]), int(parts[2])
+            second = int(parts[3]) if len(parts) == 4 else 0
+            if len(parts) not in (3, 4):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ConfigError(f"--band {text!r}: expected LO:HI:N[:K] (MFLOPs, architectures, "
+                              "second seeds), for example 170:200:30:6") from None
+        if not 0 <= low < high or total < 1 or second < 0:
+            raise ConfigError(f"--band {text!r}: need 0 <= LO < HI, N >= 1 and K >= 0")
+        return cls(low, high, total, second)
+
+
+def extend_plan(out: Path, space: SearchSpace, bands: list[Band],
+                reference_seeds: int = 3) -> list[str]:
+    """Add each band's architectures (and its widest reference) to a planned table; the plan on
+    disk gains their configs and units: seed-0 units first, band by band, then the extra seeds.
+
+    A band already in the plan is left as it is, so a rerun with the same options resumes.
+    Returns the added architecture ids."""
+    meta = read_plan(out)
+    done_bands = [Band(**b) for b in meta.get("bands", [])]
+    existing = {a: load_config(out / "configs" / f"{a}.json") for a in meta["archs"]}
+    kinds = {a: json.loads((out / "configs" / f"{a}.json").read_text())["metadata"]["kind"]
+             for a in meta["archs"]}
+    first: list[Unit] = []
+    later: list[Unit] = []
+    archs: list[dict[str, Any]] = []
+    for band in bands:
+        if band in done_bands:
+            continue
+        lo, hi = int(band.low * 1e6), int(band.high * 1e6)
+        widths = [w for w in space.width if space.contains(space.reference_params(w))
+                  and analytic_counts(space.build_config(space.reference_params(w))).flops <= hi]
+        if widths:
+            w = max(widths)
+            ref_id = f"ref-{w:.2f}x"
+            if ref_id not in existing and ref_id not in [a["arch_id"] for a in archs]:
+                archs.append({"arch_id": ref_id, "kind": "reference", "name": f"GhostNet {w:g}x",
+                              "params": space.reference_params(w)})
+                first.append(Unit(ref_id, 0))
+                later += [Unit(ref_id, s) for s in range(1, reference_seeds)]
+        held = [a for a, c in existing.items() if kinds[a] == "sampled"
+                and lo <= analytic_counts(c).flops <= hi]
+        need = max(0, band.total - len(held))
+        seed = 1 + len(done_bands) + bands.index(band)
+        draws = sample_band(space, need, seed, low_flops=lo, high_flops=hi,
+                            exclude=set(existing.values()))
+        for i, params in enumerate(draws.points):
+            a = f"{band.prefix}{i:02d}"
+            archs.append({"arch_id": a, "kind": "sampled", "name": f"band sample {a}",
+                          "params": params})
+            first.append(Unit(a, 0))
+            if i < band.second_seed:
+                later.append(Unit(a, 1))
+        meta.setdefault("bands", []).append(dataclasses.asdict(band))
+        meta.setdefault("band_draws", []).append(
+            {**dataclasses.asdict(band), "already_in_band": len(held), "sampling_seed": seed,
+             **draws.summary()})
+    if not archs:
+        return []
+    for a in archs:
+        cfg = space.build_config(a["params"])
+        save_config(cfg, out / "configs" / f"{a['arch_id']}.json",
+                    metadata={"kind": a["kind"], "name": a["name"], "space_params": a["params"]})
+    meta["archs"] = meta["archs"] + [a["arch_id"] for a in archs]
+    later.sort(key=lambda u: u.seed)  # stable: band order within a seed
+    meta["units"] = meta["units"] + [dataclasses.asdict(u) for u in first + later]
+    (out / "protocol.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return [a["arch_id"] for a in archs]
 
 
 def write_plan(out: Path, space: SearchSpace, archs: list[dict[str, Any]],

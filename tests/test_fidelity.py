@@ -255,3 +255,40 @@ def test_against_reference_gives_the_confirm_verdict_over_seeds():
     assert r["diff"] == pytest.approx(3.0)
     assert r["ci_half"] == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
     assert r["verdict"] == "beats ref-1.20x (198 MFLOPs) by 3.0 ± 2.3 points at 200 MFLOPs"
+
+
+def test_band_extension_fills_each_band_once_and_plans_seed_zero_first(tmp_path):
+    import json
+
+    from benchmarks.ground_truth import Band, Unit, extend_plan, plan, read_plan, write_plan
+
+    space = load_space("ghostnet")
+    archs = plan(space, 200_000_000, 6, [0.5], second_seed=1)
+    units = [Unit(a["arch_id"], 0) for a in archs]
+    write_plan(tmp_path, space, archs, units, {"budget_flops": 200_000_000})
+    in_band = [a for a in read_plan(tmp_path)["archs"] if a.startswith("s")
+               and 170e6 <= analytic_counts(space.build_config(
+                   next(x for x in archs if x["arch_id"] == a)["params"])).flops <= 200e6]
+
+    band = Band.parse("170:200:4:2")
+    added = extend_plan(tmp_path, space, [band, Band.parse("85:100:2")])
+    new = [a for a in added if a.startswith("b170")]
+    assert len(new) == 4 - len(in_band)  # the band's existing samples count
+    cfgs = {a: json.loads((tmp_path / "configs" / f"{a}.json").read_text()) for a in added}
+    for a in new:
+        flops = analytic_counts(space.build_config(cfgs[a]["metadata"]["space_params"])).flops
+        assert 170e6 <= flops <= 200e6
+    assert "ref-0.80x" in added  # the widest reference within 100 MFLOPs; 1.2x is new too
+    meta = read_plan(tmp_path)
+    planned = [Unit(**u) for u in meta["units"]][len(units):]
+    seeds = [u.seed for u in planned]
+    assert seeds == sorted(seeds)  # every seed-0 unit before any extra seed
+    assert [u.arch_id for u in planned if u.seed == 1 and u.arch_id.startswith("b")] == new[:2]
+    assert meta["band_draws"][0]["kept"] == len(new)
+    assert meta["band_draws"][0]["draws"] >= len(new)
+    assert extend_plan(tmp_path, space, [band]) == []  # a rerun adds nothing
+    assert read_plan(tmp_path)["units"] == meta["units"]
+    with pytest.raises(ConfigError, match="expected LO:HI:N"):
+        Band.parse("170-200")
+    with pytest.raises(ConfigError, match="need 0 <= LO < HI"):
+        Band.parse("200:170:3")

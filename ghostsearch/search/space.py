@@ -367,27 +367,61 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     return space_from_dict(data, source=source)
 
 
+@dataclass(frozen=True)
+class Draws:
+    """Points drawn by rejection, with what the rejection cost: `draws` random points were
+    built and counted (analytically, from the config alone) to keep `len(points)`."""
+
+    points: list[dict[str, Any]]
+    draws: int
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {"kept": len(self.points), "draws": self.draws,
+                "seconds": round(self.seconds, 2)}
+
+
+def sample_band(space: SearchSpace, n: int, seed: int, *, low_flops: int | None = None,
+                high_flops: int | None = None, exclude: Any = (), max_tries: int = 200_000,
+                accept: Any = None) -> Draws:
+    """`n` distinct points drawn uniformly from the part of the space whose FLOPs lie in
+    [`low_flops`, `high_flops`] (rejection sampling with the analytic counter, so nothing
+    outside the band is ever built as a model or trained), that are not in `exclude` (configs)
+    and for which `accept(config)`, if given, is true."""
+    import time
+
+    from ..arch.counting import analytic_counts
+
+    start = time.perf_counter()
+    rng = random.Random(seed)
+    skip = set(exclude)
+    found: dict[NetConfig, dict[str, Any]] = {}
+    if n <= 0:
+        return Draws([], 0, 0.0)
+    for tries in range(1, max_tries + 1):
+        params = space.random_params(rng)
+        cfg = space.build_config(params)
+        if cfg in found or cfg in skip:
+            continue
+        flops = analytic_counts(cfg).flops if (low_flops or high_flops) else 0
+        within = ((high_flops is None or flops <= high_flops)
+                  and (low_flops is None or flops >= low_flops))
+        if within and (accept is None or accept(cfg)):
+            found[cfg] = params
+            if len(found) == n:
+                return Draws(list(found.values()), tries, time.perf_counter() - start)
+    band = (f"between {low_flops / 1e6:g} and {high_flops / 1e6:g} MFLOPs"
+            if low_flops and high_flops else "within the budget")
+    raise ConfigError(f"only {len(found)} of {n} distinct architectures of space "
+                      f"{space.name!r} found {band} in {max_tries} samples; widen the band "
+                      "(--band) or ask for fewer")
+
+
 def sample_points(space: SearchSpace, n: int, seed: int, *, budget_flops: int | None = None,
                   max_tries: int = 200_000,
                   accept: Any = None) -> list[dict[str, Any]]:
     """`n` distinct points drawn uniformly from the space, kept when within `budget_flops`
     (counted from the config alone, so nothing over budget is ever built) and when
     `accept(config)`, if given, is true."""
-    from ..arch.counting import analytic_counts
-
-    rng = random.Random(seed)
-    found: dict[NetConfig, dict[str, Any]] = {}
-    for _ in range(max_tries):
-        params = space.random_params(rng)
-        cfg = space.build_config(params)
-        if cfg in found:
-            continue
-        within = budget_flops is None or analytic_counts(cfg).flops <= budget_flops
-        if within and (accept is None or accept(cfg)):
-            found[cfg] = params
-            if len(found) == n:
-                return list(found.values())
-    raise ConfigError(f"only {len(found)} of {n} distinct architectures of space "
-                      f"{space.name!r} found within the budget in {max_tries} samples; raise "
-                      "the budget or ask for fewer")
-
+    return sample_band(space, n, seed, high_flops=budget_flops, max_tries=max_tries,
+                       accept=accept).points
