@@ -157,7 +157,9 @@ def _load_folder(root: Path, resolution: int | None, progress: bool,
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    # a name of this process's own: workers that decode the same folder at once each write
+    # their own file, and the last atomic rename wins with identical content
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     torch.save({"images": images, "labels": labels}, tmp)
     tmp.replace(cache)
     return Split(images, labels), classes
