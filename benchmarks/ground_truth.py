@@ -182,22 +182,32 @@ def retrain_units(rows: list[dict[str, Any]], top: int, seeds: int) -> list[Unit
 def against_reference(rows: list[dict[str, Any]], arch_ids: list[str],
                       reference: str) -> list[dict[str, Any]]:
     """Each architecture's test accuracy over its seeds against the reference's, with the
-    Welch 95% interval and the verdict in words that `ghostsearch confirm` gives."""
-    from ghostsearch.confirm import Candidate, verdict_text, welch
+    interval and verdict words of `ghostsearch confirm` (noise pooled over these arms,
+    adjusted for the number of architectures compared)."""
+    from ghostsearch.confirm import Candidate, verdicts
 
-    def arm(a: str) -> tuple[Candidate, list[float]]:
+    cands = [Candidate(reference, {}, 0, True)]
+    names = {}
+    for a in [x for x in arch_ids if x != reference]:
         mine = [r for r in rows if r["arch_id"] == a]
-        cand = Candidate(mine[0]["name"], {}, int(float(mine[0]["mflops"]) * 1e6),
-                         a == reference)
-        return cand, [float(r["test_acc"]) for r in sorted(mine, key=lambda r: int(r["seed"]))]
-
-    ref, ref_acc = arm(reference)
+        cands.append(Candidate(a, {}, int(float(mine[0]["mflops"]) * 1e6), False))
+        names[a] = mine[0]["name"]
+    ref_rows = [r for r in rows if r["arch_id"] == reference]
+    cands[0] = Candidate(ref_rows[0]["name"], {}, int(float(ref_rows[0]["mflops"]) * 1e6), True)
+    names[reference] = ref_rows[0]["name"]
+    key = {reference: cands[0].key}
+    runs = [{"key": key.get(r["arch_id"], r["arch_id"]), "seed": int(r["seed"]),
+             "test_acc": float(r["test_acc"]), "val_acc": float(r["val_acc"] or "nan")}
+            for r in sorted(rows, key=lambda r: int(r["seed"]))
+            if r["arch_id"] in arch_ids or r["arch_id"] == reference]
+    table = {v["key"]: v for v in verdicts(cands, runs)}
     out = []
     for a in arch_ids:
-        cand, acc = arm(a)
-        diff, half = welch(acc, ref_acc)
-        out.append({"arch_id": a, "name": cand.key, "test_acc": acc, "diff": diff,
-                    "ci_half": half, "verdict": verdict_text(cand, ref, diff, half)})
+        v = table[key.get(a, a)]
+        acc = [x["test_acc"] for x in runs if x["key"] == key.get(a, a)]
+        out.append({"arch_id": a, "name": names[a], "test_acc": acc,
+                    "diff": v.get("diff_vs_ref"), "ci_half": v.get("ci_half"),
+                    "verdict": v.get("verdict", "")})
     return out
 
 

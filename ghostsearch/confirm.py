@@ -33,6 +33,7 @@ from .search.space import space_from_dict
 from .search.storage import make_storage
 from .search.study import baseline_widths, width_name
 from .search.workers import spawn_and_wait
+from .stats import DEFAULT_MARGIN, Comparison, compare, pooled_noise, welch
 
 # Named long protocols: (proxy protocol, training images, held-out images)
 PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
@@ -262,27 +263,18 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
                                         states=(optuna.trial.TrialState.COMPLETE,))]
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of a - b and the half-width of its Welch 95% interval (nan with < 2 of either)."""
-    from scipy import stats
-
-    diff = sum(a) / len(a) - sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan
-    if len(set(a)) == 1 and len(set(b)) == 1:  # no spread in either: the difference is exact
-        return diff, 0.0
-    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return diff, (ci.high - ci.low) / 2
-
-
-def verdicts(cands: list[Candidate], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
+             margin: float = DEFAULT_MARGIN, effect: float = 1.0) -> list[dict[str, Any]]:
     """Mean and std over seeds of each candidate, and against the reference at the budget
-    width (the first baseline): the test-accuracy difference with its Welch interval and a
-    verdict in words."""
+    width (the first baseline): the test-accuracy difference with its interval from the
+    run-to-run noise pooled over every arm, adjusted for the number of found candidates
+    (Bonferroni), the verdict in words (`stats.compare`), and Welch's interval as a check."""
     import statistics
 
     by = {c.key: [r for r in rows if r["key"] == c.key] for c in cands}
     ref = next((c for c in cands if c.baseline), None)
+    noise = pooled_noise({k: [r["test_acc"] for r in rs] for k, rs in by.items() if rs})
+    m = max(1, sum(1 for c in cands if not c.baseline and by[c.key]))
     out = []
     for c in cands:
         rs = by[c.key]
@@ -296,20 +288,33 @@ def verdicts(cands: list[Candidate], rows: list[dict[str, Any]]) -> list[dict[st
                "val_std": statistics.stdev(val) if len(val) > 1 else math.nan,
                "proxy_val": c.proxy_val, "trial": c.trial}
         if ref is not None and c.key != ref.key and by[ref.key]:
-            diff, half = welch(test, [r["test_acc"] for r in by[ref.key]])
-            row.update(diff_vs_ref=diff, ci_half=half,
-                       verdict=verdict_text(c, ref, diff, half))
+            ref_test = [r["test_acc"] for r in by[ref.key]]
+            cmp = compare(test, ref_test, noise, m=m, margin=margin, effect=effect)
+            _, welch_half = welch(test, ref_test)
+            row.update(diff_vs_ref=cmp.diff, ci_half=cmp.half, noise_sd=noise.sd,
+                       noise_df=noise.df, comparisons=m, welch_half=welch_half,
+                       seeds_needed=cmp.seeds_needed, decision=cmp.verdict,
+                       verdict=verdict_text(c, ref, cmp))
         out.append(row)
     return out
 
 
-def verdict_text(c: Candidate, ref: Candidate, diff: float, half: float) -> str:
+def verdict_text(c: Candidate, ref: Candidate, cmp: Comparison) -> str:
+    """The verdict in words; "beats" and "loses to" only when the adjusted 95% interval
+    excludes 0."""
     target = f"{ref.key} ({ref.flops / 1e6:.0f} MFLOPs)"
     at = f"at {c.flops / 1e6:.0f} MFLOPs"
-    if math.isnan(half):
-        return f"{diff:+.2f} points against {target} {at} (too few seeds for an interval)"
-    if diff - half > 0:
-        return f"beats {target} by {diff:.1f} ± {half:.1f} points {at}"
-    if diff + half < 0:
-        return f"loses to {target} by {-diff:.1f} ± {half:.1f} points {at}"
-    return f"level with {target} ({diff:+.1f} ± {half:.1f} points) {at}"
+    d, h = cmp.diff, cmp.half
+    if cmp.verdict == "one seed":
+        return f"{d:+.2f} points against {target} {at}: one seed, no interval"
+    if cmp.verdict == "no noise estimate":
+        return f"{d:+.2f} points against {target} {at}: no run-to-run spread to measure noise"
+    if cmp.verdict == "beats":
+        return f"beats {target} by {d:.2f} ± {h:.2f} points {at}"
+    if cmp.verdict == "loses to":
+        return f"loses to {target} by {-d:.2f} ± {h:.2f} points {at}"
+    if cmp.verdict == "equivalent":
+        return (f"equivalent to {target} within ±{cmp.margin:g} points: {d:+.2f} ± {h:.2f} "
+                f"{at}")
+    return (f"inconclusive against {target}: {d:+.2f} ± {h:.2f} points {at}; about "
+            f"{cmp.seeds_needed} seeds an arm would resolve 1 point at this noise")

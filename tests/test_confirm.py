@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ghostsearch.cli import main
-from ghostsearch.confirm import Candidate, busy_seconds, verdict_text, welch
+from ghostsearch.confirm import Candidate, busy_seconds, verdicts
 from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import space_from_dict
@@ -54,7 +54,8 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     meta = json.loads((out / "best_arch.json").read_text())["metadata"]
     assert meta["confirmed"]["key"] == keys[0] and meta["val_acc"] is not None
     assert meta["confirmed"]["seeds"] == 2 and "verdict" in meta["confirmed"]
-    assert any(w in meta["confirmed"]["verdict"] for w in ("beats", "level with", "loses to"))
+    assert meta["confirmed"]["verdict"].split()[0] in (
+        "beats", "loses", "equivalent", "inconclusive")
     report = (out / "report.md").read_text()
     assert "## Confirmed (long protocol" in report and (out / "confirmed.png").exists()
     verdict = report.split("## Verdict\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
@@ -144,20 +145,32 @@ def test_missing_or_untrained_study_is_one_line_and_writes_nothing(tmp_path, cap
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["e"]
 
 
-def test_welch_interval_and_verdicts():
-    diff, half = welch([70.0, 71.0, 72.0], [68.0, 69.0, 70.0])
-    assert diff == pytest.approx(2.0)
-    # equal variances (1) and sizes: t(0.975, 4) * sqrt(1/3 + 1/3)
-    assert half == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
+def test_verdict_words_follow_the_pooled_interval():
     ref = Candidate("GhostNet 1.2x", {}, 197_962_656, True)
     found = Candidate("trial-31", {}, 180_610_000, False)
-    assert verdict_text(found, ref, 1.4, 0.6) == (
-        "beats GhostNet 1.2x (198 MFLOPs) by 1.4 ± 0.6 points at 181 MFLOPs")
-    assert verdict_text(found, ref, 0.4, 0.6).startswith("level with GhostNet 1.2x")
-    assert verdict_text(found, ref, -1.0, 0.6).startswith(
-        "loses to GhostNet 1.2x (198 MFLOPs) by 1.0")
-    assert welch([65.0, 65.0], [64.0, 64.0]) == (1.0, 0.0)  # no spread: an exact difference
-    assert "too few seeds" in verdict_text(found, ref, 0.5, math.nan)
+    runs = lambda key, accs: [{"key": key, "seed": i, "test_acc": a, "val_acc": a}  # noqa: E731
+                              for i, a in enumerate(accs)]
+    # one arm with no spread cannot make the interval exact: the noise is pooled over both
+    rows = runs("trial-31", [70.0, 70.0, 70.0]) + runs("GhostNet 1.2x", [67.0, 68.0, 69.0])
+    [r] = [v for v in verdicts([found, ref], rows) if v["key"] == "trial-31"]
+    sd = math.sqrt(2 / 4)  # pooled: (0 + 2) / (2 + 2)
+    assert r["noise_sd"] == pytest.approx(sd) and r["noise_df"] == 4
+    assert r["ci_half"] == pytest.approx(2.776445 * sd * math.sqrt(2 / 3), rel=1e-5)
+    assert r["verdict"] == (f"beats GhostNet 1.2x (198 MFLOPs) by 2.00 ± {r['ci_half']:.2f} "
+                            "points at 181 MFLOPs")
+    assert not math.isnan(r["welch_half"]) and r["welch_half"] > r["ci_half"]
+    rows = runs("trial-31", [68.0, 70.0, 69.0]) + runs("GhostNet 1.2x", [67.0, 68.0, 69.0])
+    [r] = [v for v in verdicts([found, ref], rows) if v["key"] == "trial-31"]
+    assert r["verdict"].startswith(
+        "inconclusive against GhostNet 1.2x (198 MFLOPs): +1.00 ± ")
+    assert f"about {r['seeds_needed']} seeds an arm" in r["verdict"]
+    rows = runs("trial-31", [64.0, 65.0, 66.0]) + runs("GhostNet 1.2x", [67.0, 68.0, 69.0])
+    [r] = [v for v in verdicts([found, ref], rows) if v["key"] == "trial-31"]
+    assert r["verdict"].startswith("loses to GhostNet 1.2x (198 MFLOPs) by 3.00 ± ")
+    rows = runs("trial-31", [70.0]) + runs("GhostNet 1.2x", [67.0])
+    [r] = [v for v in verdicts([found, ref], rows) if v["key"] == "trial-31"]
+    assert r["verdict"] == "+3.00 points against GhostNet 1.2x (198 MFLOPs) at 181 MFLOPs: " \
+                           "one seed, no interval"
 
 
 def test_busy_seconds_count_overlaps_once_and_skip_pauses():

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -69,33 +68,56 @@ def trained_configs(monkeypatch):
     return seen
 
 
-def test_search_trains_only_within_budget_and_records_everything(tmp_path, space,
-                                                                 trained_configs):
+def test_search_trains_only_within_the_band_and_records_everything(tmp_path, space,
+                                                                   trained_configs):
     s = settings(tmp_path, space, budget_flops=2_500_000)  # about 70% of the space is over it
     study = run_search(s, show_progress=False)
     trials = study.get_trials()
     assert trained_count(study) == 6 == len(trained_configs)
-    infeasible = [t for t in trials if not t.user_attrs["feasible"]]
-    assert infeasible, "the budget should cut part of this space"
+    sampled = [t for t in trials if not t.user_attrs.get("baseline")]
+    assert sampled
     for t in trials:
         a = t.user_attrs
         assert a["flops"] == analytic_counts(load_config_from(a)).flops
-        if a["feasible"] is False and not a.get("baseline"):
-            assert "trained" not in a and a["reason"].startswith("over budget")
-            assert t.constraints["flops"] > 0
         if a.get("trained") and t.state == optuna.trial.TrialState.COMPLETE:
             assert len(a["val_curve"]) == 2 and a["val_acc"] == a["val_curve"][-1]
             assert a["test_acc"] is not None and a["train_seconds"] > 0 and "seed" in a
-    # the trainer saw proxy configs (stride-1 stem, 16 px), never an over-budget candidate
+    for t in sampled:  # the sampler proposes in [0.85 B, B] only, and says how many draws
+        assert 0.85 * 2_500_000 <= t.user_attrs["flops"] <= 2_500_000
+        assert t.user_attrs["in_band"] and t.user_attrs["trained"]
+        assert t.user_attrs["band_draws"] >= 1
+        assert space.contains(t.params) or space.contains(space.snap(t.params))
+    # the trainer saw proxy configs (stride-1 stem, 16 px)
     for cfg in trained_configs:
         assert (cfg.resolution, cfg.stem_stride) == (16, 1)
-    # no over-budget candidate reached the trainer: compare like with like, each over-budget
-    # deployment config adapted to the proxy task as the objective would have adapted it
-    over = {dataclasses.replace(load_config_from(t.user_attrs), num_classes=10, resolution=16,
-                                stem_stride=1)
-            for t in infeasible if not t.user_attrs.get("baseline")}
-    assert over, "the budget should leave some candidates over it"
-    assert not over & set(trained_configs)
+
+
+def test_a_point_outside_the_limits_is_infeasible_never_trained_never_valued(
+        tmp_path, space, trained_configs):
+    s = settings(tmp_path, space, budget_flops=2_500_000, baselines=False, trials=1)
+    study = study_mod.open_study(s)
+    big = space.reference_params(1.0)  # over 2.5 MFLOPs
+    small = space.smallest_params()  # under the band
+    assert analytic_counts(space.build_config(big)).flops > 2_500_000
+    assert analytic_counts(space.build_config(small)).flops < 0.85 * 2_500_000
+    study.enqueue_trial(big)
+    study.enqueue_trial(small)
+    study = run_search(s, show_progress=False)
+    over, below = study.get_trials()[:2]
+    for t in (over, below):
+        assert t.state == optuna.trial.TrialState.PRUNED and t.value is None
+        assert t.user_attrs["decision"] == "skip" and "trained" not in t.user_attrs
+    assert over.constraints["flops"] > 0 and over.user_attrs["reason"].startswith("over budget")
+    assert below.constraints["flops"] <= 0 < below.constraints["band"]
+    assert below.user_attrs["reason"].startswith("below the band: [2.125, 2.5] MFLOPs")
+    assert len(trained_configs) == 1  # the one sampled trial, in the band
+    # with --band 0 the same small point is feasible and trained
+    s0 = settings(tmp_path, space, budget_flops=2_500_000, baselines=False, trials=1, band=0.0,
+                  study_name="t0")
+    study0 = study_mod.open_study(s0)
+    study0.enqueue_trial(small)
+    study0 = run_search(s0, show_progress=False)
+    assert study0.get_trials()[0].user_attrs["trained"]
 
 
 def load_config_from(attrs):

@@ -33,7 +33,7 @@ def trial_metadata(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict
         "space": settings.get("space"),
         "data": settings.get("data"),
         "proxy_protocol": settings.get("protocol"),
-        "params_chosen": trial.params,
+        "params_chosen": a.get("space_params") or trial.params,
         "preprocessing": study.user_attrs.get("preprocessing"),
         "versions": {k: v for k, v in provenance().items() if k != "argv"},
     }

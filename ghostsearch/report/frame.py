@@ -61,7 +61,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     measured = measured_latency(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
-        a, p = t.user_attrs, t.params
+        a = t.user_attrs
+        p = a.get("space_params") or t.params  # the choices, snapped to the space's values
         m = measured.get(t.number, {})
         row: dict[str, Any] = {
             "study": study.study_name, "trial": t.number, "state": t.state.name,

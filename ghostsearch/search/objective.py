@@ -1,5 +1,6 @@
 """One trial of a search: suggest an architecture, count it, refuse it untrained when over a
-limit, claim a training slot, then proxy-train it with per-epoch reports to the pruner."""
+limit or below the band (recorded as infeasible, with no value), claim a training slot, then
+proxy-train it with per-epoch reports to the pruner."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ..arch.config import NetConfig
 from ..arch.counting import analytic_counts
 from .data import Dataset
+from .limits import Limits
 from .proxy import proxy_config, train_proxy
 from .settings import SearchSettings
 from .study import _counts_as_trained
@@ -48,7 +50,8 @@ class TrialFailed(RuntimeError):
 
 
 class Objective:
-    """One trial: suggest, count, refuse over-budget candidates untrained, else proxy-train.
+    """One trial: suggest, count, refuse candidates outside the band untrained, else
+    proxy-train.
 
     Ctrl-C ends the running trial as PRUNED with decision `interrupted` (Optuna would log a
     failed trial otherwise), stops the study, and sets `interrupted`, which the worker turns
@@ -62,11 +65,8 @@ class Objective:
         self.device = device
         self.on_epoch = on_epoch
         self.interrupted = False
-        self.table = None
-        if settings.latency_table is not None:
-            from ..latency.table import LatencyTable
-
-            self.table = LatencyTable.load(settings.latency_table)
+        self.limits = Limits.of(settings)
+        self.table = self.limits.table
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
@@ -95,33 +95,27 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         s = self.s
         cfg: NetConfig = s.space.suggest(trial)
-        counts = analytic_counts(cfg)
+        check = self.limits.check(cfg)
         baseline = trial.user_attrs.get("baseline")
         seed = trial_seed(s.seed, trial.number)
-        over = counts.flops - s.budget_flops if s.budget_flops is not None else -1
-        trial.set_constraint("flops", float(over))
-        latency = self.table.predict(cfg) if self.table is not None else None
-        over_latency = latency - s.latency_ms if s.latency_ms is not None else -1.0
-        if s.latency_ms is not None:
-            trial.set_constraint("latency", float(over_latency))
-        for key, value in {"config": cfg.to_dict(), "arch": cfg.short(), "flops": counts.flops,
-                           "params": counts.params, "seed": seed,
-                           "feasible": over <= 0 and over_latency <= 0,
-                           "budget_flops": s.budget_flops, "latency_ms": latency,
+        for key, value in check.constraints.items():
+            trial.set_constraint(key, value)
+        draws = getattr(trial.study.sampler, "draws", {}).get(trial.number)
+        for key, value in {"config": cfg.to_dict(), "arch": cfg.short(),
+                           "space_params": s.space.snap(trial.params), "flops": check.flops,
+                           "params": check.params, "seed": seed, "feasible": check.within,
+                           "in_band": check.in_band, "band_draws": draws,
+                           "budget_flops": s.budget_flops, "latency_ms": check.latency_ms,
                            "latency_source": self.table and f"predicted ({self.table.device})",
                            }.items():
             trial.set_user_attr(key, value)
-        if (over > 0 or over_latency > 0) and not baseline:
-            reasons = []
-            if over > 0:
-                reasons.append(f"over budget: {counts.flops / 1e6:.2f} MFLOPs > "
-                               f"{s.budget_flops / 1e6:.2f}M")
-            if over_latency > 0:
-                reasons.append(f"over latency limit: {latency:.2f} ms predicted > "
-                               f"{s.latency_ms:g} ms")
-            trial.set_user_attr("reason", "; ".join(reasons))
+        if not check.in_band and not baseline:
+            # recorded as infeasible (its constraints), never trained, never given a value
+            if check.within:  # below the band: a constraint of its own, so samplers learn it
+                trial.set_constraint("band", check.band_gap)
+            trial.set_user_attr("reason", check.reasons(self.limits))
             trial.set_user_attr("decision", "skip")
-            return self._values(0.0, counts.flops, counts.params, latency)  # never trained
+            raise optuna.TrialPruned(check.reasons(self.limits))
         if not claim_training_slot(trial.study, trial.number, s.trials):
             trial.set_user_attr("decision", "surplus")
             trial.set_user_attr("reason", f"surplus: {s.trials} trials were already trained "
@@ -130,7 +124,7 @@ class Objective:
             raise optuna.TrialPruned()
         trial.set_user_attr("decision", "train")
         trial.set_user_attr("trained", True)
-        if over > 0 or over_latency > 0:
+        if not check.within:
             trial.set_user_attr("reason", "baseline over a limit: trained for comparison only")
         pcfg = proxy_config(cfg, self.data, s.protocol)
         trial.set_user_attr("proxy_flops", analytic_counts(pcfg).flops)
@@ -155,7 +149,7 @@ class Objective:
                            "test_acc": result.test_acc, "train_seconds": result.train_seconds,
                            "epochs_run": result.epochs_run}.items():
             trial.set_user_attr(key, value)
-        return self._values(result.val_acc, counts.flops, counts.params, latency)
+        return self._values(result.val_acc, check.flops, check.params, check.latency_ms)
 
     def _values(self, acc: float, flops: int, params: int,
                 latency: float | None) -> float | tuple[float, ...]:

@@ -13,22 +13,13 @@ import torch
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
 from .data import Dataset
+from .limits import Limits
 from .proxy import proxy_config
 from .scores import score_architecture
-from .space import sample_points
+from .space import Draws, sample_band
 
 PRESCREEN_KEY = "prescreen"  # study attribute: the scored pool
 SCORE_BATCH = 64  # proxy images the scores see
-
-
-def within_limits(settings: Any, table: Any = None) -> Any:
-    """A predicate on configs: within the FLOPs budget and the latency limit."""
-    def ok(cfg: Any) -> bool:
-        budget = settings.budget_flops
-        if budget is not None and analytic_counts(cfg).flops > budget:
-            return False
-        return settings.latency_ms is None or table.predict(cfg) <= settings.latency_ms
-    return ok
 
 
 def score_batch(data: Dataset, n: int = SCORE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,23 +30,24 @@ def score_batch(data: Dataset, n: int = SCORE_BATCH) -> tuple[torch.Tensor, torc
     return (x - mean) / std, data.train.labels[:n]
 
 
-def pool_points(settings: Any) -> list[dict[str, Any]]:
-    """`settings.pool` distinct points of the space within every limit, drawn uniformly from
-    the search seed (the same points every time). Raises ConfigError when the limits leave too
-    few candidates."""
-    table = None
-    if settings.latency_table is not None:
-        from ..latency.table import LatencyTable
-
-        table = LatencyTable.load(settings.latency_table)
-    ok = within_limits(settings, table)
+def pool_draws(settings: Any) -> Draws:
+    """`settings.pool` distinct points of the space in the band under every limit, drawn
+    uniformly from the search seed (the same points every time), with the draws it took.
+    Raises ConfigError when the limits leave too few candidates."""
+    limits = Limits.of(settings)
+    low, high = limits.flops_range()
     try:
-        return sample_points(settings.space, settings.pool, settings.seed,
-                             max_tries=50 * settings.pool + 20_000, accept=ok)
+        return sample_band(settings.space, settings.pool, settings.seed, low_flops=low,
+                           high_flops=high, max_tries=200 * settings.pool + 20_000,
+                           accept=limits.in_band)
     except ConfigError:
-        raise ConfigError(f"--pool {settings.pool}: the limits leave fewer distinct "
-                          "candidates than that in the space; lower --pool or raise the "
-                          "limits") from None
+        raise ConfigError(f"--pool {settings.pool}: the space holds fewer distinct candidates "
+                          f"than that in {limits.describe_band()}; lower --pool, widen --band "
+                          "or raise the limits") from None
+
+
+def pool_points(settings: Any) -> list[dict[str, Any]]:
+    return pool_draws(settings).points
 
 
 def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str, Any]:
@@ -63,7 +55,8 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
     from tqdm import tqdm
 
     space = settings.space
-    points = pool_points(settings)
+    draws = pool_draws(settings)
+    points = draws.points
     x, y = score_batch(data)
     start = time.process_time()
     rows = []
@@ -79,7 +72,8 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
         rows[i]["rank"] = rank
         rows[i]["picked"] = rank < settings.top
     return {"score": settings.prescreen, "pool": rows, "top": settings.top,
-            "cpu_seconds": time.process_time() - start, "batch": len(y)}
+            "cpu_seconds": time.process_time() - start, "batch": len(y),
+            "band": Limits.of(settings).describe_band(), "draws": draws.summary()}
 
 
 def ensure_prescreen(study: optuna.Study, settings: Any, data: Dataset,

@@ -12,12 +12,13 @@ from typing import Any
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
 from .data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
+from .limits import DEFAULT_BAND
 from .proxy import ProxyProtocol, pick_device
+from .sampler import SAMPLERS
 from .space import SearchSpace
 from .storage import check_storage_url
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
-SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("median", "hyperband", "sha", "none")
 
 
@@ -71,6 +72,7 @@ class SearchSettings:
     prescreen: str | None = None  # a training-free score that ranks a pool before training
     pool: int = 0  # candidates within the limits that the prescreen scores
     top: int = 0  # of them, the best this many are trained with the proxy
+    band: float = DEFAULT_BAND  # candidates lie in [band x limit, limit]; 0: anywhere under it
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -102,6 +104,9 @@ class SearchSettings:
                     f"the space deploys at {self.space.deployment.resolution}px")
         if self.cuda_graphs and pick_device(self.device).type != "cuda":
             raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
+        if not 0 <= self.band < 1:
+            raise ConfigError(f"--band {self.band:g}: must be in [0, 1) (a fraction of the "
+                              "limit; 0 = anything under it)")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
         if self.prescreen is not None:
@@ -149,6 +154,9 @@ class SearchSettings:
             "prescreen": ({"score": self.prescreen, "pool": self.pool, "top": self.top}
                           if self.prescreen else None),
             "seed": self.seed,
+            "band": self.band,
+            # ordered distributions for ordinal choices (before: every choice categorical)
+            "encoding": "ordered",
         }
 
 

@@ -89,6 +89,7 @@ class SearchSpace:
         DFC attention never goes on the network's first two bottlenecks, as in GhostNetV2 and
         V3, whatever their stage chose; GhostNetV3 blocks are counted in their fused form.
         """
+        params = self.snap(params)
         width = float(params["width"])
         blocks: list[BlockConfig] = []
         for name, rows in zip(STAGE_NAMES, SEARCH_STAGES, strict=True):
@@ -123,14 +124,44 @@ class SearchSpace:
             dropout=d.dropout,
         )
 
-    def suggest(self, trial: Any) -> NetConfig:
-        """Ask an Optuna trial for every choice (names like `stage3.kernel`) and build it."""
-        params: dict[str, Any] = {"width": trial.suggest_categorical("width", self.width)}
+    def choices(self) -> dict[str, tuple[Any, ...]]:
+        """Every parameter of the space (flat names like `stage3.kernel`) and its choices."""
+        out: dict[str, tuple[Any, ...]] = {"width": self.width}
         for name, stage in zip(STAGE_NAMES, self.stages, strict=True):
             for key in self.stage_keys:
-                params[f"{name}.{key}"] = trial.suggest_categorical(
-                    f"{name}.{key}", getattr(stage, key)
-                )
+                out[f"{name}.{key}"] = getattr(stage, key)
+        return out
+
+    def distributions(self) -> dict[str, Any]:
+        """Optuna distributions of the parameters. Ordinal choices (width, depth, kernels,
+        ratios, expansion) are ordered, so that a model-based sampler can use their order:
+        stepped int or float distributions on an evenly spaced grid, else a float range whose
+        draws `snap` to the nearest choice. True categories (SE, attention, reparam) and
+        single choices stay categorical."""
+        return {k: _distribution(v) for k, v in self.choices().items()}
+
+    def snap(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` with every ordinal value moved to the nearest choice (a stepped float draw
+        can be 0.6000000000000001; a float range draws between choices)."""
+        out = dict(params)
+        for key, values in self.choices().items():
+            v = out.get(key)
+            if _ordinal(values) and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[key] = min(values, key=lambda c: (abs(c - v), c))
+        return out
+
+    def suggest(self, trial: Any) -> NetConfig:
+        """Ask an Optuna trial for every choice (names like `stage3.kernel`) and build it."""
+        import optuna.distributions as od
+
+        params: dict[str, Any] = {}
+        for key, dist in self.distributions().items():
+            if isinstance(dist, od.IntDistribution):
+                params[key] = trial.suggest_int(key, dist.low, dist.high, step=dist.step)
+            elif isinstance(dist, od.FloatDistribution):
+                params[key] = trial.suggest_float(key, dist.low, dist.high, step=dist.step)
+            else:
+                params[key] = trial.suggest_categorical(key, dist.choices)
         return self.build_config(params)
 
     def reference_params(self, width: float, version: int = 1) -> dict[str, Any]:
@@ -167,6 +198,13 @@ class SearchSpace:
 
     def contains(self, params: dict[str, Any]) -> bool:
         """Whether every value of `params` is one of this space's choices."""
+        params = {k: v for k, v in params.items()}
+        for key, values in self.choices().items():  # float noise of a stepped draw only
+            v = params.get(key)
+            if _ordinal(values) and isinstance(v, float):
+                near = min(values, key=lambda c: abs(c - v))
+                if abs(near - v) < 1e-9:
+                    params[key] = near
         if params.get("width") not in self.width:
             return False
         keys = self.stage_keys
@@ -214,6 +252,28 @@ class SearchSpace:
                 for name, s in zip(STAGE_NAMES, self.stages, strict=True)
             },
         }
+
+
+def _ordinal(values: tuple[Any, ...]) -> bool:
+    return len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   for v in values)
+
+
+def _distribution(values: tuple[Any, ...]) -> Any:
+    """The Optuna distribution of one parameter's choices (see `SearchSpace.distributions`)."""
+    import optuna.distributions as od
+
+    if not _ordinal(values):
+        return od.CategoricalDistribution(values)
+    ordered = sorted(values)
+    steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    even = all(abs(d - steps[0]) < 1e-9 for d in steps)
+    if all(isinstance(v, int) for v in values):
+        if even:
+            return od.IntDistribution(ordered[0], ordered[-1], step=steps[0])
+        return od.FloatDistribution(float(ordered[0]), float(ordered[-1]))
+    return od.FloatDistribution(float(ordered[0]), float(ordered[-1]),
+                                step=round(steps[0], 10) if even else None)
 
 
 # -- parsing ------------------------------------------------------------------------------

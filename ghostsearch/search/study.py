@@ -11,6 +11,8 @@ import optuna
 
 from ..arch.counting import analytic_counts
 from ..errors import StudyError
+from .limits import Limits
+from .sampler import BandSampler, base_sampler
 from .settings import SearchSettings
 from .space import SearchSpace
 from .storage import make_storage
@@ -18,16 +20,10 @@ from .storage import make_storage
 BASELINE_WIDTHS = (0.5, 1.0)
 
 
-def make_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler of one worker. TPE runs with Optuna's constant liar, its documented mechanism
-    for concurrent trials: a running trial counts as a poor result, so parallel workers are
-    steered away from what the others are training."""
-    if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=True,
-                                      multivariate=settings.multi_objective or None)
+def make_sampler(settings: SearchSettings, seed: int) -> BandSampler:
+    """The sampler of one worker: the chosen Optuna sampler restricted to the band."""
+    base = base_sampler(settings.sampler, seed, settings.multi_objective)
+    return BandSampler(base, settings.space, Limits.of(settings), seed)
 
 
 def make_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:

@@ -1,0 +1,197 @@
+"""Statistics that confirm, the reports and the benchmarks share: run-to-run noise pooled over
+the arms of a comparison, intervals of differences adjusted for several candidates, verdict
+words that mean what they say, the seeds a decision needs, and rank correlations with
+bootstrap intervals.
+
+Why pooled: with 3 seeds an arm Welch's test has about 2 degrees of freedom (t about 4.3), so
+its 95% interval is about +-3 points when the effects worth finding are about 1 point. Runs of
+one protocol on one data split share their noise whatever the architecture, so one estimate
+pooled over every arm of a confirmation has many more degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+LEVEL = 0.95
+DEFAULT_MARGIN = 0.5  # points: equivalence margin of the two one-sided tests
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Run-to-run standard deviation pooled over groups (arms), with its degrees of freedom:
+    the sum over arms of (runs - 1)."""
+
+    sd: float
+    df: int
+
+    @property
+    def known(self) -> bool:
+        return self.df >= 1 and self.sd > 0
+
+
+def pooled_noise(groups: Mapping[str, Sequence[float]] | Sequence[Sequence[float]]) -> Noise:
+    """The pooled within-group standard deviation of `groups` (arms with one run add nothing)."""
+    arms = list(groups.values()) if isinstance(groups, Mapping) else list(groups)
+    ss = sum(sum((x - statistics.fmean(a)) ** 2 for x in a) for a in arms if len(a) > 1)
+    df = sum(len(a) - 1 for a in arms if len(a) > 1)
+    return Noise(math.sqrt(ss / df) if df else math.nan, df)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate's mean minus the reference's, with the interval at `level` (adjusted for
+    `m` comparisons, Bonferroni), the equivalence test at `margin`, and the verdict."""
+
+    diff: float
+    half: float  # half-width of the adjusted interval; nan when the noise is unknown
+    df: int
+    level: float
+    m: int
+    margin: float
+    equivalent: bool
+    seeds_needed: int | None  # seeds an arm that would decide a difference of `margin`...
+    verdict: str  # beats / loses to / equivalent / inconclusive / one seed
+
+    @property
+    def low(self) -> float:
+        return self.diff - self.half
+
+    @property
+    def high(self) -> float:
+        return self.diff + self.half
+
+
+def t_quantile(p: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(p, df))
+
+
+def compare(a: Sequence[float], b: Sequence[float], noise: Noise, *, m: int = 1,
+            level: float = LEVEL, margin: float = DEFAULT_MARGIN,
+            effect: float = 1.0) -> Comparison:
+    """`a` (candidate runs) against `b` (reference runs) with the pooled `noise`.
+
+    The interval is the t interval of the difference of means with the pooled standard
+    deviation, at `level` adjusted for `m` candidates against one reference (Bonferroni:
+    each at 1 - (1 - level) / m, so that all m hold together at `level`). The verdict:
+    "beats" or "loses to" when that interval excludes 0; "equivalent within +-margin" when the
+    two one-sided tests at the same adjusted level both reject (the 1 - 2 alpha interval lies
+    inside +-margin); else "inconclusive", with the seeds per arm that would resolve a
+    difference of `effect` points at this noise. One run on either side is "one seed"."""
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    alpha = (1 - level) / m
+    if not noise.known:
+        verdict = "one seed" if min(len(a), len(b)) < 2 else "no noise estimate"
+        return Comparison(diff, math.nan, noise.df, level, m, margin, False, None, verdict)
+    se = noise.sd * math.sqrt(1 / len(a) + 1 / len(b))
+    half = t_quantile(1 - alpha / 2, noise.df) * se
+    half_tost = t_quantile(1 - alpha, noise.df) * se
+    equivalent = diff - half_tost > -margin and diff + half_tost < margin
+    need = seeds_needed(noise.sd, effect, m=m, level=level)
+    if diff - half > 0:
+        verdict = "beats"
+    elif diff + half < 0:
+        verdict = "loses to"
+    elif equivalent:
+        verdict = "equivalent"
+    else:
+        verdict = "inconclusive"
+    return Comparison(diff, half, noise.df, level, m, margin, equivalent, need, verdict)
+
+
+def seeds_needed(sd: float, effect: float, *, m: int = 1, level: float = LEVEL,
+                 power: float = 0.8, max_seeds: int = 1000) -> int:
+    """Seeds per arm for a two-arm comparison to detect a true difference of `effect` points
+    with probability `power` at run-to-run noise `sd` (normal approximation, then the t
+    quantiles of the pooled degrees of freedom of two such arms)."""
+    from scipy import stats
+
+    if effect <= 0 or not sd > 0:
+        raise ValueError("effect and sd must be positive")
+    alpha = (1 - level) / m
+    for n in range(2, max_seeds + 1):
+        df = 2 * (n - 1)
+        t_a = stats.t.ppf(1 - alpha / 2, df)
+        t_b = stats.t.ppf(power, df)
+        if (t_a + t_b) * sd * math.sqrt(2 / n) <= effect:
+            return n
+    return max_seeds
+
+
+def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """Mean of a - b and the half-width of its Welch interval (nan with < 2 runs of either or
+    no spread in both: a zero spread measures nothing, it is not an exact difference)."""
+    from scipy import stats
+
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2 or (len(set(a)) == 1 and len(set(b)) == 1):
+        return diff, math.nan
+    ci = stats.ttest_ind(list(a), list(b), equal_var=False).confidence_interval(level)
+    return diff, (ci.high - ci.low) / 2
+
+
+# -- rankings ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RankAgreement:
+    tau: float
+    low: float  # bootstrap interval of tau at `level`
+    high: float
+    top_precision: float  # share of the true top fraction that the ranker's top fraction holds
+    n: int
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    from scipy import stats
+
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def top_precision(score: Sequence[float], truth: Sequence[float], frac: float = 0.2) -> float:
+    """Of the `frac` best by `truth`, the share that are also among the `frac` best by
+    `score` (ties by order)."""
+    n = len(truth)
+    k = max(1, round(frac * n))
+    best_true = set(np.argsort(-np.asarray(truth, dtype=float), kind="stable")[:k])
+    best_score = set(np.argsort(-np.asarray(score, dtype=float), kind="stable")[:k])
+    return len(best_true & best_score) / k
+
+
+def rank_agreement(score: Sequence[float], truth: Sequence[float], *, boot: int = 1000,
+                   seed: int = 0, level: float = LEVEL, frac: float = 0.2) -> RankAgreement:
+    """Kendall tau of `score` against `truth`, its percentile bootstrap interval (resampling
+    architectures), and top-`frac` precision."""
+    s = np.asarray(score, dtype=float)
+    t = np.asarray(truth, dtype=float)
+    ok = ~(np.isnan(s) | np.isnan(t))
+    s, t = s[ok], t[ok]
+    if len(s) < 3:
+        return RankAgreement(math.nan, math.nan, math.nan, math.nan, len(s))
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(boot):
+        i = rng.integers(0, len(s), len(s))
+        if len(set(s[i])) > 1 and len(set(t[i])) > 1:
+            taus.append(kendall(s[i], t[i]))
+    lo, hi = np.quantile(taus, [(1 - level) / 2, 1 - (1 - level) / 2]) if taus else (math.nan,) * 2
+    return RankAgreement(kendall(s, t), float(lo), float(hi), top_precision(s, t, frac), len(s))
+
+
+def size_free(score: Sequence[float], flops: Sequence[float]) -> np.ndarray:
+    """`score` made size-free: its residual after a least-squares line on log FLOPs (what the
+    score says beyond the architecture's size)."""
+    s = np.asarray(score, dtype=float)
+    x = np.log(np.asarray(flops, dtype=float))
+    ok = ~(np.isnan(s) | np.isnan(x))
+    out = np.full_like(s, np.nan)
+    if ok.sum() >= 3:
+        slope, intercept = np.polyfit(x[ok], s[ok], 1)
+        out[ok] = s[ok] - (slope * x[ok] + intercept)
+    return out
