@@ -43,6 +43,7 @@ from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
 from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_duration
+from ghostsearch.search.limits import DEFAULT_BAND, Limits
 from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
 from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
 from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
@@ -79,8 +80,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"accuracy plus any of {', '.join(OBJECTIVES[1:])}, comma-separated "
                         "(multi-objective, no pruning) (default: accuracy)")
     g.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                   help="tpe (multivariate for several objectives), nsga2 or random "
-                        "(default: tpe)")
+                   help="tpe (multivariate, grouped), nsga2 or random; "
+                        "every one restricted to the band (default: tpe)")
+    g.add_argument("--band", type=float, default=DEFAULT_BAND,
+                   help="train and score only candidates in [BAND x limit, limit]: on the "
+                        "latency limit when --latency-ms is given, else on the FLOPs budget; "
+                        f"0 = anything under the limit (default: {DEFAULT_BAND})")
     g.add_argument("--trials", type=int, default=None,
                    help="trained trials to reach, baselines included; over-budget candidates "
                         "are not trained and not counted (default: 40, or --top plus the "
@@ -212,6 +217,18 @@ def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -
               f"CPU with the {preset} protocol; {hint}")
 
 
+def band_record(study, settings: SearchSettings) -> dict[str, Any]:
+    """Where the candidates lay and what the rejection cost: the prescreen pool's draws and
+    the sampler's proposals per sampled trial (a value above 64 is a uniform fallback)."""
+    pool = study.user_attrs.get(PRESCREEN_KEY, {})
+    draws = [t.user_attrs["band_draws"] for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get("band_draws")]
+    return {"band": settings.band, "range": Limits.of(settings).describe_band(),
+            "prescreen_draws": pool.get("draws"),
+            "sampler_proposals": {"trials": len(draws), "total": sum(draws),
+                                  "max": max(draws, default=0)}}
+
+
 def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
     """The prescreen, pool, top and pruner: each flag given, else the preset's."""
     prescreen = preset.prescreen if args.prescreen is None else args.prescreen
@@ -250,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pruner=mode["pruner"], baselines=not args.no_baselines, prescreen=mode["prescreen"],
         pool=mode["pool"] if mode["prescreen"] else 0, top=mode["top"] if mode["prescreen"] else 0,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
-        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs)
+        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs, band=args.band)
     dataset = data.load()  # bad data is refused here, once, before any worker starts
     device = pick_device(args.devices.split(",")[0] if args.devices else args.device)
     if args.n_jobs is None:
@@ -261,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{space.deployment.num_classes} classes"
           + (f", latency <= {args.latency_ms:g} ms predicted by {args.latency_table}"
              if args.latency_ms else "") + f"; storage {settings.storage}")
+    print(f"candidates: {Limits.of(settings).describe_band()} (--band {settings.band:g}), drawn "
+          f"by {settings.sampler}" + (f" after a {settings.prescreen} prescreen of "
+                                      f"{settings.pool}" if settings.prescreen else "")
+          + "; the reference GhostNets within the budget are trained beside them")
     print(f"device {device} ({settings.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
           f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
           f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
@@ -282,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if interrupted:
         print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
               f"{settings.storage}; rerun the same command to resume", file=sys.stderr)
-    (out / "run.json").write_text(json.dumps(provenance(args), indent=2, default=str) + "\n")
+    run = {**provenance(args), "band": band_record(study, settings)}
+    (out / "run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     best_path = export_best(study, out)
     table = summary_table(study)
     if not table.empty:
