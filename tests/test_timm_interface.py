@@ -157,3 +157,14 @@ def test_fasterrcnn_trains_one_step_on_the_backbone():
     loss.backward()
     opt.step()
     assert bb.body.conv_stem.weight.grad is not None
+
+
+@pytest.mark.parametrize("res,stem_stride", [(224, 2), (32, 1), (40, 2)])
+def test_pretrained_cfg_pool_size_is_the_last_feature_map(res, stem_stride):
+    import torch
+
+    from ghostsearch import build_model, reference_config
+
+    model = build_model(reference_config(0.5, resolution=res, stem_stride=stem_stride)).eval()
+    features = model.forward_features(torch.zeros(1, 3, res, res))
+    assert model.default_cfg["pool_size"] == tuple(features.shape[-2:])

@@ -4,6 +4,7 @@ timm's model interface, so that a found architecture drops into code written for
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -25,6 +26,9 @@ def pretrained_cfg_for(cfg: NetConfig, preprocessing: dict[str, Any] | None = No
     crop, classes, first conv and classifier; `preprocessing` (as exported beside a found
     architecture or a training record) overrides the defaults."""
     pre = preprocessing or {}
+    size = int(pre.get("input_size", (0, cfg.resolution))[-1])
+    reduction = cfg.stem_stride * math.prod(b.stride for st in cfg.stages for b in st)
+    pool = -(-size // reduction)  # ceil: a stride-2 conv with padding rounds up
     out: dict[str, Any] = {
         "input_size": tuple(pre.get("input_size", (cfg.in_channels, cfg.resolution,
                                                    cfg.resolution))),
@@ -32,6 +36,7 @@ def pretrained_cfg_for(cfg: NetConfig, preprocessing: dict[str, Any] | None = No
         "std": tuple(pre.get("std", IMAGENET_STD)),
         "interpolation": pre.get("interpolation", "bilinear"),
         "crop_pct": pre.get("crop_pct", 0.875),
+        "pool_size": (pool, pool),  # the last feature map before global pooling
         "num_classes": cfg.num_classes,
         "first_conv": "conv_stem",
         "classifier": "classifier",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import GhostsearchError, WorkerError
+from ..search.workers import stop_on_sigterm
 
 EXIT_USAGE = 2
 
@@ -24,6 +25,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None],
             argv: Sequence[str] | None = None) -> int:
     """Run a script's `main`; a ConfigError becomes `error: <line>` and exit code 2."""
     quiet_libraries()
+    stop_on_sigterm()
     try:
         return int(main(argv) or 0)
     except WorkerError as e:

@@ -17,9 +17,25 @@ from .proxy import ProxyProtocol, build_proxy_model, make_optimizer, train_step
 from .settings import SearchSettings
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, a container's cpuset), not
+    every core of the machine; and a cgroup CPU quota where one is set (Docker's --cpus)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def worker_threads(n_jobs: int) -> int:
     """CPU threads per worker when `n_jobs` workers share this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+    return max(1, usable_cores() // max(1, n_jobs))
 
 
 MAX_DEFAULT_CPU_WORKERS = 8  # each worker holds its own copy of the data and a model
@@ -32,7 +48,7 @@ def default_n_jobs(device_type: str) -> int:
     one worker per device."""
     if device_type != "cpu":
         return 1
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_CPU_WORKERS))
+    return max(1, min(usable_cores(), MAX_DEFAULT_CPU_WORKERS))
 
 
 def format_duration(seconds: float) -> str:

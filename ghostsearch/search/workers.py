@@ -4,6 +4,8 @@ study through its storage, with a progress bar and a stop when the trained count
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +64,20 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
     return study
 
 
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (what job schedulers and `kill` send before a kill) like Ctrl-C: the
+    running work is saved and the command says how to resume."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave it alone
+        pass
+
+
 def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
                    poll: Callable[[], None] | None = None, every: float = 2.0) -> None:
     """Run `target(*a)` for each `a` in its own spawned process (its own CUDA context and
@@ -78,6 +94,13 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
         while poll is not None and any(p.is_alive() for p in procs):
             poll()
             time.sleep(every)
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches the whole process group; a SIGTERM sent to this
+        # process alone does not, so pass the interrupt on: each worker saves and leaves
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
+        raise
     finally:
         for p in procs:
             p.join()
@@ -92,6 +115,7 @@ def _spawned_worker(settings: SearchSettings, device: str, deadline: float | Non
     # Ctrl-C reaches every worker at once, whatever it is doing (even setting up): the
     # parent reports it, so no worker prints a traceback of its own
     try:
+        stop_on_sigterm()
         optuna.logging.set_verbosity(verbosity)  # the parent's, as its command line set it
         dev = pick_device(device)
         if dev.type == "cpu":  # K workers share the cores instead of each taking all
