@@ -137,3 +137,22 @@ def test_out_folder_holds_the_study_database(tmp_path):
     workers = min(os.cpu_count() or 1, 8)
     assert f"device cpu ({workers} worker(s)); proxy protocol (preset gpu)" in r.stdout
     assert "estimate: about" in r.stdout
+
+
+def test_progress_without_a_terminal_writes_plain_lines():
+    import io
+
+    from ghostsearch.progress import LineBar, progress_bar
+
+    out = io.StringIO()
+    bar = progress_bar(total=1000, desc="trials", file=out, interval=3600)
+    assert isinstance(bar, LineBar)
+    for _ in range(1000):
+        bar.update(1)
+        bar.set_postfix({"best": "1%"}, refresh=True)
+    bar.close()
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2  # the first state and the final one; nothing in between
+    assert lines[-1].startswith("trials: 100%") and "1000/1000" in lines[-1]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -494,3 +495,26 @@ def test_the_search_mode_is_the_presets_unless_a_flag_says_otherwise(argv, expec
 
     args = parse_args(argv)
     assert search_mode(args, get_preset(args.preset)) == expected
+
+
+def test_an_unstarted_study_with_other_settings_is_replaced_a_started_one_never(tmp_path,
+                                                                                space):
+    from ghostsearch.search.study import open_study, replace_unstarted
+
+    first = settings(tmp_path, space, trials=1)
+    open_study(first)  # created, references enqueued, nothing trained
+    other = dataclasses.replace(first, band=0.5)
+    assert replace_unstarted(other) == ["band"]
+    assert open_study(other).user_attrs["settings"]["band"] == 0.5
+    run_search(other, show_progress=False)  # one trained trial
+    assert replace_unstarted(first) == []
+    with pytest.raises(StudyError, match="created with other band"):
+        open_study(first)
+
+
+def test_auto_preset_follows_the_device():
+    from ghostsearch.cli.search import resolve_preset
+
+    preset, why = resolve_preset("auto", "cpu")
+    assert preset.name == "cpu" and why.startswith("auto: no CUDA device")
+    assert resolve_preset("quick", "cpu")[0].name == "quick"

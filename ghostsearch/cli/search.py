@@ -45,7 +45,7 @@ from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_duration
 from ghostsearch.search.limits import DEFAULT_BAND, Limits
 from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
-from ghostsearch.search.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset
+from ghostsearch.search.presets import PRESETS, Preset, get_preset
 from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
 from ghostsearch.search.settings import (
     OBJECTIVES,
@@ -56,7 +56,13 @@ from ghostsearch.search.settings import (
 )
 from ghostsearch.search.space import load_space
 from ghostsearch.search.storage import default_storage, study_dir
-from ghostsearch.search.study import baseline_widths, best_feasible, open_study, trained_count
+from ghostsearch.search.study import (
+    baseline_widths,
+    best_feasible,
+    open_study,
+    replace_unstarted,
+    trained_count,
+)
 from ghostsearch.search.workers import run_search
 
 DEFAULTS = ProxyProtocol()
@@ -119,9 +125,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("data (the proxy task)")
     add_data_args(g)
     g = p.add_argument_group("proxy training")
-    g.add_argument("--preset", choices=PRESETS, default=DEFAULT_PRESET,
+    g.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
                    help="; ".join(f"{k}: {v.about}" for k, v in PRESETS.items())
-                   + f" (default: {DEFAULT_PRESET})")
+                   + " (default: auto, gpu on a CUDA device and cpu otherwise)")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs per candidate (default: the preset's)")
     g.add_argument("--batch-size", type=int, default=None,
@@ -229,6 +235,18 @@ def band_record(study, settings: SearchSettings) -> dict[str, Any]:
                                   "max": max(draws, default=0)}}
 
 
+def resolve_preset(name: str, device: str) -> tuple[Preset, str]:
+    """The preset and why it was chosen: `auto` follows the device, since the gpu protocol on
+    a CPU takes a day."""
+    if name != "auto":
+        return get_preset(name), "chosen with --preset"
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        return get_preset("gpu"), f"auto: {dev} found; --preset cpu for the CPU protocol"
+    return get_preset("cpu"), ("auto: no CUDA device, so the protocol measured on a 2-core "
+                               "CPU; --preset gpu for the GPU one")
+
+
 def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
     """The prescreen, pool, top and pruner: each flag given, else the preset's."""
     prescreen = preset.prescreen if args.prescreen is None else args.prescreen
@@ -242,11 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     budget = parse_budget(args.budget)
     space = load_space(args.space)
-    name = args.study_name or f"{space.name}-{budget / 1e6:g}M-{args.data}"
+    preset, why = resolve_preset(args.preset, args.devices.split(",")[0] if args.devices
+                                 else args.device)
+    # the preset is in the default name: a study of another protocol is another study
+    name = args.study_name or f"{space.name}-{budget / 1e6:g}M-{args.data}-{preset.name}"
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
     out = study_dir(name, args.out)
-    preset = get_preset(args.preset)
+    print(f"preset {preset.name} ({why})")
     mode = search_mode(args, preset)
     trials = args.trials
     if trials is None:
@@ -286,8 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
           f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
           f"{len(dataset.val)} held out for selection")
+    replaced = replace_unstarted(settings)
+    if replaced:
+        print(f"study {name!r} had no trained trial and other {', '.join(replaced)}: "
+              "replaced by this command's")
     if device.type == "cpu":
-        _announce_estimate(settings, dataset, device, args.preset)
+        _announce_estimate(settings, dataset, device, preset.name)
     devices = args.devices.split(",") if args.devices else None
     interrupted = False
     try:

@@ -52,7 +52,7 @@ def pool_points(settings: Any) -> list[dict[str, Any]]:
 
 def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str, Any]:
     """Score every candidate of `pool_points` and mark the best `settings.top`."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     space = settings.space
     draws = pool_draws(settings)
@@ -60,7 +60,7 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
     x, y = score_batch(data)
     start = time.process_time()
     rows = []
-    for params in tqdm(points, desc=f"prescreen ({settings.prescreen})", unit="candidate",
+    for params in progress_bar(points, desc=f"prescreen ({settings.prescreen})", unit="candidate",
                        disable=not progress, dynamic_ncols=True):
         cfg = space.build_config(params)
         pcfg = proxy_config(cfg, data, settings.protocol)

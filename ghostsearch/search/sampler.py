@@ -4,8 +4,8 @@
 the first whose config, counted analytically (milliseconds, nothing built), lies in the band:
 rejection on the sampler's own proposal distribution, so what TPE or NSGA-II learned still
 shapes the draws and nothing outside the band is trained. When the wrapped sampler keeps
-proposing outside the band it falls back to a uniform draw
-from the band. Enqueued trials (references, prescreen picks) keep their fixed points.
+proposing outside the band it falls back to a uniform draw from the band. Enqueued trials
+(references, prescreen picks) keep their fixed points.
 """
 
 from __future__ import annotations

@@ -121,6 +121,25 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
     return study
 
 
+def replace_unstarted(settings: SearchSettings) -> list[str]:
+    """Delete a stored study of this name that was made with other settings but never trained
+    a trial (a search stopped at its estimate, say), so the command can start afresh; returns
+    what differed (empty: nothing replaced). A study with trained trials is never touched."""
+    storage = make_storage(settings.storage, settings.heartbeat_s)
+    try:
+        study = optuna.load_study(study_name=settings.study_name, storage=storage)
+    except KeyError:
+        return []
+    previous = study.user_attrs.get("settings") or {}
+    identity = settings.identity()
+    changed = sorted(k for k in identity if previous.get(k) != identity[k])
+    if not changed or trained_count(study, running=True) > 0:
+        return []
+    optuna.delete_study(study_name=settings.study_name, storage=storage)
+    _created_here.discard((settings.storage, settings.study_name))
+    return changed
+
+
 def _counts_as_trained(t: optuna.trial.FrozenTrial, *, running: bool) -> bool:
     """A trial that was given training: finished (completed, pruned, or failed with a recorded
     fault) or, with `running`, still training. A trial failed by the heartbeat (its worker was

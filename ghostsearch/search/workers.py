@@ -135,7 +135,7 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
     its own CUDA context), spread round-robin over `devices`; this process loads the data
     first, so that bad data is refused once, before any worker starts, and shows progress.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     study = open_study(settings)
     if data is None and trained_count(study) < settings.trials:
@@ -144,8 +144,9 @@ def run_search(settings: SearchSettings, data: Dataset | None = None, *,
         # once per study, before any worker starts
         ensure_prescreen(study, settings, data, progress=show_progress)
     deadline = None if settings.timeout is None else time.time() + settings.timeout
-    bar = tqdm(total=settings.trials, desc="trials", unit="trial", disable=not show_progress,
-               initial=min(trained_count(study), settings.trials), dynamic_ncols=True)
+    bar = progress_bar(total=settings.trials, desc="trials", unit="trial",
+                       disable=not show_progress, dynamic_ncols=True,
+                       initial=min(trained_count(study), settings.trials))
 
     def describe(study: optuna.Study) -> dict[str, str]:
         best = best_feasible(study)
