@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 
 from ghostsearch import ConfigError, NetConfig, analytic_counts
-from ghostsearch.report.ranking import rank_correlations
 from ghostsearch.search.data import Dataset
 from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
 from ghostsearch.search.space import SearchSpace, sample_points
+from ghostsearch.stats import rank_correlations
 
 
 def sample_within_budget(space: SearchSpace, budget_flops: int, n: int, seed: int,

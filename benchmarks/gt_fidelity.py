@@ -18,12 +18,12 @@ import pandas as pd
 from benchmarks.ground_truth import read_plan
 from ghostsearch.arch.config import load_config
 from ghostsearch.errors import ConfigError
-from ghostsearch.report.ranking import ranking_metrics
 from ghostsearch.search.data import Dataset
 from ghostsearch.search.prescreen import score_batch
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.scores import score_architecture
 from ghostsearch.search.space import SearchSpace
+from ghostsearch.stats import pooled_noise, rank_correlations, ranking_metrics, size_free
 
 BASELINES = ("params", "flops")
 
@@ -49,19 +49,20 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
 
 def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
     """The table's noise floor from its architectures trained with several seeds: each one's
-    test accuracies, the pooled standard deviation of one run, and the 95% half-width of a
+    test accuracies, the standard deviation of one run pooled over them (`stats.pooled_noise`), and the 95% half-width of a
     difference between two single-seed runs (1.96 * sqrt(2) * sd), under which one-seed gaps
     say nothing. None when no architecture has two seeds yet."""
     runs = pd.read_csv(Path(table_dir) / "runs.csv")
     groups = [(a, g.sort_values("seed")) for a, g in runs.groupby("arch_id") if len(g) > 1]
     if not groups:
         return None
-    pooled = float(np.sqrt(np.mean([g.test_acc.var(ddof=1) for _, g in groups])))
+    noise = pooled_noise([g.test_acc.tolist() for _, g in groups])  # weighted by runs - 1
+    pooled = float(noise.sd)
     return {"architectures": [{"arch_id": a, "name": g.name.iloc[0], "seeds": g.seed.tolist(),
                                "test_acc": g.test_acc.tolist(),
                                "spread": float(g.test_acc.max() - g.test_acc.min())}
                               for a, g in groups],
-            "pooled_sd": pooled, "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
+            "pooled_sd": pooled, "pooled_df": noise.df, "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
 
 
 def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[str],
@@ -169,7 +170,7 @@ def cv_predictions(features: pd.DataFrame, target: pd.Series, *, folds: int = 5,
 def predictor_methods(truth: pd.DataFrame, base: dict[str, Method]) -> dict[str, Method]:
     """Ridge predictors with cross-validation: on every training-free score with #params and
     FLOPs, and on those plus each short proxy."""
-    target = truth.set_index("arch_id").test_acc
+    target = truth.set_index("arch_id").val_acc  # fitted on what choices are made on
     free = {k: v for k, v in base.items() if v[2] in ("score", "baseline")}
     out: dict[str, Method] = {}
     if len(free) < 2 or len(target) < 8:
@@ -187,20 +188,53 @@ def predictor_methods(truth: pd.DataFrame, base: dict[str, Method]) -> dict[str,
     return out
 
 
+def size_free_methods(truth: pd.DataFrame, methods: dict[str, Method]) -> dict[str, Method]:
+    """Each score and proxy made size-free: its residual after a line on log FLOPs, fitted on
+    the architectures given (what it says beyond the size that a band already fixes)."""
+    flops = truth.set_index("arch_id").mflops
+    out: dict[str, Method] = {}
+    for name, (values, cpu_s, kind) in methods.items():
+        if kind not in ("score", "proxy", "combination") or name == "flops":
+            continue
+        both = pd.concat([values.rename("v"), flops.rename("f")], axis=1,
+                         join="inner").dropna()
+        if len(both) < 4:
+            continue
+        out[f"{name}, size-free"] = (pd.Series(size_free(both.v, both.f), index=both.index),
+                                     cpu_s, f"{kind}, size-free")
+    return out
+
+
 def fidelity_table(truth: pd.DataFrame, methods: dict[str, Method], *, boot: int = 1000,
-                   seed: int = 0) -> pd.DataFrame:
-    """One row per ranking method: its agreement with the ground truth's test accuracy, on the
-    architectures it has values for (`archs`)."""
-    target = truth.set_index("arch_id").test_acc
+                   seed: int = 0, target: str = "val_acc", top: float = 0.2) -> pd.DataFrame:
+    """One row per ranking method: its agreement with the ground truth's `target` (validation
+    accuracy: what choices are made on) on the architectures it has values for (`archs`),
+    with Kendall tau against test accuracy beside it (reported only)."""
+    by_arch = truth.set_index("arch_id")
     rows = []
     for name, (values, cpu_s, kind) in methods.items():
-        both = pd.concat([values.rename("v"), target.rename("t")], axis=1, join="inner").dropna()
+        both = pd.concat([values.rename("v"), by_arch[target].rename("t"),
+                          by_arch.test_acc.rename("test")], axis=1, join="inner").dropna()
         if len(both) < 3 or both.v.nunique() < 2:
             continue  # too few architectures, or a constant that ranks nothing
-        m = ranking_metrics(both.v.to_numpy(), both.t.to_numpy(), boot=boot, seed=seed)
+        m = ranking_metrics(both.v.to_numpy(), both.t.to_numpy(), boot=boot, seed=seed, top=top)
         rows.append({"method": name, "kind": kind, "archs": len(both), **m,
+                     "kendall_test": rank_correlations(both.v, both.test)["kendall"],
                      "cpu_s_per_arch": cpu_s})
     return pd.DataFrame(rows).sort_values("kendall", ascending=False, ignore_index=True)
+
+
+def in_band(truth: pd.DataFrame, low: float | None, high: float | None,
+            sampled_only: bool = True) -> pd.DataFrame:
+    """The architectures of the table within [low, high] MFLOPs (all with None)."""
+    keep = pd.Series(True, index=truth.index)
+    if low is not None:
+        keep &= truth.mflops >= low
+    if high is not None:
+        keep &= truth.mflops <= high
+    if sampled_only:
+        keep &= truth.kind == "sampled"
+    return truth[keep]
 
 
 def plot_fidelity(table: pd.DataFrame, path: str | Path, n_archs: int) -> Path:
@@ -235,10 +269,13 @@ def plot_fidelity(table: pd.DataFrame, path: str | Path, n_archs: int) -> Path:
 
 
 def summary(table: pd.DataFrame) -> dict[str, Any]:
-    """Which methods clear the bar of the better of FLOPs and params, in words and numbers."""
+    """Which methods clear the bar of the better of FLOPs and params, in words and numbers:
+    `clear_the_bar` by the point estimate, `clear_with_interval` by the lower end of the
+    bootstrap interval."""
     bar = table[table.kind == "baseline"].kendall.max()
     clears = table[(table.kind != "baseline") & (table.kendall > bar)].method.tolist()
-    return {"bar_kendall": float(bar), "clear_the_bar": clears,
+    sure = table[(table.kind != "baseline") & (table.kendall_lo > bar)].method.tolist()
+    return {"bar_kendall": float(bar), "clear_the_bar": clears, "clear_with_interval": sure,
             "clear_by_0.1": table[(table.kind != "baseline")
                                   & (table.kendall >= bar + 0.1)].method.tolist()}
 

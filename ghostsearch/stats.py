@@ -15,6 +15,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,49 +140,49 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> tuple
 
 # -- rankings ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RankAgreement:
-    tau: float
-    low: float  # bootstrap interval of tau at `level`
-    high: float
-    top_precision: float  # share of the true top fraction that the ranker's top fraction holds
-    n: int
-
-
-def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+def rank_correlations(a: Any, b: Any) -> dict[str, float]:
+    """Kendall tau-b and Spearman rho of two paired sequences."""
     from scipy import stats
 
-    return float(stats.kendalltau(x, y).statistic)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return {"kendall": float(stats.kendalltau(a, b).statistic),
+            "spearman": float(stats.spearmanr(a, b).statistic)}
 
 
-def top_precision(score: Sequence[float], truth: Sequence[float], frac: float = 0.2) -> float:
-    """Of the `frac` best by `truth`, the share that are also among the `frac` best by
-    `score` (ties by order)."""
-    n = len(truth)
-    k = max(1, round(frac * n))
-    best_true = set(np.argsort(-np.asarray(truth, dtype=float), kind="stable")[:k])
-    best_score = set(np.argsort(-np.asarray(score, dtype=float), kind="stable")[:k])
-    return len(best_true & best_score) / k
+def precision_at_top(predicted: Any, truth: Any, fraction: float = 0.1) -> float:
+    """Of the top `fraction` by `predicted` (at least one), the share that are in the top
+    `fraction` by `truth`: how often a ranking's picks are truly among the best."""
+    p, t = np.asarray(predicted, dtype=float), np.asarray(truth, dtype=float)
+    k = max(1, int(np.ceil(fraction * len(p))))
+    top_p = set(np.argsort(-p, kind="stable")[:k].tolist())
+    top_t = set(np.argsort(-t, kind="stable")[:k].tolist())
+    return len(top_p & top_t) / k
 
 
-def rank_agreement(score: Sequence[float], truth: Sequence[float], *, boot: int = 1000,
-                   seed: int = 0, level: float = LEVEL, frac: float = 0.2) -> RankAgreement:
-    """Kendall tau of `score` against `truth`, its percentile bootstrap interval (resampling
-    architectures), and top-`frac` precision."""
-    s = np.asarray(score, dtype=float)
-    t = np.asarray(truth, dtype=float)
-    ok = ~(np.isnan(s) | np.isnan(t))
-    s, t = s[ok], t[ok]
-    if len(s) < 3:
-        return RankAgreement(math.nan, math.nan, math.nan, math.nan, len(s))
+def ranking_metrics(predicted: Any, truth: Any, *, boot: int = 1000, seed: int = 0,
+                    top: float = 0.1) -> dict[str, float]:
+    """Kendall tau, Spearman rho and precision of the top `top` fraction (key `top10` for
+    0.1, `top20` for 0.2), each with a bootstrap 95% interval (architectures resampled with
+    replacement, `boot` times)."""
+    p, t = np.asarray(predicted, dtype=float), np.asarray(truth, dtype=float)
+
+    def all_three(pp: np.ndarray, tt: np.ndarray) -> tuple[float, float, float]:
+        r = rank_correlations(pp, tt)
+        return r["kendall"], r["spearman"], precision_at_top(pp, tt, top)
+
+    point = all_three(p, t)
     rng = np.random.default_rng(seed)
-    taus = []
+    draws = []
     for _ in range(boot):
-        i = rng.integers(0, len(s), len(s))
-        if len(set(s[i])) > 1 and len(set(t[i])) > 1:
-            taus.append(kendall(s[i], t[i]))
-    lo, hi = np.quantile(taus, [(1 - level) / 2, 1 - (1 - level) / 2]) if taus else (math.nan,) * 2
-    return RankAgreement(kendall(s, t), float(lo), float(hi), top_precision(s, t, frac), len(s))
+        idx = rng.integers(0, len(p), len(p))
+        if np.ptp(p[idx]) == 0 or np.ptp(t[idx]) == 0:
+            continue  # a constant resample has no ranking
+        draws.append(all_three(p[idx], t[idx]))
+    lo, hi = (np.nanpercentile(np.array(draws), q, axis=0) for q in (2.5, 97.5))
+    out: dict[str, float] = {}
+    for i, key in enumerate(("kendall", "spearman", f"top{round(top * 100)}")):
+        out[key], out[f"{key}_lo"], out[f"{key}_hi"] = point[i], float(lo[i]), float(hi[i])
+    return out
 
 
 def size_free(score: Sequence[float], flops: Sequence[float]) -> np.ndarray:

@@ -92,7 +92,7 @@ def test_cross_validated_ridge_learns_a_monotone_relation_out_of_fold():
     import pandas as pd
 
     from benchmarks import gt_fidelity as gf
-    from ghostsearch.report.ranking import rank_correlations
+    from ghostsearch.stats import rank_correlations
 
     rng = np.random.default_rng(0)
     f1, noise = rng.normal(size=30), rng.normal(size=30)

@@ -155,7 +155,7 @@ def test_report_script_reads_the_storage(tmp_path):
 
 
 def test_rank_correlations_by_hand():
-    from ghostsearch.report.ranking import rank_correlations
+    from ghostsearch.stats import rank_correlations
 
     # one discordant pair of six: tau = (5 - 1) / 6; rank differences 0, 1, -1, 0:
     # rho = 1 - 6 * 2 / (4 * 15)
@@ -165,7 +165,7 @@ def test_rank_correlations_by_hand():
 
 
 def test_precision_at_top_and_bootstrap_intervals():
-    from ghostsearch.report.ranking import precision_at_top, ranking_metrics
+    from ghostsearch.stats import precision_at_top, ranking_metrics
 
     truth = list(range(20))  # top 10% = the two largest, 18 and 19
     assert precision_at_top(truth, truth) == 1.0

@@ -10,10 +10,10 @@ from ghostsearch.stats import (
     Noise,
     compare,
     pooled_noise,
-    rank_agreement,
+    precision_at_top,
+    ranking_metrics,
     seeds_needed,
     size_free,
-    top_precision,
     welch,
 )
 
@@ -73,18 +73,18 @@ def test_welch_needs_spread_to_give_an_interval():
     assert math.isnan(welch([65.0, 65.0], [64.0, 64.0])[1])  # no spread measures nothing
 
 
-def test_rank_agreement_and_top_precision():
+def test_ranking_metrics_with_top_20_precision():
     truth = list(range(20))
-    perfect = rank_agreement(truth, truth, boot=200)
-    assert perfect.tau == pytest.approx(1.0) and perfect.top_precision == 1.0
-    assert perfect.low == pytest.approx(1.0)
-    reversed_ = rank_agreement(truth[::-1], truth, boot=200)
-    assert reversed_.tau == pytest.approx(-1.0) and reversed_.top_precision == 0.0
+    perfect = ranking_metrics(truth, truth, boot=200, top=0.2)
+    assert perfect["kendall"] == pytest.approx(1.0) and perfect["top20"] == 1.0
+    assert perfect["kendall_lo"] == pytest.approx(1.0)
+    reversed_ = ranking_metrics(truth[::-1], truth, boot=200, top=0.2)
+    assert reversed_["kendall"] == pytest.approx(-1.0) and reversed_["top20"] == 0.0
     rng = np.random.default_rng(1)
     noisy = np.array(truth) + rng.normal(0, 5, 20)
-    r = rank_agreement(noisy, truth, boot=500)
-    assert r.low < r.tau < r.high and 0 < r.tau < 1
-    assert top_precision([5, 4, 3, 2, 1], [1, 2, 3, 4, 5], frac=0.4) == 0.0
+    r = ranking_metrics(noisy, truth, boot=500, top=0.2)
+    assert r["kendall_lo"] < r["kendall"] < r["kendall_hi"] and 0 < r["kendall"] < 1
+    assert precision_at_top([5, 4, 3, 2, 1], [1, 2, 3, 4, 5], 0.4) == 0.0
 
 
 def test_size_free_removes_the_log_flops_trend():

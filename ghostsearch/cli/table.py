@@ -32,9 +32,9 @@ from ghostsearch import ConfigError
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.latency.measure import device_name, measure_latency
 from ghostsearch.latency.table import LatencyTable
-from ghostsearch.report.ranking import rank_correlations
 from ghostsearch.search.proxy import pick_device
 from ghostsearch.search.space import load_space
+from ghostsearch.stats import rank_correlations
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
