@@ -49,8 +49,8 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
 
 def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
     """The table's noise floor from its architectures trained with several seeds: each one's
-    test accuracies, the standard deviation of one run pooled over them (`stats.pooled_noise`), and the 95% half-width of a
-    difference between two single-seed runs (1.96 * sqrt(2) * sd), under which one-seed gaps
+    test accuracies, the standard deviation of one run pooled over them (`stats.pooled_noise`),
+    and the 95% half-width of a difference between two single-seed runs (1.96 * sqrt(2) * sd), under which one-seed gaps
     say nothing. None when no architecture has two seeds yet."""
     runs = pd.read_csv(Path(table_dir) / "runs.csv")
     groups = [(a, g.sort_values("seed")) for a, g in runs.groupby("arch_id") if len(g) > 1]
@@ -62,7 +62,8 @@ def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
                                "test_acc": g.test_acc.tolist(),
                                "spread": float(g.test_acc.max() - g.test_acc.min())}
                               for a, g in groups],
-            "pooled_sd": pooled, "pooled_df": noise.df, "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
+            "pooled_sd": pooled, "pooled_df": noise.df,
+            "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
 
 
 def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[str],
