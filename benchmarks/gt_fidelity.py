@@ -50,8 +50,8 @@ def read_truth(table_dir: str | Path, space: SearchSpace) -> pd.DataFrame:
 def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
     """The table's noise floor from its architectures trained with several seeds: each one's
     test accuracies, the standard deviation of one run pooled over them (`stats.pooled_noise`),
-    and the 95% half-width of a difference between two single-seed runs (1.96 * sqrt(2) * sd), under which one-seed gaps
-    say nothing. None when no architecture has two seeds yet."""
+    and the 95% half-width of a difference between two single-seed runs (1.96 * sqrt(2) * sd),
+    under which one-seed gaps say nothing. None when no architecture has two seeds yet."""
     runs = pd.read_csv(Path(table_dir) / "runs.csv")
     groups = [(a, g.sort_values("seed")) for a, g in runs.groupby("arch_id") if len(g) > 1]
     if not groups:
