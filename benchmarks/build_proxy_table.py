@@ -59,11 +59,11 @@ def parse_variants(text: str, max_images: int) -> list[Variant]:
     return out
 
 
-def done(path: Path) -> set[tuple[str, str]]:
+def done(path: Path) -> set[tuple[str, str, int]]:
     if not path.exists():
         return set()
     with path.open() as f:
-        return {(r["arch_id"], r["variant"]) for r in csv.DictReader(f)}
+        return {(r["arch_id"], r["variant"], int(r["seed"])) for r in csv.DictReader(f)}
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -121,7 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default=DEFAULT_VARIANTS,
                    help=f"EPOCHSxIMAGES, comma-separated (default {DEFAULT_VARIANTS})")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0",
+                   help="comma-separated training seeds; a second seed measures the proxy's "
+                        "own run-to-run noise (default: 0)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     return p.parse_args(argv)
@@ -138,8 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--workers, --threads and --batch-size must be >= 1")
     variants = parse_variants(args.variants, meta["data"]["train_subset"])
     out = table / "proxies.csv"
-    todo = [(a, v) for v in variants for a in meta["archs"] if (a, v.name) not in done(out)]
-    print(f"{out}: {len(meta['archs']) * len(variants)} runs, {len(todo)} to do; variants "
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: comma-separated integers, like 0,1") from None
+    have = done(out)
+    todo = [(a, v, s) for s in seeds for v in variants for a in meta["archs"]
+            if (a, v.name, s) not in have]
+    print(f"{out}: {len(meta['archs']) * len(variants) * len(seeds)} runs, {len(todo)} to do; "
+          f"seeds {args.seeds}, variants "
           f"{', '.join(v.name for v in variants)}, batch {args.batch_size}; {args.workers} "
           f"workers x {args.threads} thread(s) on {machine()}", flush=True)
     if not todo:
@@ -154,16 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue, running = list(todo), set()
         while queue or running:
             while queue and len(running) < args.workers:
-                a, v = queue.pop(0)
+                a, v, seed = queue.pop(0)
                 running.add(pool.submit(train_variant, str(table), a, v.epochs, v.images,
-                                        args.batch_size, args.seed))
+                                        args.batch_size, seed))
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 row = fut.result()
                 _append(out, row)
                 n += 1
                 print(json.dumps({"done": f"{n}/{len(todo)}", "arch": row["arch_id"],
-                                  "variant": row["variant"], "val": row["val_acc"],
+                                  "variant": row["variant"], "seed": row["seed"],
+                                  "val": row["val_acc"],
                                   "cpu_s": row["cpu_seconds"],
                                   "elapsed_min": round((time.time() - start) / 60, 1)}),
                       flush=True)

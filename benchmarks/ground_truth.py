@@ -197,7 +197,7 @@ def against_reference(rows: list[dict[str, Any]], arch_ids: list[str],
     names[reference] = ref_rows[0]["name"]
     key = {reference: cands[0].key}
     runs = [{"key": key.get(r["arch_id"], r["arch_id"]), "seed": int(r["seed"]),
-             "test_acc": float(r["test_acc"]), "val_acc": float(r["val_acc"] or "nan")}
+             "test_acc": float(r["test_acc"]), "val_acc": float(r.get("val_acc") or "nan")}
             for r in sorted(rows, key=lambda r: int(r["seed"]))
             if r["arch_id"] in arch_ids or r["arch_id"] == reference]
     table = {v["key"]: v for v in verdicts(cands, runs)}

@@ -120,14 +120,30 @@ def read_proxies(table_dir: str | Path) -> pd.DataFrame | None:
 
 
 def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
-    """Each short proxy's validation accuracy, at its mean CPU-seconds."""
+    """Each short proxy's validation accuracy (its seed-0 run: what one search trial sees), at
+    its mean CPU-seconds."""
     if proxies is None or proxies.empty:
         return {}
     out: dict[str, Method] = {}
-    for variant, g in proxies.groupby("variant", sort=False):
+    for variant, g in proxies[proxies.seed == 0].groupby("variant", sort=False):
         e, n = str(variant).split("x")
         out[f"proxy {e} ep x {n} img"] = (g.groupby("arch_id").val_acc.mean(),
                                           float(g.cpu_seconds.mean()), "proxy")
+    return out
+
+
+def proxy_noise(proxies: pd.DataFrame | None) -> dict[str, dict[str, float]]:
+    """Each proxy's own run-to-run noise: the standard deviation of one run's validation
+    accuracy pooled over the architectures trained with several seeds, with its degrees of
+    freedom (empty for a proxy with one seed everywhere)."""
+    out: dict[str, dict[str, float]] = {}
+    if proxies is None or proxies.empty:
+        return out
+    for variant, g in proxies.groupby("variant", sort=False):
+        noise = pooled_noise([a.val_acc.tolist() for _, a in g.groupby("arch_id")])
+        if noise.known:
+            e, n = str(variant).split("x")
+            out[f"proxy {e} ep x {n} img"] = {"sd": noise.sd, "df": noise.df}
     return out
 
 
@@ -143,6 +159,20 @@ def curve_methods(table_dir: str | Path, epochs: Sequence[int] = (1, 2, 3, 6)) -
         out[f"long run, epoch {k} of {total}"] = (
             vals.groupby("arch_id").v.mean(), float(runs.train_seconds.mean() * k / total),
             "learning curve")
+    return out
+
+
+def curve_noise(table_dir: str | Path) -> dict[str, float]:
+    """Run-to-run noise (sd) of the long run's validation accuracy after its first k epochs,
+    pooled over the architectures trained with several seeds, keyed like `curve_methods`."""
+    runs = pd.read_csv(Path(table_dir) / "runs.csv")
+    curves = runs.assign(curve=runs.val_curve.map(json.loads))
+    total = len(curves.curve.iloc[0])
+    out: dict[str, float] = {}
+    for k in range(1, total):
+        noise = pooled_noise([[c[k - 1] for c in g.curve] for _, g in curves.groupby("arch_id")])
+        if noise.known:
+            out[f"long run, epoch {k} of {total}"] = noise.sd
     return out
 
 

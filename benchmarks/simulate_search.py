@@ -1,15 +1,18 @@
-"""Search modes simulated on a ground-truth table, as tabular NAS benchmarks do: each mode is
-run many times on random draws from the table's uniform sample, with every cached ranking
-signal (training-free scores, short proxies from `scripts/build_proxy_table.py`, the long
-run's early epochs) standing in for what the search would have computed. Reported per mode:
-the expected ground-truth test accuracy of the architecture it picks, how often that pick is
-in the top 10% of the whole sample, and the CPU-seconds the search spends.
+"""Search modes simulated on a ground-truth table, as tabular NAS benchmarks do, and chosen out
+of sample: the architectures (of one FLOPs band, or the whole table) are split in halves many
+times; on one half every mode is simulated and the best by expected *validation* accuracy is
+chosen; the other half then measures every mode and the chosen one. Cached signals stand in for
+what a search computes (training-free scores, short proxies from
+`scripts/build_proxy_table.py`, the long run's early epochs), and each trained proxy is drawn
+with its own measured run-to-run noise, not one fixed value.
 
-    python scripts/simulate_search.py --ground-truth results/ground_truth
+    python scripts/simulate_search.py --ground-truth results/ground_truth --band 170:200
 
 Modes: `random K + P` trains K random candidates with proxy P and keeps the best;
 `prescreen S N->K + P` scores N candidates with S, trains the best K with P and keeps the
-best; `S over N` keeps the best of N by a training-free score (or FLOPs) alone.
+best; `S over N` keeps the best of N by a training-free score (or FLOPs) alone. Reported per
+mode, on the held-out halves: the pick's expected validation and test accuracy, its rank in
+the half (1 = best by validation), the chance it is in the half's top 20%, the CPU-seconds.
 """
 
 from __future__ import annotations
@@ -28,35 +31,82 @@ from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
 
 
-def simulate(values: pd.DataFrame, costs: dict[str, float], truth: pd.Series, *, pool: int,
-             top: int, screen: str | None, proxy: str | None, repeats: int = 2000,
+def simulate(values: pd.DataFrame, costs: dict[str, float], val: pd.Series, test: pd.Series,
+             *, pool: int, top: int, screen: str | None, proxy: str | None,
+             noise: dict[str, float] | None = None, repeats: int = 2000,
              seed: int = 0) -> dict[str, float]:
-    """One mode, `repeats` times: draw `pool` candidates; keep the best `top` by `screen`
-    (all of them without one); train those with `proxy` and pick the best (without a proxy,
-    the best by `screen`). Returns the pick's expected test accuracy, its chance of being in
-    the top 10% of the whole sample, and the CPU-seconds spent."""
-    ids = truth.index.to_numpy()
-    acc = truth.to_numpy(dtype=float)
-    k10 = max(1, int(np.ceil(0.1 * len(ids))))
-    top10 = set(np.argsort(-acc, kind="stable")[:k10].tolist())
+    """One mode on the architectures of `val`, `repeats` times: draw `pool` candidates; keep
+    the best `top` by `screen` (all of them without one); train those with `proxy` (its value
+    plus normal noise of sd `noise[proxy]`) and pick the best (without a proxy, the best by
+    `screen`)."""
+    ids = val.index.to_numpy()
+    v, t = val.to_numpy(dtype=float), test.reindex(ids).to_numpy(dtype=float)
+    rank_of = np.empty(len(ids), dtype=int)
+    rank_of[np.argsort(-v, kind="stable")] = np.arange(1, len(ids) + 1)
+    k20 = max(1, int(np.ceil(0.2 * len(ids))))
     rng = np.random.default_rng(seed)
     col = {c: values[c].reindex(ids).to_numpy(dtype=float) for c in values.columns}
-    picks, hits = [], 0
+    sd = (noise or {}).get(proxy, 0.0) if proxy is not None else 0.0
+    picks = []
     for _ in range(repeats):
         drawn = rng.choice(len(ids), size=pool, replace=False)
         kept = drawn
         if screen is not None:
-            noise = rng.random(len(drawn)) * 1e-9  # break exact ties at random
-            kept = drawn[np.argsort(-(col[screen][drawn] + noise), kind="stable")[:top]]
-        chooser = col[proxy] if proxy is not None else col[screen]  # type: ignore[index]
-        pick = kept[int(np.argmax(chooser[kept]))]
-        picks.append(acc[pick])
-        hits += int(pick in top10)
+            ties = rng.random(len(drawn)) * 1e-9  # break exact ties at random
+            kept = drawn[np.argsort(-(col[screen][drawn] + ties), kind="stable")[:top]]
+        if proxy is not None:
+            seen = col[proxy][kept] + rng.normal(0.0, sd, len(kept)) if sd else col[proxy][kept]
+        else:
+            seen = col[screen][kept]  # type: ignore[index]
+        picks.append(kept[int(np.argmax(seen))])
+    picks_a = np.array(picks)
     cost = (pool * costs[screen] if screen is not None else 0.0) + (
         (top if screen is not None else pool) * costs[proxy] if proxy is not None else 0.0)
-    return {"expected_test_acc": float(np.mean(picks)), "std_test_acc": float(np.std(picks)),
-            "p_top10": hits / repeats, "cpu_s": float(cost),
-            "regret_vs_sample_best": float(acc.max() - np.mean(picks))}
+    return {"expected_val_acc": float(v[picks_a].mean()),
+            "expected_test_acc": float(t[picks_a].mean()),
+            "mean_rank": float(rank_of[picks_a].mean()),
+            "p_top20": float((rank_of[picks_a] <= k20).mean()), "cpu_s": float(cost),
+            "regret_val": float(v.max() - v[picks_a].mean())}
+
+
+def out_of_sample(values: pd.DataFrame, costs: dict[str, float], val: pd.Series,
+                  test: pd.Series, grid: list[dict[str, object]], *,
+                  noise: dict[str, float], splits: int = 20, repeats: int = 300,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every mode of `grid` chosen on one half and measured on the other, `splits` times.
+
+    Returns (per mode: its mean over the held-out halves and how often it was chosen;
+    per split: the chosen mode and how it did on the held-out half)."""
+    rng = np.random.default_rng(seed)
+    ids = val.index.to_numpy()
+    per_mode: dict[str, list[dict[str, float]]] = {str(m["mode"]): [] for m in grid}
+    chosen_rows = []
+    for split in range(splits):
+        order = rng.permutation(len(ids))
+        halves = ids[order[: len(ids) // 2]], ids[order[len(ids) // 2:]]
+        for a, b in (halves, halves[::-1]):
+            n = min(len(a), len(b))
+
+            def run(m: dict[str, object], part: np.ndarray, s: int,
+                    n: int = n) -> dict[str, float]:
+                return simulate(values, costs, val[part], test, pool=min(int(m["pool"]), n),
+                                top=min(int(m["top"]), n), screen=m["screen"],  # type: ignore
+                                proxy=m["proxy"], noise=noise,  # type: ignore[arg-type]
+                                repeats=repeats, seed=s)
+
+            on_a = {str(m["mode"]): run(m, a, seed + split) for m in grid}
+            best = max(on_a, key=lambda k: (on_a[k]["expected_val_acc"], -on_a[k]["cpu_s"]))
+            for m in grid:
+                r = run(m, b, seed + split + 1)
+                per_mode[str(m["mode"])].append(r)
+                if m["mode"] == best:
+                    chosen_rows.append({"split": split, "chosen": best, **r})
+    chosen = pd.DataFrame(chosen_rows)
+    counts = chosen.chosen.value_counts()
+    table = pd.DataFrame([{"mode": k, **pd.DataFrame(v).mean().to_dict(),
+                           "chosen_share": float(counts.get(k, 0) / len(chosen))}
+                          for k, v in per_mode.items()])
+    return table.sort_values("expected_val_acc", ascending=False, ignore_index=True), chosen
 
 
 def reference_gain(truth: pd.DataFrame) -> pd.Series:
@@ -70,9 +120,9 @@ def reference_gain(truth: pd.DataFrame) -> pd.Series:
 
 
 def modes(n: int, screens: list[str], proxies: list[str]) -> list[dict[str, object]]:
-    """The grid of modes for a sample of `n` architectures."""
+    """The grid of modes for `n` architectures (a half of the band)."""
     out: list[dict[str, object]] = []
-    pools = sorted({p for p in (10, 20, 40, n) if p <= n})
+    pools = sorted({p for p in (5, 10, 20, 40, n) if p <= n})
     for proxy in proxies:
         for k in (k for k in (1, 3, 5, 10) if k <= n):
             out.append({"mode": f"random {k} + {proxy}", "pool": k, "top": k, "screen": None,
@@ -92,12 +142,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ground-truth", required=True, help="the ground-truth table folder")
     p.add_argument("--space", default="ghostnet", help="the space the table was built for")
+    p.add_argument("--band", default=None, metavar="LO:HI",
+                   help="simulate on the sampled architectures within [LO, HI] MFLOPs "
+                        "(default: every sampled architecture)")
     p.add_argument("--screens", default="synflow,snip,naswot,rank_average,flops",
                    help="training-free rankings to prescreen with (default "
                         "synflow,snip,naswot,rank_average,flops)")
-    p.add_argument("--repeats", type=int, default=2000, help="simulated searches per mode")
+    p.add_argument("--splits", type=int, default=20, help="random half splits (default 20)")
+    p.add_argument("--repeats", type=int, default=300,
+                   help="simulated searches per mode and half (default 300)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="default: simulation.json beside the table")
+    p.add_argument("--json", default=None,
+                   help="default: simulation-<band>.json (or simulation.json) beside the table")
     return p.parse_args(argv)
 
 
@@ -105,52 +161,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ghostsearch.search.space import load_space
 
     args = parse_args(argv)
-    if args.repeats < 1:
-        raise ConfigError(f"--repeats {args.repeats}: must be >= 1")
+    if args.repeats < 1 or args.splits < 1:
+        raise ConfigError(f"--repeats {args.repeats} --splits {args.splits}: must be >= 1")
     table = Path(args.ground_truth)
     truth_all = gf.read_truth(table, load_space(args.space))
-    sampled = truth_all[truth_all.kind == "sampled"].set_index("arch_id").test_acc
-    if len(sampled) < 5:
-        raise ConfigError(f"{table}: {len(sampled)} sampled architectures finished; the "
-                          "simulation needs at least 5")
+    lo = hi = None
+    if args.band:
+        try:
+            lo, hi = (float(x) for x in args.band.split(":"))
+        except ValueError:
+            raise ConfigError(f"--band {args.band!r}: expected LO:HI in MFLOPs, like "
+                              "170:200") from None
+    sampled = gf.in_band(truth_all, lo, hi).set_index("arch_id")
+    if len(sampled) < 8:
+        raise ConfigError(f"{table}: {len(sampled)} sampled architectures finished in that "
+                          "band; the out-of-sample simulation needs at least 8")
     scores_path = table / "scores.csv"
     if not scores_path.exists():
         raise ConfigError(f"{scores_path}: no scores yet; run scripts/proxy_fidelity.py "
                           "--ground-truth first")
     methods = gf.score_methods(pd.read_csv(scores_path))
-    methods.update(gf.proxy_methods(gf.read_proxies(table)))
+    proxies = gf.read_proxies(table)
+    methods.update(gf.proxy_methods(proxies))
     methods.update(gf.curve_methods(table))
+    band_truth = truth_all[truth_all.arch_id.isin(sampled.index)]
+    methods.update(gf.size_free_methods(band_truth, {
+        k: (v[0][v[0].index.isin(sampled.index)], v[1], v[2]) for k, v in methods.items()}))
+    noise = {k: v["sd"] for k, v in gf.proxy_noise(proxies).items()}
+    noise.update(gf.curve_noise(table))
     screens = [s.strip() for s in args.screens.split(",") if s.strip()]
     unknown = [s for s in screens if s not in methods]
     if unknown:
         raise ConfigError(f"--screens {unknown[0]!r}: no such ranking in {table} (known: "
                           f"{', '.join(m for m, v in methods.items() if v[2] != 'proxy')})")
-    proxies = [m for m, v in methods.items() if v[2] in ("proxy", "learning curve")]
+    # only trained signals whose noise was measured: a fixed value would flatter them
+    trained = [m for m, v in methods.items() if v[2] in ("proxy", "learning curve")]
+    missing = [m for m in trained if m not in noise]
+    proxies_used = [m for m in trained if m in noise]
     values = pd.DataFrame({m: v[0] for m, v in methods.items()})
     costs = {m: v[1] for m, v in methods.items()}
-    rows = []
-    for mode in modes(len(sampled), screens, proxies):
-        r = simulate(values, costs, sampled, pool=int(mode["pool"]), top=int(mode["top"]),
-                     screen=mode["screen"], proxy=mode["proxy"], repeats=args.repeats,
-                     seed=args.seed)
-        rows.append({"mode": mode["mode"], **r})
-    result = pd.DataFrame(rows).sort_values("expected_test_acc", ascending=False,
-                                            ignore_index=True)
+    grid = modes(len(sampled) // 2, screens, proxies_used)
+    result, chosen = out_of_sample(values, costs, sampled.val_acc, sampled.test_acc, grid,
+                                   noise=noise, splits=args.splits, repeats=args.repeats,
+                                   seed=args.seed)
     print(result.to_markdown(index=False, floatfmt=".3f"))
-    ranked = np.sort(sampled.to_numpy())[::-1]
-    threshold = ranked[max(1, int(np.ceil(0.1 * len(ranked)))) - 1]
-    print(f"{len(sampled)} sampled architectures; the sample's best {ranked[0]:.2f}%, its "
-          f"top-10% threshold {threshold:.2f}%")
+    where = f"[{args.band.replace(':', ', ')}] MFLOPs" if args.band else "the whole table"
+    print(f"{len(sampled)} sampled architectures in {where}, halves of {len(sampled) // 2}; "
+          f"{args.splits} splits x 2 directions; trained signals with their noise (sd): "
+          + ", ".join(f"{k} {noise[k]:.2f}" for k in proxies_used)
+          + (f"; left out for want of a noise measurement: {', '.join(missing)}"
+             if missing else ""))
+    pick = chosen.mean(numeric_only=True)
+    top = chosen.chosen.value_counts().head(3)
+    print(f"the mode chosen on one half, on the other: expected val {pick.expected_val_acc:.2f}%,"
+          f" test {pick.expected_test_acc:.2f}%, mean rank {pick.mean_rank:.1f} of "
+          f"{len(sampled) - len(sampled) // 2}, {pick.cpu_s:.0f} CPU-s; chosen most often: "
+          + "; ".join(f"{k} ({v} of {len(chosen)})" for k, v in top.items()))
     gain = reference_gain(truth_all)
-    if len(gain):
-        print(f"against the references at equal FLOPs: {int((gain > 0).sum())} of {len(gain)} "
-              f"sampled architectures above them, {int((gain > 1).sum())} by more than 1 point "
-              f"(best {gain.max():+.2f} points, {gain.idxmax()}; median {gain.median():+.2f})")
-    out = Path(args.json) if args.json else table / "simulation.json"
-    out.write_text(json.dumps({"sampled_architectures": len(sampled), "repeats": args.repeats,
-                               "gain_over_reference": gain.round(3).to_dict(),
-                               "truth": "mean test accuracy over the finished seeds",
-                               "table": result.to_dict("records"),
-                               "provenance": provenance(args)}, indent=2) + "\n")
+    name = f"simulation-{args.band.replace(':', '-')}.json" if args.band else "simulation.json"
+    out = Path(args.json) if args.json else table / name
+    out.write_text(json.dumps({
+        "sampled_architectures": len(sampled), "band_mflops": args.band,
+        "splits": args.splits, "repeats": args.repeats, "noise_sd": noise,
+        "left_out_without_noise": missing,
+        "truth": "validation accuracy chooses; test accuracy is reported",
+        "chosen_out_of_sample": {"mean": pick.to_dict(), "modes": top.to_dict()},
+        "gain_over_reference": gain.round(3).to_dict(),
+        "table": result.to_dict("records"), "provenance": provenance(args)},
+        indent=2, default=float) + "\n")
     print(f"wrote {out}")
     return 0

@@ -285,7 +285,8 @@ def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
                "test_mean": statistics.fmean(test),
                "test_std": statistics.stdev(test) if len(test) > 1 else math.nan,
                "val_mean": statistics.fmean(val),
-               "val_std": statistics.stdev(val) if len(val) > 1 else math.nan,
+               "val_std": (statistics.stdev(val) if len(val) > 1
+                           and not any(math.isnan(x) for x in val) else math.nan),
                "proxy_val": c.proxy_val, "trial": c.trial}
         if ref is not None and c.key != ref.key and by[ref.key]:
             ref_test = [r["test_acc"] for r in by[ref.key]]

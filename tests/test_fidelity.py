@@ -158,28 +158,58 @@ def test_search_simulation_picks_and_costs():
     from benchmarks.simulate_search import modes, simulate
 
     ids = [f"s{i:02d}" for i in range(20)]
-    truth = pd.Series([50.0 + i for i in range(20)], index=ids)
+    val = pd.Series([50.0 + i for i in range(20)], index=ids)
+    test = val - 1.0
     values = pd.DataFrame({"perfect": range(20), "reversed": range(20)[::-1],
                            "proxy": range(20)}, index=ids, dtype=float)
     costs = {"perfect": 0.5, "reversed": 0.5, "proxy": 30.0}
-    whole = simulate(values, costs, truth, pool=20, top=1, screen="perfect", proxy=None,
+    whole = simulate(values, costs, val, test, pool=20, top=1, screen="perfect", proxy=None,
                      repeats=50)
-    assert whole["expected_test_acc"] == 69.0 and whole["p_top10"] == 1.0
-    assert whole["cpu_s"] == 20 * 0.5 and whole["regret_vs_sample_best"] == 0.0
-    worst = simulate(values, costs, truth, pool=20, top=1, screen="reversed", proxy=None,
+    assert whole["expected_val_acc"] == 69.0 and whole["expected_test_acc"] == 68.0
+    assert whole["p_top20"] == 1.0 and whole["mean_rank"] == 1.0
+    assert whole["cpu_s"] == 20 * 0.5 and whole["regret_val"] == 0.0
+    worst = simulate(values, costs, val, test, pool=20, top=1, screen="reversed", proxy=None,
                      repeats=50)
-    assert worst["expected_test_acc"] == 50.0 and worst["p_top10"] == 0.0
+    assert worst["expected_val_acc"] == 50.0 and worst["mean_rank"] == 20.0
     # the prescreen keeps the reversed score's top 5 (the worst 5); the proxy picks among them
-    pre = simulate(values, costs, truth, pool=20, top=5, screen="reversed", proxy="proxy",
+    pre = simulate(values, costs, val, test, pool=20, top=5, screen="reversed", proxy="proxy",
                    repeats=50)
-    assert pre["expected_test_acc"] == 54.0 and pre["cpu_s"] == 20 * 0.5 + 5 * 30.0
-    one = simulate(values, costs, truth, pool=1, top=1, screen=None, proxy="proxy",
+    assert pre["expected_val_acc"] == 54.0 and pre["cpu_s"] == 20 * 0.5 + 5 * 30.0
+    one = simulate(values, costs, val, test, pool=1, top=1, screen=None, proxy="proxy",
                    repeats=4000, seed=1)
-    assert abs(one["expected_test_acc"] - 59.5) < 0.5 and one["cpu_s"] == 30.0
+    assert abs(one["expected_val_acc"] - 59.5) < 0.5 and one["cpu_s"] == 30.0
+    # a proxy drawn with its noise picks worse than the same proxy read without noise
+    exact = simulate(values, costs, val, test, pool=20, top=20, screen=None, proxy="proxy",
+                     repeats=300)
+    noisy = simulate(values, costs, val, test, pool=20, top=20, screen=None, proxy="proxy",
+                     noise={"proxy": 3.0}, repeats=300)
+    assert exact["mean_rank"] == 1.0 < noisy["mean_rank"]
     grid = modes(20, ["perfect"], ["proxy"])
     names = [m["mode"] for m in grid]
     assert "random 10 + proxy" in names and "prescreen perfect 20->5 + proxy" in names
     assert "perfect over 10" in names and all(int(m["top"]) <= int(m["pool"]) for m in grid)
+
+
+def test_out_of_sample_choice_measures_the_chosen_mode_on_the_other_half():
+    import pandas as pd
+
+    from benchmarks.simulate_search import modes, out_of_sample
+
+    ids = [f"s{i:02d}" for i in range(16)]
+    val = pd.Series([50.0 + i for i in range(16)], index=ids)
+    values = pd.DataFrame({"good": range(16), "bad": range(16)[::-1], "proxy": range(16)},
+                          index=ids, dtype=float)
+    costs = {"good": 0.1, "bad": 0.1, "proxy": 10.0}
+    grid = modes(8, ["good", "bad"], ["proxy"])
+    table, chosen = out_of_sample(values, costs, val, val - 1, grid, noise={"proxy": 1.0},
+                                  splits=3, repeats=50)
+    assert len(chosen) == 6  # 3 splits x 2 directions
+    assert set(table["mode"]) == {m["mode"] for m in grid}
+    assert table.chosen_share.sum() == pytest.approx(1.0)
+    by = table.set_index("mode")
+    assert by.loc["good over 8", "mean_rank"] == 1.0  # a perfect score over the whole half
+    assert by.loc["bad over 8", "mean_rank"] == 8.0
+    assert not chosen.chosen.str.startswith("bad over").any()
 
 
 def test_gain_over_the_reference_line():
@@ -254,7 +284,8 @@ def test_against_reference_gives_the_confirm_verdict_over_seeds():
     assert r["test_acc"] == [70.0, 71.0, 72.0]  # in seed order
     assert r["diff"] == pytest.approx(3.0)
     assert r["ci_half"] == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-5)
-    assert r["verdict"] == "beats ref-1.20x (198 MFLOPs) by 3.0 ± 2.3 points at 200 MFLOPs"
+    # the noise pooled over both arms (sd 1, 4 degrees of freedom), one comparison
+    assert r["verdict"] == "beats ref-1.20x (198 MFLOPs) by 3.00 ± 2.27 points at 200 MFLOPs"
 
 
 def test_band_extension_fills_each_band_once_and_plans_seed_zero_first(tmp_path):
