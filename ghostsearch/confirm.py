@@ -32,8 +32,16 @@ from .search.settings import DataSpec
 from .search.space import space_from_dict
 from .search.storage import make_storage
 from .search.study import baseline_widths, width_name
-from .search.workers import spawn_and_wait
-from .stats import DEFAULT_MARGIN, Comparison, compare, pooled_noise, welch
+from .search.workers import spawn_and_wait, stop_on_sigterm
+from .stats import (
+    DEFAULT_MARGIN,
+    Comparison,
+    compare,
+    pooled_noise,
+    seeds_needed,
+    t_quantile,
+    welch,
+)
 
 # Named long protocols: (proxy protocol, training images, held-out images)
 PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
@@ -41,6 +49,38 @@ PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
                      GROUND_TRUTH_DATA["val_size"]),
 }
 SUFFIX = "-confirm"
+# What one run of a protocol costs and how much it varies, measured on the ground truth on a
+# 2-core CPU (docs/benchmarks.md): the standard deviation of one run's test accuracy pooled
+# over 8 architectures with 2-3 seeds (13 degrees of freedom), and the one-thread CPU-seconds
+# of a unit near 200 MFLOPs (GhostNet 1.2x: 1,245 s).
+KNOWN_NOISE = {"ground-truth": {"sd": 0.76, "df": 13, "unit_cpu_s": 1245.0}}
+
+
+def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
+               done: list[dict[str, Any]] | None = None, seeds: int = 3) -> dict[str, Any] | None:
+    """Seeds an arm that would resolve a difference of `effect` points between a candidate
+    and the reference, at the noise known for `protocol` (or the noise pooled over this
+    confirmation's finished units, when they hold more degrees of freedom), and what that
+    costs in CPU-hours for the candidates and the reference. None for a protocol with no
+    measured noise."""
+    known = KNOWN_NOISE.get(protocol)
+    if known is None:
+        return None
+    sd, df, source = known["sd"], known["df"], "the ground truth"
+    if done:
+        arms: dict[str, list[float]] = {}
+        for r in done:
+            arms.setdefault(r["key"], []).append(r["test_acc"])
+        noise = pooled_noise(arms)
+        if noise.known and noise.df > df:
+            sd, df, source = noise.sd, noise.df, "this confirmation"
+    n = seeds_needed(sd, effect, m=max(1, n_candidates))
+    units = n * (n_candidates + 1)
+    m = max(1, n_candidates)
+    half = t_quantile(1 - 0.025 / m, df) * sd * math.sqrt(2 / seeds)  # at `seeds` an arm
+    return {"sd": sd, "df": df, "source": source, "effect": effect, "seeds": n,
+            "units": units, "cpu_hours": units * known["unit_cpu_s"] / 3600,
+            "half_at_seeds": half}
 
 
 @dataclass(frozen=True)
@@ -135,14 +175,67 @@ def _say(line: str) -> None:
     print(line, flush=True)  # workers write to a shared stdout, often a file: no buffering
 
 
+MAX_RETRIES = 2  # a unit that failed this many times more is left failed, with its reasons
+STALE_AFTER_S = 900.0  # a RUNNING unit silent this long lost its worker (an epoch beats)
+
+
+def _requeue(confirm: optuna.Study, key: str, seed: int, unit: int, retries: int,
+             reason: str = "") -> bool:
+    """Enqueue a unit again unless it failed too often or is already done or waiting; the new
+    unit carries the reason its predecessor failed."""
+    if retries > MAX_RETRIES:
+        return False
+    for t in confirm.get_trials(deepcopy=False):
+        same = (t.user_attrs.get("key"), t.user_attrs.get("seed")) == (key, seed)
+        if same and t.state in (optuna.trial.TrialState.COMPLETE,
+                                optuna.trial.TrialState.WAITING):
+            return False
+    confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed,
+                                                      "retries": retries,
+                                                      "previous_failure": reason})
+    return True
+
+
+def reclaim_stale(confirm: optuna.Study, stale_after_s: float = STALE_AFTER_S,
+                  log: Callable[[str], None] | None = None) -> int:
+    """Take back units left RUNNING by a worker that died (killed, out of memory): a unit
+    whose last beat (its start or its last finished epoch) is older than `stale_after_s` is
+    failed with that reason and queued again. Returns how many were taken back."""
+    now = datetime.datetime.now()
+    n = 0
+    for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if "key" not in t.user_attrs:
+            continue
+        beat = t.user_attrs.get("alive_at")
+        last = datetime.datetime.fromisoformat(beat) if beat else t.datetime_start
+        if last is None or (now - last).total_seconds() < stale_after_s:
+            continue
+        key, seed = t.user_attrs["key"], t.user_attrs["seed"]
+        reason = f"stale: no beat for {(now - last).total_seconds():.0f} s (worker lost)"
+        with warnings.catch_warnings():  # telling another process's trial is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            confirm.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        _requeue(confirm, key, seed, int(t.params.get("unit", 0)),
+                 int(t.user_attrs.get("retries", 0)), reason)
+        n += 1
+        if log is not None:
+            log(f"{key}, seed {seed}: taken back ({reason})")
+    return n
+
+
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
-              log: Callable[[str], None] = _say) -> None:
+              log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S) -> None:
     """Train waiting units until none is left; each completed unit records its accuracies.
-    `log` gets a line as a unit starts, after each of its epochs and when it is done."""
+    `log` gets a line as a unit starts, after each of its epochs and when it is done.
+
+    A unit that fails (any error but Ctrl-C) is recorded FAIL with its reason and queued
+    again, up to `MAX_RETRIES` more times; units left RUNNING by a lost worker are taken back
+    first (`reclaim_stale`); a unit already completed elsewhere is not trained twice."""
     from .compress.train import ModelSpec, train_full
     from .search.proxy import proxy_config
 
+    reclaim_stale(confirm, stale_after_s, log)
     waiting = optuna.trial.TrialState.WAITING
     while confirm.get_trials(deepcopy=False, states=(waiting,)):
         with warnings.catch_warnings():  # ask/tell on a heartbeat storage: units checkpoint
@@ -153,19 +246,37 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
             break
         unit = trial.suggest_int("unit", 0, max(0, n_units - 1))
         key, seed = trial.user_attrs["key"], trial.user_attrs["seed"]
+        retries = int(trial.user_attrs.get("retries", 0))
+        if any((r["key"], r["seed"]) == (key, seed) for r in results(confirm)):
+            confirm.tell(trial, state=optuna.trial.TrialState.PRUNED)  # done meanwhile
+            continue
         cfg = NetConfig.from_dict(cands[key].config)
         pcfg = proxy_config(cfg, data, protocol)
         spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
         folder = out / "confirm" / f"{key.replace(' ', '_')}-seed{seed}"
         tag = f"unit {unit + 1}/{n_units}: {key}, seed {seed}"
-        log(f"{tag}: started")
+        log(f"{tag}: started" + (f" (retry {retries})" if retries else ""))
+
+        def beat(message: str, tag: str = tag, trial: optuna.Trial = trial) -> None:
+            trial.set_user_attr("alive_at", datetime.datetime.now().isoformat())
+            log(f"{tag}: {message}")
+
+        beat("training")
         try:
-            record = train_full(spec, data, protocol, folder, seed=seed, device=device,
-                                log=lambda m, tag=tag: log(f"{tag}: {m}"))
+            record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat)
         except KeyboardInterrupt:
             confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
-            confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed})
+            confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed,
+                                                              "retries": retries})
             raise
+        except Exception as e:  # out of memory, a diverged run, a bad file: recorded, retried
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:300]
+            trial.set_user_attr("reason", reason)
+            confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
+            again = _requeue(confirm, key, seed, unit, retries + 1, reason)
+            log(f"{tag}: failed ({reason}); " + ("queued again" if again else
+                                                 f"given up after {retries + 1} tries"))
+            continue
         for k in ("val_acc", "test_acc", "train_seconds"):
             trial.set_user_attr(k, record[k])
         confirm.tell(trial, record["val_acc"])
@@ -175,26 +286,27 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
                  protocol: ProxyProtocol, out: Path, n_units: int, device: str,
-                 threads: int) -> None:
+                 threads: int, stale_after_s: float = STALE_AFTER_S) -> None:
     try:  # an interrupted unit re-enqueues itself; the parent reports, no traceback here
+        stop_on_sigterm()
         torch.set_num_threads(threads)
         confirm = optuna.load_study(study_name=name, storage=make_storage(url))
         run_units(confirm, cands, data.load(progress=False), protocol, out, n_units,
-                  device=device)
+                  device=device, stale_after_s=stale_after_s)
     except KeyboardInterrupt:
         return
 
 
 def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
                        protocol: ProxyProtocol, out: Path, n_units: int, n_jobs: int,
-                       device: str = "cpu") -> None:
+                       device: str = "cpu", stale_after_s: float = STALE_AFTER_S) -> None:
     """`run_units` in `n_jobs` spawned processes sharing the companion study at `url`, each
     loading the data itself (from the decoded cache) and, on a CPU, taking its share of the
     cores: on 2 cores two one-thread workers finish about 1.8x the units of one two-thread
     process."""
     threads = worker_threads(n_jobs)
     spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
-                                   threads)] * n_jobs, "confirm workers")
+                                   threads, stale_after_s)] * n_jobs, "confirm workers")
 
 
 def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
@@ -256,11 +368,14 @@ def confirm_summary(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def results(confirm: optuna.Study) -> list[dict[str, Any]]:
-    """One row per finished unit: key, seed, accuracies."""
-    return [{"key": t.user_attrs["key"], "seed": t.user_attrs["seed"],
-             "val_acc": t.user_attrs["val_acc"], "test_acc": t.user_attrs["test_acc"]}
-            for t in confirm.get_trials(deepcopy=False,
-                                        states=(optuna.trial.TrialState.COMPLETE,))]
+    """One row per finished unit: key, seed, accuracies (a unit finished twice, by a worker
+    thought lost, counts once: its first result)."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        k = (t.user_attrs["key"], t.user_attrs["seed"])
+        out.setdefault(k, {"key": k[0], "seed": k[1], "val_acc": t.user_attrs["val_acc"],
+                           "test_acc": t.user_attrs["test_acc"]})
+    return list(out.values())
 
 
 def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],

@@ -54,8 +54,10 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     meta = json.loads((out / "best_arch.json").read_text())["metadata"]
     assert meta["confirmed"]["key"] == keys[0] and meta["val_acc"] is not None
     assert meta["confirmed"]["seeds"] == 2 and "verdict" in meta["confirmed"]
-    assert meta["confirmed"]["verdict"].split()[0] in (
-        "beats", "loses", "equivalent", "inconclusive")
+    # the winner's verdict is its row of the table, in the words of the pooled comparison
+    assert meta["confirmed"]["verdict"] == rows[0]["verdict"]
+    assert rows[0]["decision"] in ("beats", "loses to", "equivalent", "inconclusive",
+                                   "no noise estimate")  # generated images: chance for all
     report = (out / "report.md").read_text()
     assert "## Confirmed (long protocol" in report and (out / "confirmed.png").exists()
     verdict = report.split("## Verdict\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
@@ -198,3 +200,104 @@ def test_the_winner_has_every_seed_and_the_best_validation_not_test():
     assert winner(rows, 3)["key"] == "trial-2"
     assert winner(rows, 2)["key"] == "trial-3"
     assert winner(rows, 4) is None
+
+
+def _units(url: str) -> list:
+    return optuna.load_study(study_name="s-confirm", storage=url).get_trials()
+
+
+def test_a_unit_that_raises_is_recorded_and_done_by_a_retry_each_unit_once(tmp_path,
+                                                                           monkeypatch,
+                                                                           capsys):
+    import ghostsearch.compress.train as train_mod
+
+    study, url = search(tmp_path)
+    real, calls = train_mod.train_full, []
+
+    def flaky(*args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_full", flaky)
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(tmp_path / "o"),
+            "--top", "1", "--seeds", "1", "--n-jobs", "1", *DATA]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "failed (RuntimeError: out of memory (simulated)); queued again" in printed
+    trials = _units(url)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["reason"].startswith("RuntimeError")
+    done = [(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    planned = {(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials}
+    assert len(done) == len(set(done)) and set(done) == planned  # every unit, each once
+    retried = [t for t in trials if t.user_attrs.get("retries") == 1]
+    assert retried and retried[0].user_attrs["previous_failure"].startswith("RuntimeError")
+
+
+def test_a_worker_killed_mid_unit_is_taken_back_by_a_rerun(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    study, url = search(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    args = [sys.executable, str(root / "scripts" / "confirm.py"), "--study-name", "s",
+            "--storage", url, "--out", str(tmp_path / "o"), "--top", "1", "--seeds", "1",
+            "--n-jobs", "1", *DATA[:-2], "--epochs", "20"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            running = [t for t in _units(url) if t.state == optuna.trial.TrialState.RUNNING]
+        except KeyError:
+            continue
+        if running and running[0].user_attrs.get("alive_at"):
+            break
+    os.kill(proc.pid, signal.SIGKILL)  # no handler runs: the unit stays RUNNING
+    proc.communicate(timeout=60)
+    assert [t.state for t in _units(url)].count(optuna.trial.TrialState.RUNNING) == 1
+    r = subprocess.run([*args, "--stale-after", "0"], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "taken back (stale: no beat for" in r.stdout
+    trials = _units(url)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    done = [(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    planned = {(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials}
+    assert len(done) == len(set(done)) and set(done) == planned
+
+
+def test_confirm_refuses_another_validation_split_and_names_the_studys(tmp_path, capsys):
+    study, url = search(tmp_path)
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(tmp_path / "o"),
+            "--top", "1", "--seeds", "1", "--n-jobs", "1", *DATA[:-2], "--epochs", "1"]
+    args[args.index("--val-size") + 1] = "30"
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.endswith("pass --val-size 40 --split-seed 0 (the study's) so that no image the "
+                        "search selected on is trained on")
+    with pytest.raises(KeyError):
+        optuna.load_study(study_name="s-confirm", storage=url)  # nothing was queued
+
+
+def test_seeds_plan_at_the_protocols_known_noise():
+    from ghostsearch.confirm import KNOWN_NOISE, seeds_plan
+    from ghostsearch.stats import seeds_needed
+
+    plan = seeds_plan("ground-truth", 3, effect=1.0, seeds=3)
+    assert plan["seeds"] == seeds_needed(KNOWN_NOISE["ground-truth"]["sd"], 1.0, m=3)
+    assert plan["units"] == plan["seeds"] * 4 and plan["source"] == "the ground truth"
+    # a confirmation's own units, with more degrees of freedom, take over
+    done = [{"key": k, "test_acc": 60.0 + d} for k in "abcdefgh" for d in (0.0, 0.1, 0.2)]
+    mine = seeds_plan("ground-truth", 3, effect=1.0, done=done)
+    assert mine["source"] == "this confirmation" and mine["seeds"] < plan["seeds"]
+    assert seeds_plan("other", 3) is None

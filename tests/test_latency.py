@@ -22,11 +22,15 @@ def test_cpu_measurement_records_its_conditions():
     assert set(lat.to_dict()) >= {"median_ms", "p90_ms", "device", "torch", "batch"}
 
 
-def test_measures_a_module_and_keeps_its_mode():
+def test_measures_a_module_in_eval_mode_and_gives_it_back_as_it_was():
     model = build_model(small()).train()
-    lat = measure_latency(model, batch=2, resolution=16, runs=3, warmup=0)
-    assert (lat.batch, lat.resolution) == (2, 16)
-    assert model.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    lat = measure_latency(model, batch=2, resolution=16, runs=3, warmup=1)
+    assert (lat.batch, lat.resolution, lat.runs) == (2, 16, 3)
+    assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
+    # timed in eval mode: a training-mode forward would have moved BatchNorm's statistics
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    assert model.training  # and handed back in the mode it came in
 
 
 def test_refuses_what_it_cannot_measure():

@@ -38,15 +38,26 @@ def test_prediction_sums_entries_and_applies_the_correction():
 
 
 def test_built_table_round_trips_and_predicts_unseen_networks(tmp_path):
+    from ghostsearch.latency.table import network_ops
+
     nets = [tiny(w) for w in (0.3, 0.5, 0.75, 1.0)]
     table = LatencyTable("cpu: test", "x", 1, 32)
     for cfg in nets[:3]:
         table.add_network(cfg, runs=3, warmup=1)
+    assert all(ms > 0 for ms in table.entries.values())
+    # replace the timings by a known cost law (ms = 0.02 per MFLOP + 0.5 per million output
+    # elements + 0.01), so that what the regressions learn can be checked exactly
+    law = {op.key: 0.01 + 0.02 * op.flops / 1e6 + 0.5 * op.activations / 1e6
+           for cfg in nets[:3] for op in network_ops(cfg)}
+    table.entries = dict(law)
     table.fit(nets[:3], [(cfg, table.raw_ms(cfg) * 1.5) for cfg in nets[:3]])
     assert table.correction[0] == pytest.approx(1.5, rel=1e-6)
-    assert all(ms > 0 for ms in table.entries.values())
-    unseen = table.predict(nets[3])  # some ops of 1.0x are new: the regressions predict them
-    assert unseen > 0
+    new_ops = [op for op in network_ops(nets[3]) if op.key not in table.entries]
+    assert new_ops  # 1.0x has ops the table never measured: the regressions predict them
+    expected = 1.5 * sum(0.01 + 0.02 * op.flops / 1e6 + 0.5 * op.activations / 1e6
+                         for op in network_ops(nets[3]))
+    unseen = table.predict(nets[3])
+    assert unseen == pytest.approx(expected, rel=1e-6)
     path = table.save(tmp_path / "t.json")
     back = LatencyTable.load(path)
     assert back.entries == table.entries and back.fits == table.fits

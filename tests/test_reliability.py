@@ -27,8 +27,9 @@ from ghostsearch.search.study import trained_count
 from ghostsearch.search.workers import run_search
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = ["--budget", "60M", "--data", "synthetic", "--batch-size", "32", "--train-subset", "64",
-         "--val-size", "40", "--resolution", "16", "--device", "cpu", "--no-prune"]
+QUICK = ["--preset", "quick", "--budget", "60M", "--data", "synthetic", "--batch-size", "32",
+         "--train-subset", "64", "--val-size", "40", "--resolution", "16", "--device", "cpu",
+         "--no-prune"]
 State = optuna.trial.TrialState
 
 

@@ -308,9 +308,33 @@ def test_latency_settings_errors(tmp_path, space):
         settings(tmp_path, space, latency_ms=5.0, latency_table=str(tmp_path / "none.json"))
 
 
-def test_parallel_workers_use_optunas_constant_liar(tmp_path, space):
-    sampler = study_mod.make_sampler(settings(tmp_path, space), seed=3)
-    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar
+def test_parallel_workers_see_each_others_running_trials(tmp_path, space):
+    """Optuna's constant liar: a trial still training in another worker counts as a poor
+    result, so the next proposal moves away from it. Shown by behaviour: the same sampler
+    seed proposes otherwise when one more trial is running (and a TPE without the liar does
+    not)."""
+    from ghostsearch.search.sampler import BandSampler
+
+    s = settings(tmp_path, space, budget_flops=9_000_000, band=0.0)
+    rng = __import__("random").Random(0)
+    done = [space.random_params(rng) for _ in range(12)]
+
+    def proposal(sampler, running: bool) -> dict:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for i, p in enumerate(done):
+            study.add_trial(optuna.trial.create_trial(
+                params=p, distributions=space.distributions(), value=float(i % 5)))
+        if running:
+            study.enqueue_trial(done[3])
+            space.suggest(study.ask())  # stays RUNNING
+        return space.suggest(study.ask()).to_dict()
+
+    liar = [proposal(study_mod.make_sampler(s, seed=3), r) for r in (False, True)]
+    assert liar[0] != liar[1]
+    plain = [proposal(BandSampler(optuna.samplers.TPESampler(seed=3, multivariate=True,
+                                                             group=True), space,
+                                  study_mod.Limits.of(s), 3), r) for r in (False, True)]
+    assert plain[0] == plain[1]
 
 
 def test_the_library_leaves_optunas_log_level_alone(tmp_path, space):

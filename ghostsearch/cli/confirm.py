@@ -19,18 +19,21 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.confirm import (
     PROTOCOLS,
+    STALE_AFTER_S,
     candidates,
     get_protocol,
     open_confirm_study,
     results,
     run_units,
     run_units_parallel,
+    seeds_plan,
     unit_order,
     verdicts,
     winner,
@@ -62,10 +65,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     add_data_args(p, val_help="to select the winner on")
     p.add_argument("--device", default="auto")
+    p.add_argument("--effect", type=float, default=1.0,
+                   help="the difference in points the printed seed plan resolves (default 1)")
+    p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="SECONDS",
+                   help="a unit left running this long without a finished epoch lost its "
+                        "worker (killed, out of memory) and is queued again (default: "
+                        f"{STALE_AFTER_S:g})")
     p.add_argument("--n-jobs", type=int, default=None,
                    help="worker processes on this machine splitting the units (default: on a "
                         "CPU one single-thread worker per core, at most 8; on a GPU 1)")
     return p.parse_args(argv)
+
+
+def check_split(study: Any, split_id: str) -> None:
+    """Refuse data whose held-out validation images differ from the ones the search selected
+    on: its training images could then include them, and the confirmation would reward what
+    the search chose on."""
+    known = study.user_attrs.get("split")
+    if known is None or known == split_id:
+        return
+    d = (study.user_attrs.get("settings") or {}).get("data", {})
+    val = d.get("val_size") or d.get("val_cap")
+    option = (f"--val-size {val} " if val else "") + f"--split-seed {d.get('split_seed', 0)}"
+    raise ConfigError(f"this data holds out validation split {split_id}, but study "
+                      f"{study.study_name!r} selected on split {known}; pass {option} (the "
+                      "study's) so that no image the search selected on is trained on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     resolution=args.resolution, split_seed=args.split_seed,
                     max_data_gb=args.max_data_gb)
     data = spec.load()  # bad data is refused here, once, before any worker starts
+    check_split(study, data.split_id)
     print(data.summary())
     units = unit_order(cands, args.seeds)
     meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
@@ -96,15 +121,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
     confirm = open_confirm_study(study, study._storage, units, meta)
+    plan = seeds_plan(args.protocol, sum(not c.baseline for c in cands), args.effect,
+                      results(confirm), args.seeds)
+    if plan:
+        print(f"at the noise known for this protocol (one run's sd {plan['sd']:.2f} points, "
+              f"{plan['df']} df, from {plan['source']}), resolving {plan['effect']:g} point "
+              f"against the reference takes about {plan['seeds']} seeds an arm: "
+              f"{plan['units']} units, about {plan['cpu_hours']:.0f} CPU-hours on a 2-core "
+              f"CPU; --seeds {args.seeds} gives about ±{plan['half_at_seeds']:.1f} points")
     print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units "
           f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}, "
           f"{n_jobs} worker(s)")
     cand_by_key = {c.key: c for c in cands}
     if n_jobs == 1:
-        run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device))
+        run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device),
+                  stale_after_s=args.stale_after)
     else:
         run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
-                           len(units), n_jobs, device=str(device))
+                           len(units), n_jobs, device=str(device),
+                           stale_after_s=args.stale_after)
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
