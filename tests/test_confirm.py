@@ -301,3 +301,16 @@ def test_seeds_plan_at_the_protocols_known_noise():
     mine = seeds_plan("ground-truth", 3, effect=1.0, done=done)
     assert mine["source"] == "this confirmation" and mine["seeds"] < plan["seeds"]
     assert seeds_plan("other", 3) is None
+
+
+def test_export_and_a_rerun_keep_the_confirmed_winner(tmp_path, capsys):
+    study, url = search(tmp_path)
+    out = tmp_path / "o"
+    assert main(["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top",
+                 "1", "--seeds", "1", "--n-jobs", "1", *DATA]) == 0
+    before = (out / "best_arch.json").read_text()
+    assert json.loads(before)["metadata"]["confirmed"]
+    capsys.readouterr()
+    assert main(["export", "--study-name", "s", "--storage", url, "--out", str(out)]) == 0
+    assert "the confirmed winner, trial-" in capsys.readouterr().out
+    assert (out / "best_arch.json").read_text() == before

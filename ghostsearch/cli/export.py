@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ghostsearch import StudyError
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.report.export import export_best, export_trial
+from ghostsearch.report.export import confirmed_winner, export_best, export_trial
 from ghostsearch.report.frame import pareto_front, trials_frame
 from ghostsearch.search.storage import load_existing_study, study_dir
 
@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is None:
             raise StudyError(f"study {args.study_name!r} has no completed trial within its "
                              "limits yet")
-        print(path)
+        kept = confirmed_winner(path)
+        print(f"{path} (the confirmed winner, {kept['key']}, kept; export the proxy's best with "
+              "--trial N)" if kept else path)
     return 0
 

@@ -38,7 +38,7 @@ from ghostsearch.arch.counting import analytic_counts
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.latency.table import LatencyTable
 from ghostsearch.provenance import provenance
-from ghostsearch.report.export import export_best
+from ghostsearch.report.export import confirmed_winner, export_best
 from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
 from ghostsearch.report.render import write_report
@@ -343,7 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"best within budget: trial {best.number}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
               f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
               f"test {a['test_acc']:.2f}%")
-        print(f"wrote {best_path}")
+        kept = confirmed_winner(best_path) if best_path else None
+        if kept:
+            print(f"{best_path} keeps the confirmed winner ({kept['key']}: "
+                  f"{kept.get('verdict', '')}); the proxy's best, trial {best.number}: "
+                  f"ghostsearch export --study-name "
+                  f"{name} --trial {best.number}")
+        else:
+            print(f"wrote {best_path}")
     plots = ", ".join(str(v) for k, v in report.items() if k.startswith("pareto_"))
     print(f"report: {report['md']}, {report['html']}, {plots} "
           f"(also trials.csv, pareto.csv, run.json in {out})")

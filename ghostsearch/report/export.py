@@ -68,9 +68,27 @@ def export_trial(study: optuna.Study, number: int, path: str | Path) -> Path:
     return save_config(cfg, path, metadata=trial_metadata(study, trial))
 
 
+def confirmed_winner(path: str | Path) -> dict[str, Any] | None:
+    """The `confirmed` block of an existing best_arch.json (None: none, or not confirmed)."""
+    import json
+
+    try:
+        meta = json.loads(Path(path).read_text()).get("metadata") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    block = meta.get("confirmed")
+    return block if isinstance(block, dict) else None
+
+
 def export_best(study: optuna.Study, out_dir: str | Path) -> Path | None:
-    """`best_arch.json`: the highest validation accuracy within all limits, or None if none."""
+    """`best_arch.json`: the highest proxy validation accuracy within all limits, or None if
+    none. One rule for "best": once `ghostsearch confirm` has written its winner there, the
+    confirmed winner stays (the long protocol over seeds outranks one proxy run); the proxy's
+    best can still be exported with `export_trial`."""
     best = best_feasible(study)
     if best is None:
         return None
-    return export_trial(study, best.number, Path(out_dir) / "best_arch.json")
+    path = Path(out_dir) / "best_arch.json"
+    if confirmed_winner(path) is not None:
+        return path
+    return export_trial(study, best.number, path)
