@@ -24,8 +24,9 @@ NOTES = ("Columns: s ghost ratio, d cheap-operation kernel, k depthwise kernel, 
          "GhostNetV2 attention (d), rep GhostNetV3 branches (r), each per stage 1/.../6. "
          "val_gain / test_gain: accuracy of the best found architecture at equal "
          "or lower FLOPs minus the baseline's; dominated_by: found trials at least as accurate "
-         "and no more costly, better in one. Accuracies (%) come from the proxy training, not "
-         "a full training.")
+         "and no more costly, better in one. Accuracies (%) come from one proxy training "
+         "(one seed), not a full training: only the confirmed section says whether an "
+         "architecture beats a reference.")
 TRIAL_COLUMNS = ("study", "trial", "state", "baseline", "feasible", "width", *STAGE_COLUMNS,
                  "MFLOPs", "params_M", "latency_ms", "measured_ms", "measured_p90_ms",
                  "val_acc", "last_val_acc", "test_acc", "train_s", "epochs", "seed", "reason",

@@ -291,7 +291,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
                                  f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"])),
         ("Best architecture within the limits", "\n".join(_best_lines(df, "MFLOPs"))),
         ("Pareto front (validation accuracy vs FLOPs)", _fmt(front[front_cols])),
-        ("Reference GhostNet baselines, same protocol", _fmt(comparison)),
+        ("Reference GhostNet baselines, same proxy protocol (one seed each: gains and "
+         "dominance here are one proxy run, not a verdict)", _fmt(comparison)),
         ("All trials", _fmt(top[trial_cols])),
     ]
     measured = _measured_section(studies)
