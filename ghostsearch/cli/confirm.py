@@ -44,7 +44,12 @@ from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs
 from ghostsearch.search.proxy import pick_device
 from ghostsearch.search.settings import DataSpec
-from ghostsearch.search.storage import existing_study_url, load_existing_study, study_dir
+from ghostsearch.search.storage import (
+    existing_study_url,
+    load_existing_study,
+    make_storage,
+    study_dir,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -120,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
-    confirm = open_confirm_study(study, study._storage, units, meta)
+    confirm = open_confirm_study(study, make_storage(url), units, meta)
     plan = seeds_plan(args.protocol, sum(not c.baseline for c in cands), args.effect,
                       results(confirm), args.seeds)
     if plan:

@@ -143,7 +143,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="replay each training step's forward and backward as CUDA graphs "
                         "(fewer kernel launches; not yet measured, so off by default)")
     g.add_argument("--seed", type=int, default=0,
-                   help="seeds the sampler, the hold-out split and every trial (default: 0)")
+                   help="seeds the sampler, the prescreen pool and every trial's training; "
+                        "the held-out validation images are --split-seed's (default: 0)")
     g = p.add_argument_group("storage and workers")
     g.add_argument("--study-name", default=None,
                    help="default: <space>-<budget>-<data>, so the same command resumes")
