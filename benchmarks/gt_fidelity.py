@@ -125,7 +125,8 @@ def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
     if proxies is None or proxies.empty:
         return {}
     out: dict[str, Method] = {}
-    for variant, g in proxies[proxies.seed == 0].groupby("variant", sort=False):
+    first = proxies[proxies.seed == 0] if "seed" in proxies else proxies
+    for variant, g in first.groupby("variant", sort=False):
         e, n = str(variant).split("x")
         out[f"proxy {e} ep x {n} img"] = (g.groupby("arch_id").val_acc.mean(),
                                           float(g.cpu_seconds.mean()), "proxy")

@@ -126,7 +126,9 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
                             "val_acc": list(range(10)) + [5.0] * 10, "cpu_seconds": 4.0})
     methods = gf.proxy_methods(proxies)
     assert set(methods) == {"proxy 2 ep x 500 img", "proxy 1 ep x 500 img"}
-    truth = pd.DataFrame({"arch_id": ids, "test_acc": [50.0 + i for i in range(10)]})
+    # choices are made on validation accuracy; test accuracy is only reported beside it
+    truth = pd.DataFrame({"arch_id": ids, "val_acc": [50.0 + i for i in range(10)],
+                          "test_acc": [49.0 + i for i in range(10)]})
     methods["flops"] = (pd.Series(range(10), index=ids, dtype=float), 0.0, "baseline")
     methods["params"] = (pd.Series(range(10)[::-1], index=ids, dtype=float), 0.0, "baseline")
     methods.update(gf.predictor_methods(truth, methods))
@@ -136,6 +138,8 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
     assert table.loc["proxy 2 ep x 500 img", "kendall"] == pytest.approx(1.0)
     assert table.loc["long run, epoch 2 of 4", "kendall"] == pytest.approx(-1.0)
     assert "proxy 1 ep x 500 img" not in table.index  # a constant ranks nothing
+    assert table.loc["proxy 2 ep x 500 img", "kendall_test"] == pytest.approx(1.0)
+    assert table.loc["proxy 2 ep x 500 img", "top20"] == 1.0
 
 
 @pytest.mark.parametrize("text, message", [

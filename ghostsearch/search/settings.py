@@ -75,6 +75,13 @@ class SearchSettings:
     band: float = DEFAULT_BAND  # candidates lie in [band x limit, limit]; 0: anywhere under it
 
     def __post_init__(self) -> None:
+        if self.budget_flops is not None:  # refused before any data is loaded
+            low = smallest_flops(self.space)
+            if self.budget_flops < low:
+                raise ConfigError(
+                    f"--budget {self.budget_flops / 1e6:.2f}M is below the smallest architecture "
+                    f"of space {self.space.name!r} ({low / 1e6:.2f} MFLOPs at "
+                    f"{self.space.deployment.resolution}px); raise it or use a smaller space")
         if self.trials < 1:
             raise ConfigError(f"--trials {self.trials}: must be >= 1")
         if self.heartbeat_s < 1:
@@ -127,13 +134,6 @@ class SearchSettings:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         check_storage_url(self.storage)
-        if self.budget_flops is not None:  # refused before any data is loaded
-            low = smallest_flops(self.space)
-            if self.budget_flops < low:
-                raise ConfigError(
-                    f"--budget {self.budget_flops / 1e6:.2f}M is below the smallest architecture "
-                    f"of space {self.space.name!r} ({low / 1e6:.2f} MFLOPs at "
-                    f"{self.space.deployment.resolution}px); raise it or use a smaller space")
 
     @property
     def multi_objective(self) -> bool:
