@@ -447,6 +447,19 @@ def test_prescreen_trains_only_the_best_of_a_scored_pool(tmp_path, space):
         files["md"].read_text())
 
 
+def test_prescreen_on_two_cores_scores_what_one_process_scores(tmp_path, space):
+    from ghostsearch.search.prescreen import build_pool
+
+    one = settings(tmp_path, space, prescreen="naswot", pool=6, top=2, n_jobs=1)
+    two = dataclasses.replace(one, n_jobs=2)
+    data = one.data.load(progress=False)
+    a, b = build_pool(one, data), build_pool(two, data)
+    assert (a["workers"], b["workers"]) == (1, 2)
+    assert [r["score"] for r in a["pool"]] == [r["score"] for r in b["pool"]]
+    assert [r["picked"] for r in a["pool"]] == [r["picked"] for r in b["pool"]]
+    assert b["cpu_seconds"] > 0  # the workers' CPU time, counted where it was spent
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"prescreen": "nope", "pool": 4, "top": 2}, "--prescreen 'nope': unknown score (known: "
                                                  "synflow"),

@@ -58,22 +58,57 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
     draws = pool_draws(settings)
     points = draws.points
     x, y = score_batch(data)
-    start = time.process_time()
-    rows = []
-    for params in progress_bar(points, desc=f"prescreen ({settings.prescreen})", unit="candidate",
-                       disable=not progress, dynamic_ncols=True):
-        cfg = space.build_config(params)
-        pcfg = proxy_config(cfg, data, settings.protocol)
-        value = score_architecture(pcfg, settings.prescreen, x, y, seed=settings.seed)
-        rows.append({"params": params, "arch": cfg.short(), "flops": analytic_counts(cfg).flops,
-                     "score": value})
+    cfgs = [space.build_config(p) for p in points]
+    pcfgs = [proxy_config(c, data, settings.protocol).to_dict() for c in cfgs]
+    workers = max(1, min(settings.n_jobs, len(points)))
+    bar = progress_bar(total=len(points), desc=f"prescreen ({settings.prescreen})",
+                       unit="candidate", disable=not progress, dynamic_ncols=True)
+    values: list[float] = []
+    cpu = 0.0
+    try:
+        if workers == 1:
+            for pc in pcfgs:
+                v, c = _score_one(pc, settings.prescreen, x, y, settings.seed)
+                values.append(v)
+                cpu += c
+                bar.update(1)
+        else:  # one single-thread process per worker: the cores a search would train on
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_one_thread) as pool:
+                for v, c in pool.map(_score_one, pcfgs, [settings.prescreen] * len(pcfgs),
+                                     [x] * len(pcfgs), [y] * len(pcfgs),
+                                     [settings.seed] * len(pcfgs), chunksize=8):
+                    values.append(v)
+                    cpu += c
+                    bar.update(1)
+    finally:
+        bar.close()
+    rows = [{"params": params, "arch": cfg.short(), "flops": analytic_counts(cfg).flops,
+             "score": value} for params, cfg, value in zip(points, cfgs, values, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["score"], i))
     for rank, i in enumerate(order):
         rows[i]["rank"] = rank
         rows[i]["picked"] = rank < settings.top
     return {"score": settings.prescreen, "pool": rows, "top": settings.top,
-            "cpu_seconds": time.process_time() - start, "batch": len(y),
+            "cpu_seconds": cpu, "workers": workers, "batch": len(y),
             "band": Limits.of(settings).describe_band(), "draws": draws.summary()}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _score_one(pcfg: dict[str, Any], score: str, x: torch.Tensor, y: torch.Tensor,
+               seed: int) -> tuple[float, float]:
+    """One candidate's score and the CPU-seconds it took (in whichever process runs it)."""
+    from ..arch.config import NetConfig
+
+    start = time.process_time()
+    value = score_architecture(NetConfig.from_dict(pcfg), score, x, y, seed=seed)
+    return value, time.process_time() - start
 
 
 def ensure_prescreen(study: optuna.Study, settings: Any, data: Dataset,
