@@ -314,3 +314,24 @@ def test_export_and_a_rerun_keep_the_confirmed_winner(tmp_path, capsys):
     assert main(["export", "--study-name", "s", "--storage", url, "--out", str(out)]) == 0
     assert "the confirmed winner, trial-" in capsys.readouterr().out
     assert (out / "best_arch.json").read_text() == before
+
+
+def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path, capsys):
+    study, url = search(tmp_path)
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(tmp_path / "o"),
+            "--top", "2", "--seeds", "1", "--n-jobs", "1", "--until-decided", "--max-seeds",
+            "3", *DATA]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    # generated images leave every model at chance: no spread, no noise estimate, never
+    # decided, so the leader and the reference go to --max-seeds and nothing else does
+    assert "still no noise estimate at --max-seeds 3" in printed
+    rows = pd.read_csv(tmp_path / "o" / "confirmed.csv").set_index("key")
+    ref = next(k for k in rows.index if rows.loc[k, "baseline"])
+    leader = json.loads((tmp_path / "o" / "best_arch.json").read_text())["metadata"][
+        "confirmed"]["key"]
+    assert rows.loc[leader, "seeds"] == rows.loc[ref, "seeds"] == 3
+    others = [k for k in rows.index if k not in (leader, ref)]
+    assert others and all(rows.loc[k, "seeds"] == 1 for k in others)
+    assert main([*args[:-len(DATA)], "--max-seeds", "0", *DATA]) == 2
+    assert "--max-seeds 0 is below --seeds 1" in capsys.readouterr().err

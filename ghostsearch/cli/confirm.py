@@ -70,6 +70,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
     add_data_args(p, val_help="to select the winner on")
     p.add_argument("--device", default="auto")
+    p.add_argument("--until-decided", action="store_true",
+                   help="after the first round, add one seed at a time to the leading "
+                        "candidate and the reference until its verdict is decided (beats, "
+                        "loses to, equivalent) or --max-seeds is reached")
+    p.add_argument("--max-seeds", type=int, default=10,
+                   help="seeds an arm at most with --until-decided (default 10)")
     p.add_argument("--effect", type=float, default=1.0,
                    help="the difference in points the printed seed plan resolves (default 1)")
     p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="SECONDS",
@@ -97,12 +103,45 @@ def check_split(study: Any, split_id: str) -> None:
                       "study's) so that no image the search selected on is trained on")
 
 
+DECIDED = ("beats", "loses to", "equivalent")
+
+
+def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, n_units: int,
+                  run_round: Any) -> None:
+    """After the first round: while the leading candidate (best confirmed validation mean) is
+    undecided against the reference, give both one more seed and train them, up to
+    `max_seeds` an arm."""
+    ref = next(c.key for c in cands if c.baseline)
+    while True:
+        table = verdicts(cands, results(confirm))
+        lead = winner(table, seeds)
+        if lead is None:
+            return
+        have = {r["key"]: r["seeds"] for r in table}
+        if lead.get("decision") in DECIDED:
+            print(f"decided at {have[lead['key']]} seeds: {lead['key']} {lead['verdict']}")
+            return
+        if have[lead["key"]] >= max_seeds:
+            print(f"still {lead.get('decision', 'undecided')} at --max-seeds {max_seeds}: "
+                  f"{lead.get('verdict', '')}")
+            return
+        new = [(k, have[k]) for k in (lead["key"], ref) if have[k] < max_seeds]
+        for key, seed in new:
+            confirm.enqueue_trial({"unit": n_units}, user_attrs={"key": key, "seed": seed})
+            n_units += 1
+        print(f"{lead['key']} is {lead.get('decision', 'undecided')} against {ref}: one more "
+              f"seed each ({', '.join(f'{k} seed {s}' for k, s in new)})")
+        run_round(n_units)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.top < 1:
         raise ConfigError(f"--top {args.top}: must be >= 1")
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    if args.until_decided and args.max_seeds < args.seeds:
+        raise ConfigError(f"--max-seeds {args.max_seeds} is below --seeds {args.seeds}")
     if args.n_jobs is not None and args.n_jobs < 1:
         raise ConfigError(f"--n-jobs {args.n_jobs}: must be >= 1")
     protocol, train, val = get_protocol(args.protocol, args.epochs)
@@ -138,13 +177,19 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}, "
           f"{n_jobs} worker(s)")
     cand_by_key = {c.key: c for c in cands}
-    if n_jobs == 1:
-        run_units(confirm, cand_by_key, data, protocol, out, len(units), device=str(device),
-                  stale_after_s=args.stale_after)
-    else:
-        run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
-                           len(units), n_jobs, device=str(device),
-                           stale_after_s=args.stale_after)
+
+    def run_round(n_units: int) -> None:
+        if n_jobs == 1:
+            run_units(confirm, cand_by_key, data, protocol, out, n_units, device=str(device),
+                      stale_after_s=args.stale_after)
+        else:
+            run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
+                               n_units, n_jobs, device=str(device),
+                               stale_after_s=args.stale_after)
+
+    run_round(len(units))
+    if args.until_decided:
+        until_decided(confirm, cands, args.seeds, args.max_seeds, len(units), run_round)
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
