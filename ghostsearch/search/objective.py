@@ -44,6 +44,35 @@ def claim_training_slot(study: optuna.Study, number: int, target: int,
         time.sleep(0.1)
 
 
+class Interrupts:
+    """Ctrl-C and SIGTERM, deferred to where they can be handled. Inside a trial's objective
+    they raise KeyboardInterrupt at once (the trial is recorded as interrupted); anywhere else
+    (Optuna storing a finished trial, starting the next) they only set `requested`, which the
+    next trial or the stop callback turns into a clean stop: an interrupt raised inside
+    Optuna's own bookkeeping left a traceback and a half-stored trial."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.inside = False
+
+    def enter(self) -> None:
+        self.inside = True
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def leave(self) -> None:
+        self.inside = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.inside:
+            self.inside = False
+            raise KeyboardInterrupt
+
+
+INTERRUPTS = Interrupts()
+
+
 class TrialFailed(RuntimeError):
     """A candidate's training failed; the message is the recorded reason. Raised without the
     original traceback, whose frames would keep the failed model's tensors alive."""
@@ -71,16 +100,19 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
         try:
+            INTERRUPTS.enter()  # an interrupt now raises here, not in Optuna's bookkeeping
             return self._run(trial)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
+            INTERRUPTS.leave()
             trial.set_user_attr("decision", "interrupted")
             trial.set_user_attr("reason", "interrupted")
             self.interrupted = True
             trial.study.stop()
             raise optuna.TrialPruned("interrupted") from None
         except Exception as e:  # any fault ends this trial, recorded; the search goes on
+            INTERRUPTS.leave()
             first = (str(e).splitlines() or [""])[0]
             reason = f"{type(e).__name__}: {first}"[:300]
             trial.set_user_attr("reason", reason)
@@ -93,6 +125,12 @@ class Objective:
         raise TrialFailed(reason)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        try:
+            return self._run_inner(trial)
+        finally:
+            INTERRUPTS.leave()
+
+    def _run_inner(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         s = self.s
         cfg: NetConfig = s.space.suggest(trial)
         check = self.limits.check(cfg)

@@ -3,11 +3,12 @@ study through its storage, with a progress bar and a stop when the trained count
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -16,7 +17,7 @@ import torch
 from ..errors import WorkerError
 from .data import Dataset
 from .estimate import format_duration, remaining_seconds, worker_threads
-from .objective import Objective
+from .objective import INTERRUPTS, Objective
 from .prescreen import ensure_prescreen
 from .proxy import pick_device
 from .settings import SearchSettings
@@ -54,9 +55,16 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
         callbacks.append(progress)
     timeout = None if deadline is None else max(1.0, deadline - time.time())
     objective = Objective(settings, data, dev, on_epoch)
-    study.optimize(objective, timeout=timeout, callbacks=callbacks, catch=(Exception,),
-                   gc_after_trial=True)
-    if objective.interrupted:
+
+    def stop_if_interrupted(study: optuna.Study, _trial: Any) -> None:
+        if INTERRUPTS.requested:
+            objective.interrupted = True
+            study.stop()
+
+    with deferred_interrupts():
+        study.optimize(objective, timeout=timeout, callbacks=[stop_if_interrupted, *callbacks],
+                       catch=(Exception,), gc_after_trial=True)
+    if objective.interrupted or INTERRUPTS.requested:
         raise KeyboardInterrupt
     if streak[0] >= MAX_INFEASIBLE_STREAK:
         print(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; the budget "
@@ -76,6 +84,26 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (an embedding application): leave it alone
         pass
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM go through `INTERRUPTS` while trials run (see `Interrupts`); the
+    previous handlers come back afterwards. Outside the main thread nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    INTERRUPTS.requested = INTERRUPTS.inside = False
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, INTERRUPTS.handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
