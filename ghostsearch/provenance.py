@@ -33,7 +33,8 @@ def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "argv": sys.argv,
+        # the program's name, not where it is installed on this machine
+        "argv": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
     }
     if args is not None:
         info["args"] = {k: v for k, v in vars(args).items() if not callable(v)}
