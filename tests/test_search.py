@@ -434,7 +434,8 @@ def test_prescreen_trains_only_the_best_of_a_scored_pool(tmp_path, space):
     study = run_search(s, show_progress=False)
     pool = study.user_attrs["prescreen"]
     assert len(pool["pool"]) == 8 and pool["score"] == "snip"
-    assert all(r["flops"] <= s.budget_flops for r in pool["pool"])
+    assert all(0.85 * s.budget_flops <= r["flops"] <= s.budget_flops for r in pool["pool"])
+    assert pool["band"] == "[7.65, 9] MFLOPs" and pool["draws"]["kept"] == 8
     best = sorted(pool["pool"], key=lambda r: -r["score"])[:2]
     assert [r["picked"] for r in best] == [True, True]
     assert sum(r["picked"] for r in pool["pool"]) == 2
