@@ -186,26 +186,19 @@ def against_reference(rows: list[dict[str, Any]], arch_ids: list[str],
     adjusted for the number of architectures compared)."""
     from ghostsearch.confirm import Candidate, verdicts
 
-    cands = [Candidate(reference, {}, 0, True)]
-    names = {}
-    for a in [x for x in arch_ids if x != reference]:
-        mine = [r for r in rows if r["arch_id"] == a]
-        cands.append(Candidate(a, {}, int(float(mine[0]["mflops"]) * 1e6), False))
-        names[a] = mine[0]["name"]
-    ref_rows = [r for r in rows if r["arch_id"] == reference]
-    cands[0] = Candidate(ref_rows[0]["name"], {}, int(float(ref_rows[0]["mflops"]) * 1e6), True)
-    names[reference] = ref_rows[0]["name"]
-    key = {reference: cands[0].key}
-    runs = [{"key": key.get(r["arch_id"], r["arch_id"]), "seed": int(r["seed"]),
+    first = {r["arch_id"]: r for r in rows}  # name and FLOPs of each architecture
+    ids = [reference] + [a for a in arch_ids if a != reference]
+    cands = [Candidate(first[a]["name"], {}, int(float(first[a]["mflops"]) * 1e6),
+                       a == reference) for a in ids]
+    runs = [{"key": first[r["arch_id"]]["name"], "seed": int(r["seed"]),
              "test_acc": float(r["test_acc"]), "val_acc": float(r.get("val_acc") or "nan")}
-            for r in sorted(rows, key=lambda r: int(r["seed"]))
-            if r["arch_id"] in arch_ids or r["arch_id"] == reference]
+            for r in sorted(rows, key=lambda r: int(r["seed"])) if r["arch_id"] in ids]
     table = {v["key"]: v for v in verdicts(cands, runs)}
     out = []
     for a in arch_ids:
-        v = table[key.get(a, a)]
-        acc = [x["test_acc"] for x in runs if x["key"] == key.get(a, a)]
-        out.append({"arch_id": a, "name": names[a], "test_acc": acc,
+        v = table[first[a]["name"]]
+        out.append({"arch_id": a, "name": first[a]["name"],
+                    "test_acc": [x["test_acc"] for x in runs if x["key"] == v["key"]],
                     "diff": v.get("diff_vs_ref"), "ci_half": v.get("ci_half"),
                     "verdict": v.get("verdict", "")})
     return out

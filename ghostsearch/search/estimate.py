@@ -3,10 +3,12 @@ machine, and a running estimate from the trials that have finished."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import torch
@@ -24,12 +26,10 @@ def usable_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+    with contextlib.suppress(OSError, ValueError):  # no cgroup v2 file, or not a quota
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         if quota != "max":
             cores = min(cores, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
     return max(1, cores)
 
 

@@ -61,7 +61,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         if not 0 <= self.band < 1:
-            raise ConfigError(f"--band {self.band}: must be in [0, 1) (a fraction of the limit; "
+            raise ConfigError(f"--band {self.band:g}: must be in [0, 1) (a fraction of the limit; "
                               "0 = anything under it)")
         if self.latency_ms is not None and self.table is None:
             raise ConfigError("--latency-ms needs --latency-table FILE")

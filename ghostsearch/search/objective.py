@@ -100,19 +100,16 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
         try:
-            INTERRUPTS.enter()  # an interrupt now raises here, not in Optuna's bookkeeping
             return self._run(trial)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            INTERRUPTS.leave()
             trial.set_user_attr("decision", "interrupted")
             trial.set_user_attr("reason", "interrupted")
             self.interrupted = True
             trial.study.stop()
             raise optuna.TrialPruned("interrupted") from None
         except Exception as e:  # any fault ends this trial, recorded; the search goes on
-            INTERRUPTS.leave()
             first = (str(e).splitlines() or [""])[0]
             reason = f"{type(e).__name__}: {first}"[:300]
             trial.set_user_attr("reason", reason)
@@ -126,6 +123,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
+            INTERRUPTS.enter()  # an interrupt now raises here, not in Optuna's bookkeeping
             return self._run_inner(trial)
         finally:
             INTERRUPTS.leave()

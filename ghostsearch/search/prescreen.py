@@ -4,6 +4,7 @@ enqueue only the best few for proxy training. The whole pool is recorded in the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -63,29 +64,25 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
     workers = max(1, min(settings.n_jobs, len(points)))
     bar = progress_bar(total=len(points), desc=f"prescreen ({settings.prescreen})",
                        unit="candidate", disable=not progress, dynamic_ncols=True)
+    args = (pcfgs, [settings.prescreen] * len(pcfgs), [x] * len(pcfgs), [y] * len(pcfgs),
+            [settings.seed] * len(pcfgs))
     values: list[float] = []
     cpu = 0.0
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
         if workers == 1:
-            for pc in pcfgs:
-                v, c = _score_one(pc, settings.prescreen, x, y, settings.seed)
-                values.append(v)
-                cpu += c
-                bar.update(1)
+            scored = map(_score_one, *args)
         else:  # one single-thread process per worker: the cores a search would train on
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_one_thread) as pool:
-                for v, c in pool.map(_score_one, pcfgs, [settings.prescreen] * len(pcfgs),
-                                     [x] * len(pcfgs), [y] * len(pcfgs),
-                                     [settings.seed] * len(pcfgs), chunksize=8):
-                    values.append(v)
-                    cpu += c
-                    bar.update(1)
-    finally:
-        bar.close()
+            pool = stack.enter_context(ProcessPoolExecutor(
+                workers, mp_context=mp.get_context("spawn"), initializer=_one_thread))
+            scored = pool.map(_score_one, *args, chunksize=8)
+        for v, c in scored:
+            values.append(v)
+            cpu += c
+            bar.update(1)
     rows = [{"params": params, "arch": cfg.short(), "flops": analytic_counts(cfg).flops,
              "score": value} for params, cfg, value in zip(points, cfgs, values, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["score"], i))

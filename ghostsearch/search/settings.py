@@ -12,7 +12,7 @@ from typing import Any
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
 from .data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
-from .limits import DEFAULT_BAND
+from .limits import DEFAULT_BAND, Limits
 from .proxy import ProxyProtocol, pick_device
 from .sampler import SAMPLERS
 from .space import SearchSpace
@@ -111,9 +111,7 @@ class SearchSettings:
                     f"the space deploys at {self.space.deployment.resolution}px")
         if self.cuda_graphs and pick_device(self.device).type != "cuda":
             raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
-        if not 0 <= self.band < 1:
-            raise ConfigError(f"--band {self.band:g}: must be in [0, 1) (a fraction of the "
-                              "limit; 0 = anything under it)")
+        Limits(self.budget_flops, band=self.band)  # refuses a band outside [0, 1)
         if self.pruner not in PRUNERS:
             raise ConfigError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
         if self.prescreen is not None:

@@ -11,6 +11,7 @@ code that calls `trial.suggest_*`; `build_config` turns the chosen values into a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from dataclasses import dataclass
 from importlib import resources
@@ -140,14 +141,23 @@ class SearchSpace:
         single choices stay categorical."""
         return {k: _distribution(v) for k, v in self.choices().items()}
 
-    def snap(self, params: dict[str, Any]) -> dict[str, Any]:
+    @functools.cached_property
+    def _ordinals(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The ordinal parameters and their choices, worked out once: `snap` runs on every
+        `build_config`, thousands of times in a prescreen pool."""
+        return tuple((k, v) for k, v in self.choices().items() if _ordinal(v))
+
+    def snap(self, params: dict[str, Any], tolerance: float | None = None) -> dict[str, Any]:
         """`params` with every ordinal value moved to the nearest choice (a stepped float draw
-        can be 0.6000000000000001; a float range draws between choices)."""
+        can be 0.6000000000000001; a float range draws between choices); with `tolerance`,
+        only values that close to a choice move."""
         out = dict(params)
-        for key, values in self.choices().items():
+        for key, values in self._ordinals:
             v = out.get(key)
-            if _ordinal(values) and isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[key] = min(values, key=lambda c: (abs(c - v), c))
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in values:
+                near = min(values, key=lambda c: (abs(c - v), c))
+                if tolerance is None or abs(near - v) < tolerance:
+                    out[key] = near
         return out
 
     def suggest(self, trial: Any) -> NetConfig:
@@ -197,14 +207,9 @@ class SearchSpace:
         return params
 
     def contains(self, params: dict[str, Any]) -> bool:
-        """Whether every value of `params` is one of this space's choices."""
-        params = {k: v for k, v in params.items()}
-        for key, values in self.choices().items():  # float noise of a stepped draw only
-            v = params.get(key)
-            if _ordinal(values) and isinstance(v, float):
-                near = min(values, key=lambda c: abs(c - v))
-                if abs(near - v) < 1e-9:
-                    params[key] = near
+        """Whether every value of `params` is one of this space's choices (up to the float noise
+        of a stepped draw)."""
+        params = self.snap(params, tolerance=1e-9)
         if params.get("width") not in self.width:
             return False
         keys = self.stage_keys

@@ -80,10 +80,8 @@ def stop_on_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding application)
         signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (an embedding application): leave it alone
-        pass
 
 
 @contextlib.contextmanager
