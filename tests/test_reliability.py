@@ -38,7 +38,8 @@ def search_cmd(*args: str) -> list[str]:
 
 
 def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=url)
+    """Through the product's storage, which waits out a search still creating its tables."""
+    return optuna.load_study(study_name=name, storage=storage_mod.make_storage(url))
 
 
 def stored_trials(url: str, name: str) -> list:
