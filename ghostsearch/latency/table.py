@@ -1,12 +1,17 @@
-"""Latency prediction from a per-block lookup table, so a search can refuse candidates over a
-latency limit without building them.
+"""Latency prediction from a lookup table, so a search can refuse candidates over a latency
+limit without building them.
 
-A network is cut into ops: the stem, each bottleneck (keyed by its input channels, input size
-and BlockConfig) and the head. The table holds each op's measured latency on one device at one
-deployment resolution. An op the table lacks is predicted by a least-squares fit, per op family
-(stride, SE, shortcut kind), of latency on the op's FLOPs and activation size. The sum over ops
-misses per-network overheads, so the table also stores a linear correction, end-to-end =
-a * sum + b, fitted on whole networks measured end to end.
+A network is cut into ops, each with the context that decides its latency. On eager PyTorch an
+op is the stem, a bottleneck (keyed by its input channels, input size and BlockConfig) or the
+head. On onnxruntime an op is a kernel as the runtime runs it after fusion (a conv with its
+folded BN and activation, keyed by input size, channels, kernel, stride and groups; a
+concatenation, addition, product or pooling keyed by its shapes; see kernels.py), timed alone
+inside the runtime. The table holds each op's measured latency on one device, runtime and
+thread count at one deployment resolution. An op the table lacks is predicted by a
+least-squares fit, per op family, of latency on the op's FLOPs (multiply-adds) and activation
+size. The sum over ops misses per-network effects (call overhead, layout reorders between
+kernels), so the table also stores a linear correction, end-to-end = a * sum + b, fitted on
+whole networks measured end to end on the same runtime.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from ..arch.counting import block_counts
 from ..arch.layers import ConvBnAct, GhostBottleneck
 from ..arch.reparam import RepGhostBottleneck, fuse
 from ..errors import ConfigError
-from .measure import time_forward
+from . import onnxrt
+from .kernels import Kernel, network_kernels
+from .measure import measure_latency, time_forward
 
 FORMAT = "ghostsearch.LatencyTable"
 
@@ -34,7 +41,14 @@ class Op:
     key: str
     family: str
     flops: int
-    activations: int  # output elements: a proxy for memory traffic
+    activations: int  # elements moved: a proxy for memory traffic
+    kernel: Kernel | None = field(default=None, compare=False)  # onnxruntime ops
+
+
+def kernel_ops(cfg: NetConfig) -> list[Op]:
+    """The onnxruntime kernels of `cfg` as table ops, in execution order."""
+    return [Op(k.key, k.family, k.macs, k.elements, k) for group in network_kernels(cfg)
+            for k in group]
 
 
 def _out(size: int, stride: int) -> int:
@@ -115,6 +129,7 @@ class LatencyTable:
     torch: str
     threads: int | None  # CPU threads the table was measured at; None on CUDA
     resolution: int
+    runtime: str = "eager"  # eager (PyTorch), onnxruntime or onnxruntime-int8
     entries: dict[str, float] = field(default_factory=dict)  # op key -> ms
     fits: dict[str, list[float]] = field(default_factory=dict)  # family -> [c0, c_flops, c_act]
     correction: tuple[float, float] = (1.0, 0.0)  # end-to-end = a * sum + b
@@ -123,6 +138,17 @@ class LatencyTable:
     def device_type(self) -> str:
         """Where this table's latencies are measured: "cpu" or "cuda"."""
         return self.device.split(":", 1)[0]
+
+    def __post_init__(self) -> None:
+        if self.runtime not in onnxrt.RUNTIMES:
+            raise ConfigError(f"runtime={self.runtime!r}: choose one of "
+                              f"{', '.join(onnxrt.RUNTIMES)}")
+        if self.runtime != "eager" and self.device_type != "cpu":
+            raise ConfigError("onnxruntime tables are measured on the CPU")
+
+    def ops(self, cfg: NetConfig) -> list[Op]:
+        """`cfg` cut into this table's ops: blocks on eager PyTorch, kernels on onnxruntime."""
+        return network_ops(cfg) if self.runtime == "eager" else kernel_ops(cfg)
 
     # -- prediction -------------------------------------------------------------------------
 
@@ -135,7 +161,7 @@ class LatencyTable:
         return max(0.0, coef[0] + coef[1] * op.flops / 1e6 + coef[2] * op.activations / 1e6)
 
     def raw_ms(self, cfg: NetConfig) -> float:
-        return sum(self.op_ms(op) for op in network_ops(cfg))
+        return sum(self.op_ms(op) for op in self.ops(cfg))
 
     def predict(self, cfg: NetConfig) -> float:
         """Predicted end-to-end latency of `cfg` in ms, without building it."""
@@ -145,10 +171,30 @@ class LatencyTable:
         a, b = self.correction
         return a * self.raw_ms(cfg) + b
 
+    # -- measuring --------------------------------------------------------------------------
+
+    def measure(self, cfg: NetConfig, *, runs: int = 50, warmup: int = 10) -> tuple[float, float]:
+        """(median, p90) ms of `cfg` end to end, batch 1, as this table's ops were measured:
+        eager PyTorch (measure_latency), or the exported ONNX file in an onnxruntime session
+        (float32, or int8 quantised statically) at the table's threads."""
+        if self.runtime == "eager":
+            lat = measure_latency(cfg, device=self.device_type, runs=runs, warmup=warmup,
+                                  threads=self.threads)
+            return lat.median_ms, lat.p90_ms
+        path = onnxrt.network_onnx(cfg, int8=self.runtime == "onnxruntime-int8")
+        return onnxrt.network_latency(path, self.threads or 1, runs=runs, warmup=warmup)
+
     # -- building ---------------------------------------------------------------------------
 
     def add_network(self, cfg: NetConfig, *, runs: int = 20, warmup: int = 3) -> None:
         """Measure every op of `cfg` the table does not hold yet."""
+        if self.runtime != "eager":
+            for op in self.ops(cfg):
+                if op.key not in self.entries:
+                    self.entries[op.key] = onnxrt.kernel_ms(
+                        op.kernel, self.threads or 1, int8=self.runtime == "onnxruntime-int8",
+                        runs=runs, warmup=warmup)
+            return
         for op, module, in_ch, size in _op_modules(cfg):
             if op.key not in self.entries:
                 x = torch.randn(1, in_ch, size, size, device=self.device_type).contiguous(
@@ -165,7 +211,7 @@ class LatencyTable:
         by_family: dict[str, list[tuple[Op, float]]] = {}
         seen: dict[str, Op] = {}
         for cfg in measured:
-            for op in network_ops(cfg):
+            for op in self.ops(cfg):
                 seen[op.key] = op
         for key, op in seen.items():
             if key in self.entries:
@@ -187,8 +233,8 @@ class LatencyTable:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": FORMAT, "version": 1, "device": self.device, "torch": self.torch,
-                "threads": self.threads, "resolution": self.resolution,
+        data = {"format": FORMAT, "version": 2, "device": self.device, "torch": self.torch,
+                "runtime": self.runtime, "threads": self.threads, "resolution": self.resolution,
                 "correction": list(self.correction), "fits": self.fits,
                 "entries": self.entries}
         path.write_text(json.dumps(data, indent=1) + "\n")
@@ -204,6 +250,7 @@ class LatencyTable:
             raise ConfigError(f"{path}: not a {FORMAT} file (make one with "
                               "ghostsearch table)")
         return cls(device=data["device"], torch=data["torch"], threads=data["threads"],
-                   resolution=data["resolution"], entries=dict(data["entries"]),
+                   resolution=data["resolution"], runtime=data.get("runtime", "eager"),
+                   entries=dict(data["entries"]),
                    fits={k: list(v) for k, v in data["fits"].items()},
                    correction=tuple(data["correction"]))

@@ -1,5 +1,5 @@
-"""After a latency-limited search: the final Pareto set measured on the device its latency table
-predicts for, beside the prediction.
+"""After a latency-limited search: the final Pareto set measured on the device and runtime its
+latency table predicts for (eager PyTorch or onnxruntime), beside the prediction.
 
 The search refuses candidates on predicted latency (nothing over the limit is built or trained);
 what it hands over is then checked by measurement. This runs after every training has ended, so
@@ -15,7 +15,7 @@ import torch
 
 from ..arch.config import NetConfig
 from ..errors import ConfigError
-from ..latency.measure import device_name, measure_latency
+from ..latency.measure import device_name
 from ..latency.table import LatencyTable
 from .frame import MEASURED_KEY, pareto_front, trials_frame
 
@@ -45,14 +45,14 @@ def measure_front(study: optuna.Study, table: LatencyTable, *, limit_ms: float |
     for number in front_trials(study):
         t = trials[number]
         cfg = NetConfig.from_dict(t.user_attrs["config"])
-        lat = measure_latency(cfg, device=kind, runs=runs, warmup=10, threads=table.threads)
+        median, p90 = table.measure(cfg, runs=runs)
         predicted = t.user_attrs["latency_ms"]
         row = {"trial": number, "baseline": t.user_attrs.get("baseline") or "",
-               "predicted_ms": predicted, "measured_ms": lat.median_ms,
-               "measured_p90_ms": lat.p90_ms,
-               "error_pct": 100 * (predicted - lat.median_ms) / lat.median_ms,
-               "within_limit": None if limit_ms is None else lat.median_ms <= limit_ms,
-               "device": lat.device, "mode": lat.mode, "threads": lat.threads}
+               "predicted_ms": predicted, "measured_ms": median, "measured_p90_ms": p90,
+               "error_pct": 100 * (predicted - median) / median,
+               "within_limit": None if limit_ms is None else median <= limit_ms,
+               "device": here, "threads": table.threads,
+               "mode": "cuda-graph" if kind == "cuda" else table.runtime}
         rows.append(row)
         stored[str(number)] = row
     study.set_user_attr(MEASURED_KEY, stored)
