@@ -4,12 +4,12 @@ onnxruntime folds each BatchNorm into the convolution before it and fuses a foll
 into the same kernel, so a GhostNet runs as a list of convolutions (each with its input size,
 channels, kernel, stride and groups), plus the tensor ops between them: the Ghost module's
 concatenation (and the cut to `out` channels when it keeps fewer), the residual addition,
-squeeze-excite's pooling and product (its hard-sigmoid gate fuses into the conv before it), DFC
-attention's pooling, gate and upsampling, and the classifier. `network_kernels` lists them in
-execution order; tests hold its convolutions and classifier equal to the nodes of the exported
-graph after onnxruntime's optimisations. What the runtime adds on top (NCHWc layout reorders
-around its blocked convolutions, a residual addition fused into a convolution) is left to the
-latency table's whole-network correction.
+squeeze-excite's pooling and product, DFC attention's pooling, upsampling and product (each
+gate, hard or plain sigmoid, fuses into the conv before it), and the classifier.
+`network_kernels` lists them in execution order; tests hold each kind's count equal to the
+nodes of the exported graph after onnxruntime's optimisations. What the runtime adds on top
+(NCHWc layout reorders around its blocked convolutions) is left to the latency table's
+whole-network correction.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ class Kernel:
     """One kernel at batch 1: its op, activation input shapes, output shape and attributes.
 
     conv attrs: (kh, kw, stride, groups, activation), activation 0 none, 1 ReLU, 2 hard
-    sigmoid (each fused into the conv, as onnxruntime runs it; its bias is the folded BN's)."""
+    sigmoid, 3 sigmoid (each fused into the conv, as onnxruntime runs it; its bias is the
+    folded BN's)."""
 
-    op: str  # conv, concat, slice, add, mul, gap, sigmoid, avgpool, resize, gemm
+    op: str  # conv, concat, slice, add, mul, gap, avgpool, resize, gemm
     inputs: tuple[Shape, ...]
     output: Shape
     attrs: tuple[int, ...] = ()
@@ -71,7 +72,7 @@ def _out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-NONE, RELU, HARDSIGMOID = 0, 1, 2
+NONE, RELU, HARDSIGMOID, SIGMOID = 0, 1, 2, 3
 
 
 def conv(cin: int, cout: int, size: int, k: int | tuple[int, int] = 1, stride: int = 1,
@@ -97,8 +98,7 @@ def _ghost_module(cin: int, out: int, size: int, block: BlockConfig, relu: bool,
             ks.append(Kernel("avgpool", ((1, cin, size, size),), (1, cin, small, small)))
         ks += [conv(cin, out, small, 1),
                conv(out, out, small, (1, 5), groups=out),
-               conv(out, out, small, (5, 1), groups=out),
-               Kernel("sigmoid", ((1, out, small, small),), (1, out, small, small))]
+               conv(out, out, small, (5, 1), groups=out, act=SIGMOID)]
         if small != size:
             ks.append(Kernel("resize", ((1, out, small, small),), (1, out, size, size)))
         ks.append(Kernel("mul", ((1, out, size, size), (1, out, size, size)),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import require
-from .kernels import HARDSIGMOID, RELU, Kernel
+from .kernels import HARDSIGMOID, RELU, SIGMOID, Kernel
 
 OPSET = 18
 RUNTIMES = ("eager", "onnxruntime", "onnxruntime-int8")
@@ -94,6 +94,8 @@ def kernel_model(kernel: Kernel):
             nodes.append(helper.make_node("Relu", ["c"], ["y"]))
         elif act == HARDSIGMOID:
             nodes.append(helper.make_node("HardSigmoid", ["c"], ["y"], alpha=1 / 6, beta=0.5))
+        elif act == SIGMOID:
+            nodes.append(helper.make_node("Sigmoid", ["c"], ["y"]))
     elif op == "concat":
         nodes.append(helper.make_node("Concat", names, ["y"], axis=1))
     elif op == "slice":
@@ -104,8 +106,6 @@ def kernel_model(kernel: Kernel):
         nodes.append(helper.make_node(op.capitalize(), names, ["y"]))
     elif op == "gap":
         nodes.append(helper.make_node("GlobalAveragePool", names, ["y"]))
-    elif op == "sigmoid":
-        nodes.append(helper.make_node("Sigmoid", names, ["y"]))
     elif op == "avgpool":
         nodes.append(helper.make_node("AveragePool", names, ["y"], kernel_shape=[2, 2],
                                       strides=[2, 2]))
