@@ -87,11 +87,14 @@ def test_search_end_to_end_then_export(tmp_path):
 
 
 @pytest.mark.slow
-def test_latency_limited_search_measures_its_pareto_set(tmp_path):
+@pytest.mark.parametrize("runtime", ["eager", "onnxruntime"])
+def test_latency_limited_search_measures_its_pareto_set(tmp_path, runtime, monkeypatch):
     from ghostsearch.latency.table import LatencyTable
 
+    monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "cache"))
     # a synthetic CPU table: every op costs its MFLOPs in ms
-    table = LatencyTable("cpu: synthetic", "x", 1, 32, fits={"all": [0.0, 1.0, 0.0]})
+    table = LatencyTable("cpu: synthetic", "x", 1, 32, runtime=runtime,
+                         fits={"all": [0.0, 1.0, 0.0]})
     path = table.save(tmp_path / "lat.json")
     r = run("search.py", "--preset", "quick", "--space", "ghostnet_cifar", "--budget", "60M",
             "--data", "synthetic", "--trials", "3", "--epochs", "1", "--batch-size", "64",
@@ -99,7 +102,10 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path):
             "--study-name", "lat",
             "--latency-ms", "30", "--latency-table", str(path), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "measured the final Pareto set" in r.stdout
+    described = {"eager": "eager PyTorch, 1 thread", "onnxruntime": "onnxruntime float32, 1 "
+                 "thread"}[runtime]
+    assert f"latency <= 30 ms ({described}, batch 1, cpu: synthetic)" in r.stdout
+    assert "measured the final Pareto set" in r.stdout and f"on {described}" in r.stdout
     import pandas as pd
 
     trials = pd.read_csv(tmp_path / "results" / "lat" / "trials.csv")
@@ -109,6 +115,7 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path):
     assert (measured.baseline.notna() | measured.feasible).all()
     report = (tmp_path / "results" / "lat" / "report.md").read_text()
     assert "Measured latency of the final Pareto set" in report
+    assert f"({runtime})" in report  # what ran the measured networks
 
 
 def test_a_prescreened_cpu_search_scores_its_pool_before_it_estimates(tmp_path):

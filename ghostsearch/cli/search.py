@@ -113,8 +113,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="hard limit on the deployment latency predicted by --latency-table; "
                         "candidates over it are never trained")
     g.add_argument("--latency-table", default=None,
-                   help="latency table of the target device (ghostsearch table), "
-                        "for --latency-ms and the latency objective")
+                   help="latency table of the target device and runtime (ghostsearch table: "
+                        "eager PyTorch, onnxruntime float32 or int8), for --latency-ms and the "
+                        "latency objective; the final Pareto set is measured on that runtime")
     g.add_argument("--no-baselines", action="store_true",
                    help="do not train the reference GhostNets in the study")
     g.add_argument("--pruner", choices=PRUNERS, default=None,
@@ -179,7 +180,7 @@ def _measure_front(study, settings: SearchSettings) -> None:
         return
     over = measured[(measured.within_limit == False) & (measured.baseline == "")]  # noqa: E712
     print(f"measured the final Pareto set ({len(measured)} architectures, baselines included) "
-          f"on {measured.device.iloc[0]}: predicted vs measured mean absolute error "
+          f"on {table.describe()}: predicted vs measured mean absolute error "
           f"{measured.error_pct.abs().mean():.1f}%"
           + (f"; found architectures over the limit when measured: trials "
              f"{', '.join(map(str, over.trial))}"
@@ -295,11 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n_jobs is None:
         settings = replace(settings, n_jobs=default_n_jobs(device.type))
     print(dataset.summary())
+    limits_table = LatencyTable.load(args.latency_table) if args.latency_ms else None
     print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
           f"{space.deployment.resolution}x{space.deployment.resolution}, "
           f"{space.deployment.num_classes} classes"
-          + (f", latency <= {args.latency_ms:g} ms predicted by {args.latency_table}"
-             if args.latency_ms else "") + f"; storage {settings.storage}")
+          + (f", latency <= {args.latency_ms:g} ms ({limits_table.describe()}) predicted by "
+             f"{args.latency_table}" if args.latency_ms else "")
+          + f"; storage {settings.storage}")
     print(f"candidates: {Limits.of(settings).describe_band()} (--band {settings.band:g}), drawn "
           f"by {settings.sampler}" + (f" after a {settings.prescreen} prescreen of "
                                       f"{settings.pool}" if settings.prescreen else "")

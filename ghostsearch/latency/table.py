@@ -146,6 +146,14 @@ class LatencyTable:
         if self.runtime != "eager" and self.device_type != "cpu":
             raise ConfigError("onnxruntime tables are measured on the CPU")
 
+    def describe(self) -> str:
+        """What the table's figures mean, e.g. "onnxruntime float32, 1 thread, cpu: ..."."""
+        runtime = {"eager": "eager PyTorch", "onnxruntime": "onnxruntime float32",
+                   "onnxruntime-int8": "onnxruntime int8"}[self.runtime]
+        threads = "" if self.threads is None else (
+            f", {self.threads} thread{'s' if self.threads > 1 else ''}")
+        return f"{runtime}{threads}, batch 1, {self.device}"
+
     def ops(self, cfg: NetConfig) -> list[Op]:
         """`cfg` cut into this table's ops: blocks on eager PyTorch, kernels on onnxruntime."""
         return network_ops(cfg) if self.runtime == "eager" else kernel_ops(cfg)
