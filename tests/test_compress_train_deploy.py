@@ -156,6 +156,44 @@ def test_onnx_file_carries_the_preprocessing(tmp_path):
     assert onnx_preprocessing(export_onnx(model, tmp_path / "bare.onnx", 16)) is None
 
 
+@pytest.mark.slow
+def test_deploy_reports_float32_and_int8_latency_and_accuracy(tmp_path):
+    """Deployed with --int8 and --data: both files are timed and scored on the test split; the
+    float32 file scores what the PyTorch model scores on the same images."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
+    from ghostsearch.search.data import load_data
+    from ghostsearch.search.proxy import eval_loader, evaluate
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = reference_config(0.5, num_classes=10, resolution=16, stem_stride=1)
+    (tmp_path / "arch.json").write_text(json.dumps(cfg.to_dict()))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    data = load_data("synthetic", resolution=16)
+    expected = evaluate(model, eval_loader(data, data.test, torch.device("cpu")), amp=False)
+    r = subprocess.run(
+        [sys.executable, str(root / "scripts" / "deploy.py"), "--config", "arch.json",
+         "--checkpoint", "weights.pt", "--onnx", "m.onnx", "--int8", "--data", "synthetic",
+         "--calibration", "64", "--runs", "5"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["int8"]["onnx"].endswith("m-int8.onnx") and (tmp_path / "m-int8.onnx").exists()
+    assert out["int8"]["calibration_images"] == 64
+    assert out["int8"]["onnxruntime_cpu_latency"]["median_ms"] > 0
+    acc = out["test_accuracy"]
+    assert acc["images"] == 200
+    assert acc["float32"] == pytest.approx(expected, abs=0.5)  # one image of 200 at most
+    assert acc["int8_drop_points"] == pytest.approx(acc["float32"] - acc["int8"])
+    refused = subprocess.run(
+        [sys.executable, str(root / "scripts" / "deploy.py"), "--config", "arch.json",
+         "--onnx", "x.onnx", "--int8"], cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith(
+        "--int8 calibrates on training images: add --data and --data-dir")
+
+
 @pytest.mark.parametrize("command", [["deploy.py", "--model", "resnet56", "--onnx", "x.onnx"],
                                      ["train.py", "--model", "resnet56", "--data", "synthetic",
                                       "--onnx", "x.onnx"]])

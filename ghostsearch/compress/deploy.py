@@ -1,11 +1,12 @@
-"""Deployment export: ONNX through torch.export, checked against PyTorch with onnxruntime,
-and CPU latency of the exported model (median and p90, fixed thread count)."""
+"""Deployment export: ONNX through torch.export, checked against PyTorch with onnxruntime, CPU
+latency of the exported model (median and p90, fixed thread count), int8 static quantisation
+calibrated on training images, and top-1 accuracy of an ONNX file on a test split."""
 
 from __future__ import annotations
 
 import json
-import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,35 +73,64 @@ def onnx_preprocessing(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def _session(path: str | Path, threads: int):
-    ort = require("onnxruntime", "deploy", "running the ONNX model")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def check_onnx(model: nn.Module, path: str | Path, resolution: int, batch: int = 2) -> float:
     """Largest absolute difference between PyTorch and onnxruntime logits on random input."""
+    from ..latency.onnxrt import session
+
     x = _input(model, resolution, batch)
     with torch.no_grad():
         expected = model.eval()(x).numpy()
-    got = _session(path, 1).run(None, {"input": x.numpy()})[0]
+    got = session(path, 1).run(None, {"input": x.numpy()})[0]
     return float(np.abs(got - expected).max())
 
 
 def onnx_latency(path: str | Path, resolution: int, *, runs: int = 50, warmup: int = 5,
                  threads: int = 1, batch: int = 1, in_channels: int = 3) -> dict[str, float]:
     """onnxruntime CPU latency in ms over `runs` after `warmup`, at a fixed thread count."""
-    sess = _session(path, threads)
+    from ..latency.onnxrt import session, time_session
+
     x = np.random.default_rng(0).standard_normal(
         (batch, in_channels, resolution, resolution)).astype(np.float32)
-    for _ in range(warmup):
-        sess.run(None, {"input": x})
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, {"input": x})
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = time_session(session(path, threads), {"input": x}, runs=runs, warmup=warmup)
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
             "runs": runs, "threads": threads, "batch": batch}
+
+
+def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 N x C x H x W images as the model's float32 input (`mean`, `std` on 0-1)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((images.float() / 255 - m) / s).numpy()
+
+
+def quantize_onnx(path: str | Path, out: str | Path, calibration: np.ndarray) -> Path:
+    """`path` quantised statically to int8 (QDQ, per-channel weights) with activation ranges
+    from `calibration` (normalised input images), written to `out` with the same metadata."""
+    import tempfile
+
+    onnx = require("onnx", "deploy", "int8 quantisation")
+    from ..latency.onnxrt import quantize
+
+    model = onnx.load(str(path))
+    batches = [calibration[i:i + 32] for i in range(0, len(calibration), 32)]
+    with tempfile.TemporaryDirectory() as tmp:
+        q = quantize(model, batches, tmp)
+    del q.metadata_props[:]
+    q.metadata_props.extend(model.metadata_props)  # the preprocessing stays with the model
+    out = Path(out)
+    onnx.save(q, str(out))
+    return out
+
+
+def onnx_accuracy(path: str | Path, images: torch.Tensor, labels: torch.Tensor,
+                  mean: Sequence[float], std: Sequence[float], *, threads: int = 1,
+                  batch: int = 500) -> float:
+    """Top-1 accuracy in % of the ONNX model at `path` on uint8 `images`."""
+    from ..latency.onnxrt import session
+
+    sess = session(path, threads)
+    correct = 0
+    for i in range(0, len(labels), batch):
+        logits = sess.run(None, {"input": normalise(images[i:i + batch], mean, std)})[0]
+        correct += int((logits.argmax(1) == labels[i:i + batch].numpy()).sum())
+    return 100.0 * correct / max(1, len(labels))
