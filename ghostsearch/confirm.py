@@ -309,13 +309,22 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
                                    threads, stale_after_s)] * n_jobs, "confirm workers")
 
 
-def confirmed_table(study: optuna.Study) -> list[dict[str, Any]] | None:
-    """The verdict rows of a study's confirmation, from its companion study in the same
-    storage, or None when it has none (or no finished unit)."""
+def companion(study: optuna.Study, storage: Any) -> optuna.Study | None:
+    """The confirmation study of `study` in `storage` (the URL or storage `study` was loaded
+    from), or None when it has none."""
+    if isinstance(storage, str):
+        storage = make_storage(storage)
     try:
-        confirm = optuna.load_study(study_name=study.study_name + SUFFIX,
-                                    storage=study._storage)
+        return optuna.load_study(study_name=study.study_name + SUFFIX, storage=storage)
     except KeyError:
+        return None
+
+
+def confirmed_table(study: optuna.Study, storage: Any) -> list[dict[str, Any]] | None:
+    """The verdict rows of a study's confirmation, from its companion study in `storage`, or
+    None when it has none (or no finished unit)."""
+    confirm = companion(study, storage)
+    if confirm is None:
         return None
     cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
     rows = results(confirm)
@@ -350,13 +359,11 @@ def study_seconds(study: optuna.Study) -> float:
                          if t.datetime_start and t.datetime_complete])
 
 
-def confirm_summary(study: optuna.Study) -> dict[str, Any] | None:
+def confirm_summary(study: optuna.Study, storage: Any) -> dict[str, Any] | None:
     """A study's confirmation at a glance: its protocol and seeds, units done of all, the
     wall time spent on units (interrupted ones included) and their summed training time."""
-    try:
-        confirm = optuna.load_study(study_name=study.study_name + SUFFIX,
-                                    storage=study._storage)
-    except KeyError:
+    confirm = companion(study, storage)
+    if confirm is None:
         return None
     trials = [t for t in confirm.get_trials(deepcopy=False) if "key" in t.user_attrs]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -207,6 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['key']}: test {r['test_mean']:.2f}{spread}, val "
               f"{r['val_mean']:.2f} over {r['seeds']} seed(s)" +
               (f"; {r['verdict']}" if r.get("verdict") else ""))
-    files = write_report([study], out)
+    files = write_report([study], out, url)
     print(f"report: {files['md']}")
     return 0

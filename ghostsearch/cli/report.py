@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ghostsearch import ConfigError
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.report.render import write_report
-from ghostsearch.search.storage import load_existing_study, study_dir
+from ghostsearch.search.storage import existing_study_url, load_existing_study, study_dir
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     own = args.out if len(names) == 1 else None  # one study's folder holds its database
     studies = [load_existing_study(n, u, own) for n, u in zip(names, urls, strict=True)]
     default = names[0] if len(names) == 1 else "compare-" + "-".join(names)
-    files = write_report(studies, study_dir(default, args.out))
+    storage = existing_study_url(names[0], urls[0], own) if len(names) == 1 else None
+    files = write_report(studies, study_dir(default, args.out), storage)
     for path in files.values():
         print(path)
     return 0

@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _measure_front(study, settings)
 
     out.mkdir(parents=True, exist_ok=True)
-    report = write_report([study], out)
+    report = write_report([study], out, settings.storage)
     if interrupted:
         print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
               f"{settings.storage}; rerun the same command to resume", file=sys.stderr)

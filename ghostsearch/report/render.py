@@ -186,12 +186,13 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
 
 
-def _verdict_section(study: optuna.Study, rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+def _verdict_section(study: optuna.Study, storage: Any,
+                     rows: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The answer first: the confirmed winner against the reference at the budget, how it was
     measured, how much of the confirmation is done and what the search and it took."""
     from ..confirm import confirm_summary, study_seconds, winner
 
-    summary = confirm_summary(study)
+    summary = confirm_summary(study, storage)
     if summary is None or not summary["units_done"]:
         return None
     best = winner(rows, summary["seeds"])
@@ -239,9 +240,11 @@ def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
     return title, _fmt(picked[(["study"] if len(studies) > 1 else []) + cols])
 
 
-def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[str, Path]:
+def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
+                 storage: Any = None) -> dict[str, Path]:
     """Write trials.csv, pareto.csv, report.md, report.html and the plots for one or more
-    studies (merged into one comparison); works on a study that is still running."""
+    studies (merged into one comparison); works on a study that is still running. With the
+    `storage` (URL or storage) of a single study, its confirmation leads the report."""
     splits = {s.study_name: s.user_attrs.get("split") for s in studies}
     if len({v for v in splits.values() if v is not None}) > 1:
         shown = ", ".join(f"{k}: {v}" for k, v in splits.items())
@@ -300,7 +303,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
         sections.insert(3, measured)
     from ..confirm import confirmed_table
 
-    confirmed = confirmed_table(studies[0]) if len(studies) == 1 else None
+    confirmed = (confirmed_table(studies[0], storage)
+                 if len(studies) == 1 and storage is not None else None)
     if confirmed:
         title, table, files["confirmed"] = _confirmed_section(confirmed, out)
         sections.insert(1, (title, table))
@@ -308,7 +312,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path) -> dict[s
     if pool is not None:
         sections.insert(1, pool)
         files["pool"] = out / "pool.csv"
-    verdict = _verdict_section(studies[0], confirmed) if confirmed else None
+    verdict = _verdict_section(studies[0], storage, confirmed) if confirmed else None
     if verdict is not None:
         sections.insert(0, verdict)
     md = [f"# ghostsearch report: {names}", ""]
