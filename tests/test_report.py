@@ -118,9 +118,23 @@ def test_write_report_files_parse(study, tmp_path):
     # the over-budget trial is COMPLETE to Optuna, but was never trained
     assert "states COMPLETE 6, FAIL 1, NOT TRAINED 1, PRUNED 1" in md
     assert len([ln for ln in md.splitlines() if "NOT TRAINED" in ln and "over budget" in ln]) == 1
+    assert "\n- budget: 150.00 MFLOPs" in md and "\n- trials: 9 (" in md  # bullets
     page = files["html"].read_text()
     assert page.count("<table") == 3 and "data:image/png;base64," in page
     assert "TrainingDiverged" in page
+    assert "<ul><li>budget: 150.00 MFLOPs" in page and "<li>trials: 9 (" in page
+    assert "<li>- " not in page  # nothing of the Markdown leaks into the page
+
+
+def test_text_renders_markdown_and_html_from_the_same_parts():
+    from ghostsearch.report.render import Text
+
+    text = Text((("item", "a <b>"), ("item", "c"), ("para", "x & y"), ("code", "k3_e8"),
+                 ("item", "- not a bullet twice")))
+    assert text.markdown() == "- a <b>\n- c\n\nx & y\n\n`k3_e8`\n\n- - not a bullet twice"
+    assert text.html() == ("<ul><li>a &lt;b&gt;</li><li>c</li></ul><p>x &amp; y</p>"
+                           "<p><code style='word-break:break-all'>k3_e8</code></p>"
+                           "<ul><li>- not a bullet twice</li></ul>")
 
 
 def test_report_merges_studies_and_draws_latency(study, tmp_path):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,44 +90,73 @@ def _cap(cap: int | None, otherwise: str) -> str:
     return f"at most {cap:,} (preset)" if cap else otherwise
 
 
+@dataclass(frozen=True)
+class Text:
+    """A section's prose as (kind, text) parts, kind "item" (a bullet), "para" or "code";
+    Markdown and HTML are both rendered from the parts, neither parsed back from the other."""
+
+    parts: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def items(cls, lines: Sequence[str]) -> Text:
+        return cls(tuple(("item", line) for line in lines))
+
+    def markdown(self) -> str:
+        out: list[str] = []
+        for i, (kind, text) in enumerate(self.parts):
+            if kind != "item" and i and self.parts[i - 1][0] == "item":
+                out.append("")
+            out.append({"item": f"- {text}", "para": f"{text}\n", "code": f"`{text}`\n"}[kind])
+        return "\n".join(out).rstrip("\n")
+
+    def html(self) -> str:
+        out: list[str] = []
+        for kind, text in self.parts:
+            if kind == "item":
+                out.append(f"<li>{html.escape(text)}</li>")
+                continue
+            out.append(f"<p>{html.escape(text)}</p>" if kind == "para" else
+                       f"<p><code style='word-break:break-all'>{html.escape(text)}</code></p>")
+        joined = "".join(out)  # runs of items become lists
+        return re.sub(r"((?:<li>.*?</li>)+)", r"<ul>\1</ul>", joined)
+
+
 def _protocol_lines(settings: dict[str, Any]) -> list[str]:
     if not settings:
         return []
     p, d = settings.get("protocol", {}), settings.get("data", {})
     budget = settings.get("budget_flops")
     return [
-        f"- budget: {budget / 1e6:.2f} MFLOPs (paper convention) at the deployment resolution"
-        if budget else "- budget: none",
-        f"- space: {settings.get('space')} (sha256 {settings.get('space_sha256')})",
-        f"- objectives: {', '.join(settings.get('objectives', []))}",
-        f"- data: {d.get('name')}; validation held out of train (size "
+        f"budget: {budget / 1e6:.2f} MFLOPs (paper convention) at the deployment resolution"
+        if budget else "budget: none",
+        f"space: {settings.get('space')} (sha256 {settings.get('space_sha256')})",
+        f"objectives: {', '.join(settings.get('objectives', []))}",
+        f"data: {d.get('name')}; validation held out of train (size "
         f"{d.get('val_size') or _cap(d.get('val_cap'), 'default')}, split seed "
         f"{d.get('split_seed', 0)}), train subset "
         f"{d.get('train_subset') or _cap(d.get('train_cap'), 'all')};"
         " the test set is only reported",
-        f"- proxy protocol: {p.get('epochs')} epochs, batch {p.get('batch_size')}, SGD lr "
+        f"proxy protocol: {p.get('epochs')} epochs, batch {p.get('batch_size')}, SGD lr "
         f"{p.get('lr')} (x batch/512), {p.get('schedule')}, momentum {p.get('momentum')}, "
         f"wd {p.get('weight_decay')}, label smoothing {p.get('label_smoothing')}; "
         f"stride-{p.get('small_input_stem_stride')} stem for images of 64 px or less",
-        f"- seed: {settings.get('seed')}",
+        f"seed: {settings.get('seed')}",
     ]
 
 
-def _best_lines(df: pd.DataFrame, cost: str) -> list[str]:
+def _best_lines(df: pd.DataFrame, cost: str) -> Text:
     feas = completed_feasible(df, cost)
     if feas.empty:
-        return ["No completed trial within the limits yet."]
+        return Text((("para", "No completed trial within the limits yet."),))
     b = feas.loc[feas.val_acc.idxmax()]
     tag = f" ({b.baseline})" if b.baseline else ""
-    return [
-        f"Trial {b.trial} of {b.study}{tag}: {b.MFLOPs:.2f} MFLOPs, {b.params_M:.2f}M params, "
-        f"validation {b.val_acc:.2f}%, test {b.test_acc:.2f}%.",
-        "",
-        f"Width {b.width:g}; per stage (stage1/.../stage6): s {b.s}, d {b.d}, k {b.k}, "
-        f"expansion {b.e}, depth {b.n}, SE {b.se}.",
-        "",
-        f"`{b.arch}`",
-    ]
+    return Text((
+        ("para", f"Trial {b.trial} of {b.study}{tag}: {b.MFLOPs:.2f} MFLOPs, {b.params_M:.2f}M "
+                 f"params, validation {b.val_acc:.2f}%, test {b.test_acc:.2f}%."),
+        ("para", f"Width {b.width:g}; per stage (stage1/.../stage6): s {b.s}, d {b.d}, k {b.k}, "
+                 f"expansion {b.e}, depth {b.n}, SE {b.se}."),
+        ("code", str(b.arch)),
+    ))
 
 
 def _measured_section(studies: Sequence[optuna.Study]) -> tuple[str, Any] | None:
@@ -199,20 +230,20 @@ def _verdict_section(study: optuna.Study, storage: Any,
     p, d = summary["protocol"], summary["data"]
     search_s, confirm_s = study_seconds(study), summary["wall_seconds"]
     lines = [
-        f"- {best['key']} ({best['MFLOPs']:.2f} MFLOPs): "
+        f"{best['key']} ({best['MFLOPs']:.2f} MFLOPs): "
         f"{best.get('verdict', 'no reference within the budget to compare with')}"
-        if best else f"- no verdict yet: no found architecture has all {summary['seeds']} "
+        if best else f"no verdict yet: no found architecture has all {summary['seeds']} "
                      "seeds done",
-        f"- protocol: {p['epochs']} epochs on {d['train']:,} training images, batch "
+        f"protocol: {p['epochs']} epochs on {d['train']:,} training images, batch "
         f"{p['batch_size']}, {summary['seeds']} seeds; validated on {d['val']:,} held-out "
         "images (the winner is chosen on them), tested on the full test split",
-        f"- units: {summary['units_done']} of {summary['units']} done, "
+        f"units: {summary['units_done']} of {summary['units']} done, "
         f"{summary['train_seconds'] / 3600:.2f} h of training in all",
-        f"- wall time: search trials {_minutes(search_s)} + confirmation {_minutes(confirm_s)} = "
+        f"wall time: search trials {_minutes(search_s)} + confirmation {_minutes(confirm_s)} = "
         f"{_minutes(search_s + confirm_s)} (time with a trial or unit running; pauses "
         "between resumed runs not counted)",
     ]
-    return "Verdict", "\n".join(lines)
+    return "Verdict", Text.items(lines)
 
 
 def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
@@ -287,12 +318,12 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
         front_cols, trial_cols = front_cols[1:], trial_cols[1:]
         comparison = comparison.drop(columns=["study"], errors="ignore")
     sections = [
-        ("Setting", "\n".join(sum((_protocol_lines(s) for s in settings[:1]), [])
-                              + [f"- trials: {len(df)} ({trained} trained, of which "
-                                 f"{completed} to the end; {infeasible} over a "
-                                 f"limit and never trained; states "
-                                 f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"])),
-        ("Best architecture within the limits", "\n".join(_best_lines(df, "MFLOPs"))),
+        ("Setting", Text.items(sum((_protocol_lines(s) for s in settings[:1]), [])
+                               + [f"trials: {len(df)} ({trained} trained, of which "
+                                  f"{completed} to the end; {infeasible} over a "
+                                  f"limit and never trained; states "
+                                  f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"])),
+        ("Best architecture within the limits", _best_lines(df, "MFLOPs")),
         ("Pareto front (validation accuracy vs FLOPs)", _fmt(front[front_cols])),
         ("Reference GhostNet baselines, same proxy protocol (one seed each: gains and "
          "dominance here are one proxy run, not a verdict)", _fmt(comparison)),
@@ -318,8 +349,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
     md = [f"# ghostsearch report: {names}", ""]
     for title, body in sections:
         md += [f"## {title}", ""]
-        md.append(_markdown(body) if isinstance(body, pd.DataFrame)
-                  else body)
+        md.append(_markdown(body) if isinstance(body, pd.DataFrame) else body.markdown())
         md.append("")
     md += [NOTES, ""]
     images = [("pareto_flops" if cost == "MFLOPs" else "pareto_latency") for cost in costs]
@@ -344,13 +374,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
         if isinstance(body, pd.DataFrame):
             parts.append(body.to_html(index=False, escape=True))
         else:
-            items = [html.escape(line[2:]) for line in body.splitlines() if line.startswith("- ")]
-            text = [html.escape(line) for line in body.splitlines()
-                    if line and not line.startswith("- ")]
-            if items:
-                parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
-            parts += [f"<p><code style='word-break:break-all'>{t.strip('`')}</code></p>"
-                      if t.startswith("`") else f"<p>{t}</p>" for t in text]
+            parts.append(body.html())
     parts.append(f"<p>{html.escape(NOTES)}</p></body></html>")
     files["html"] = out / "report.html"
     files["html"].write_text("\n".join(parts))
