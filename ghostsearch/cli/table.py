@@ -18,9 +18,10 @@ Runtimes (batch 1):
 
 Measures every op of --archs networks (the reference GhostNet 0.5/1.0/1.3x and random points
 of the space) and fits the per-family regressions on them; measures --archs other networks end
-to end and fits the correction on those; then predicts --eval further random networks and
-compares with their measured latency: share within +-10%, mean absolute percentage error and
-rank correlations, before and after the correction. With --budgets, the held-out networks are
+to end (the least disturbed of three blocks of --runs) and fits the correction on those;
+then predicts --eval further random networks and compares with their measured latency: share
+within +-10%, mean absolute percentage error and rank correlations, before and after the
+correction. With --budgets, the held-out networks are
 drawn evenly within those FLOPs bands instead of uniformly from the space. Writes the table and
 its evaluation (with one row per held-out network) as JSON.
 """
@@ -139,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = LatencyTable(device=device_name(device), torch=torch.__version__, threads=threads,
                          resolution=space.deployment.resolution, runtime=runtime)
 
-    def e2e(cfg):
-        return table.measure(cfg, runs=args.runs, warmup=3)[0]
+    def e2e(cfg):  # the least disturbed of three blocks of runs
+        return table.measure(cfg, runs=args.runs, warmup=3, repeats=3)[0]
 
     correction = [space.build_config(space.random_params(rng)) for _ in range(args.archs)]
     held_out = held_out_networks(space, args.eval, args.seed + 1, bands)

@@ -10,8 +10,9 @@ inside the runtime. The table holds each op's measured latency on one device, ru
 thread count at one deployment resolution. An op the table lacks is predicted by a
 least-squares fit, per op family, of latency on the op's FLOPs (multiply-adds) and activation
 size. The sum over ops misses per-network effects (call overhead, layout reorders between
-kernels), so the table also stores a linear correction, end-to-end = a * sum + b, fitted on
-whole networks measured end to end on the same runtime.
+kernels), so the table also stores a linear correction fitted on whole networks measured end
+to end on the same runtime: a * sum + b on eager PyTorch, a * convolutions + c * other
+kernels + b on onnxruntime (see `features`).
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ class LatencyTable:
     runtime: str = "eager"  # eager (PyTorch), onnxruntime or onnxruntime-int8
     entries: dict[str, float] = field(default_factory=dict)  # op key -> ms
     fits: dict[str, list[float]] = field(default_factory=dict)  # family -> [c0, c_flops, c_act]
-    correction: tuple[float, float] = (1.0, 0.0)  # end-to-end = a * sum + b
+    # end-to-end = correction . features(cfg): (a, b) on eager, a * sum + b; (a, c, b) on
+    # onnxruntime, a * convs + c * other kernels + b (other kernels price the reorders too)
+    correction: tuple[float, ...] = (1.0, 0.0)
 
     @property
     def device_type(self) -> str:
@@ -171,26 +174,42 @@ class LatencyTable:
     def raw_ms(self, cfg: NetConfig) -> float:
         return sum(self.op_ms(op) for op in self.ops(cfg))
 
+    def features(self, cfg: NetConfig) -> list[float]:
+        """What the correction weighs: [sum of ops, 1] on eager PyTorch; [convolutions, other
+        kernels, 1] on onnxruntime, since the layout reorders a network adds (timed in no
+        kernel) sit around its tensor ops, so they grow with those ops and not with the convs."""
+        if self.runtime == "eager":
+            return [self.raw_ms(cfg), 1.0]
+        ops = self.ops(cfg)
+        convs = sum(self.op_ms(op) for op in ops if op.family.startswith("conv"))
+        return [convs, sum(self.op_ms(op) for op in ops) - convs, 1.0]
+
     def predict(self, cfg: NetConfig) -> float:
         """Predicted end-to-end latency of `cfg` in ms, without building it."""
         if cfg.resolution != self.resolution:
             raise ConfigError(f"the latency table is for {self.resolution}px, the config for "
                               f"{cfg.resolution}px; build a table at that resolution")
-        a, b = self.correction
-        return a * self.raw_ms(cfg) + b
+        features = self.features(cfg)
+        correction = (self.correction if len(self.correction) == len(features)
+                      else (1.0,) * (len(features) - 1) + (0.0,))  # not fitted yet
+        return float(np.dot(correction, features))
 
     # -- measuring --------------------------------------------------------------------------
 
-    def measure(self, cfg: NetConfig, *, runs: int = 50, warmup: int = 10) -> tuple[float, float]:
+    def measure(self, cfg: NetConfig, *, runs: int = 50, warmup: int = 10,
+                repeats: int = 1) -> tuple[float, float]:
         """(median, p90) ms of `cfg` end to end, batch 1, as this table's ops were measured:
         eager PyTorch (measure_latency), or the exported ONNX file in an onnxruntime session
-        (float32, or int8 quantised statically) at the table's threads."""
+        (float32, or int8 quantised statically) at the table's threads; of the least
+        disturbed of `repeats` blocks of runs."""
         if self.runtime == "eager":
-            lat = measure_latency(cfg, device=self.device_type, runs=runs, warmup=warmup,
-                                  threads=self.threads)
+            lats = [measure_latency(cfg, device=self.device_type, runs=runs, warmup=warmup,
+                                    threads=self.threads) for _ in range(repeats)]
+            lat = min(lats, key=lambda x: x.median_ms)
             return lat.median_ms, lat.p90_ms
         path = onnxrt.network_onnx(cfg, int8=self.runtime == "onnxruntime-int8")
-        return onnxrt.network_latency(path, self.threads or 1, runs=runs, warmup=warmup)
+        return onnxrt.network_latency(path, self.threads or 1, runs=runs, warmup=warmup,
+                                      repeats=repeats)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -212,7 +231,7 @@ class LatencyTable:
 
     def fit(self, measured: list[NetConfig], calibration: list[tuple[NetConfig, float]]) -> None:
         """Fit the per-family regressions on the ops of the `measured` networks, then the
-        end-to-end correction on (config, measured ms) pairs.
+        end-to-end correction (least squares on `features`) on (config, measured ms) pairs.
 
         Pairs whose ops were not measured calibrate the correction as the search uses it:
         mostly on ops predicted by the regressions, so their bias is corrected too."""
@@ -231,10 +250,13 @@ class LatencyTable:
                 X = np.array([[1.0, o.flops / 1e6, o.activations / 1e6] for o, _ in rows])
                 y = np.array([ms for _, ms in rows])
                 self.fits[family] = np.linalg.lstsq(X, y, rcond=None)[0].tolist()
-        raw = np.array([self.raw_ms(cfg) for cfg, _ in calibration])
+        X = np.array([self.features(cfg) for cfg, _ in calibration])
         measured = np.array([ms for _, ms in calibration])
-        a, b = np.polyfit(raw, measured, 1) if len(calibration) >= 2 else (1.0, 0.0)
-        self.correction = (float(a), float(b))
+        if len(calibration) >= X.shape[1]:
+            self.correction = tuple(float(c) for c in np.linalg.lstsq(X, measured,
+                                                                     rcond=None)[0])
+        else:  # too few networks to fit: the plain sum
+            self.correction = (1.0,) * (X.shape[1] - 1) + (0.0,)
 
     # -- storage ----------------------------------------------------------------------------
 
