@@ -99,3 +99,18 @@ def test_build_script_refuses_devices_it_cannot_measure(tmp_path, device, messag
     r = subprocess.run([sys.executable, str(script), "--device", device], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip() == message
+
+
+def test_held_out_networks_lie_in_their_bands_and_avoid_the_excluded():
+    from ghostsearch import analytic_counts
+    from ghostsearch.cli.table import held_out_networks
+
+    space = load_space("ghostnet")
+    bands = [(40.0, 60.0), (130.0, 150.0)]
+    correction = held_out_networks(space, 4, 7, bands)
+    held = held_out_networks(space, 5, 1, bands, exclude=set(correction))
+    assert len(held) == 5 and not set(held) & set(correction)
+    mflops = sorted(analytic_counts(c).flops / 1e6 for c in held)
+    assert all(40 <= f <= 60 for f in mflops[:3]) and all(130 <= f <= 150 for f in mflops[3:])
+    uniform = held_out_networks(space, 3, 0, [], exclude=set(held))
+    assert len(uniform) == 3 and not set(uniform) & set(held)

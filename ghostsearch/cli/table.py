@@ -16,9 +16,10 @@ Runtimes (batch 1):
                statically (QDQ, per-channel int8 weights, uint8 activations; random calibration
                data, which does not change latency).
 
-Measures every op of --archs networks (the reference GhostNet 0.5/1.0/1.3x and random points
-of the space) and fits the per-family regressions on them; measures --archs other networks end
-to end (the least disturbed of three blocks of --runs) and fits the correction on those;
+Measures every op of --kernel-archs networks (the reference GhostNet 0.5/1.0/1.3x and random
+points of the space) and fits the per-family regressions on them; measures --archs other
+networks end to end (the least disturbed of three blocks of --runs; drawn within --budgets
+when given) and fits the correction on those;
 then predicts --eval further random networks and compares with their measured latency: share
 within +-10%, mean absolute percentage error and rank correlations, before and after the
 correction. With --budgets, the held-out networks are
@@ -64,7 +65,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="draw held-out networks evenly within these MFLOPs bands, e.g. "
                         "40:60,130:150,200:230 (default: uniformly from the space)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.add_argument("--archs", type=int, default=20, help="calibration networks (default 20)")
+    p.add_argument("--archs", type=int, default=20,
+                   help="networks measured end to end for the correction (default 20)")
+    p.add_argument("--kernel-archs", type=int, default=None,
+                   help="networks whose ops are timed one by one (default: --archs); ops are "
+                        "cheap to time, so more of them leave less to the regressions")
     p.add_argument("--eval", type=int, default=50, help="held-out networks to test (default 50)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per end-to-end measurement")
     p.add_argument("--seed", type=int, default=0)
@@ -96,17 +101,23 @@ def parse_budgets(text: str | None) -> list[tuple[float, float]]:
     return bands  # type: ignore[return-value]
 
 
-def held_out_networks(space, n: int, seed: int, bands: list[tuple[float, float]]) -> list:
-    """`n` networks not used to build the table: uniformly from the space, or evenly split
-    among FLOPs bands (each drawn uniformly within its band)."""
+def held_out_networks(space, n: int, seed: int, bands: list[tuple[float, float]],
+                      exclude: Sequence = ()) -> list:
+    """`n` networks, none in `exclude`: uniformly from the space, or evenly split among FLOPs
+    bands (each drawn uniformly within its band)."""
     if not bands:
         rng = random.Random(seed)
-        return [space.build_config(space.random_params(rng)) for _ in range(n)]
+        configs: list = []
+        while len(configs) < n:
+            cfg = space.build_config(space.random_params(rng))
+            if cfg not in exclude:
+                configs.append(cfg)
+        return configs
     configs = []
     for i, (lo, hi) in enumerate(bands):
         share = n // len(bands) + (i < n % len(bands))
         draws = sample_band(space, share, seed + 1000 * (i + 1), low_flops=int(lo * 1e6),
-                            high_flops=int(hi * 1e6))
+                            high_flops=int(hi * 1e6), exclude=exclude)
         configs += [space.build_config(p) for p in draws.points]
     return configs
 
@@ -128,23 +139,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # ops and networks are measured on the current GPU
     threads = args.threads if device.type == "cpu" else None
-    if args.archs < 3 or args.eval < 2:
-        raise ConfigError("--archs must be >= 3 and --eval >= 2")
+    if args.archs < 3 or args.eval < 2 or (args.kernel_archs is not None
+                                           and args.kernel_archs < 3):
+        raise ConfigError("--archs and --kernel-archs must be >= 3 and --eval >= 2")
     bands = parse_budgets(args.budgets)
     space = load_space(args.space)
     rng = random.Random(args.seed)
     refs = [space.build_config(space.reference_params(w)) for w in (0.5, 1.0, 1.3)
             if w in space.width]
+    n_kernel = args.kernel_archs if args.kernel_archs is not None else args.archs
     calib = refs + [space.build_config(space.random_params(rng))
-                    for _ in range(max(0, args.archs - len(refs)))]
+                    for _ in range(max(0, n_kernel - len(refs)))]
     table = LatencyTable(device=device_name(device), torch=torch.__version__, threads=threads,
                          resolution=space.deployment.resolution, runtime=runtime)
 
     def e2e(cfg):  # the least disturbed of three blocks of runs
         return table.measure(cfg, runs=args.runs, warmup=3, repeats=3)[0]
 
-    correction = [space.build_config(space.random_params(rng)) for _ in range(args.archs)]
-    held_out = held_out_networks(space, args.eval, args.seed + 1, bands)
+    if bands:  # the correction serves candidates in these bands: fit it on such networks
+        correction = held_out_networks(space, args.archs, args.seed + 7, bands)
+    else:
+        correction = [space.build_config(space.random_params(rng)) for _ in range(args.archs)]
+    held_out = held_out_networks(space, args.eval, args.seed + 1, bands,
+                                 exclude=set(correction) | set(calib))
     if runtime != "eager":  # exports take seconds each: all of them first, then the timings
         for cfg in tqdm(correction + held_out, desc="exporting networks to ONNX"):
             onnxrt.network_onnx(cfg, int8=runtime == "onnxruntime-int8")
@@ -164,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "threads": threads, "torch": table.torch, "entries": len(table.entries),
               "correction": table.correction, "networks_measured_by_op": len(calib),
               "networks_for_correction": len(correction),
+              "correction_bands_mflops": bands or None,
               "held_out_networks": len(held_out), "held_out_bands_mflops": bands or None,
               "sum_of_ops": evaluate(raw, meas), "corrected": evaluate(pred, meas),
               "measured_ms_range": [float(meas.min()), float(meas.max())],
