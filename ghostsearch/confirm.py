@@ -10,6 +10,7 @@ every epoch under the output folder and resumes from it after an interruption.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -223,6 +224,11 @@ def reclaim_stale(confirm: optuna.Study, stale_after_s: float = STALE_AFTER_S,
     return n
 
 
+class TakenElsewhere(Exception):
+    """Another worker finished this unit's trial first: SQLite can hand one WAITING trial to
+    two processes that ask at the same moment (both read it before either writes)."""
+
+
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
               log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S) -> None:
@@ -231,7 +237,9 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
 
     A unit that fails (any error but Ctrl-C) is recorded FAIL with its reason and queued
     again, up to `MAX_RETRIES` more times; units left RUNNING by a lost worker are taken back
-    first (`reclaim_stale`); a unit already completed elsewhere is not trained twice."""
+    first (`reclaim_stale`); a unit already completed elsewhere is not trained twice, and a
+    unit that another worker popped at the same moment and finished first is dropped here
+    (`TakenElsewhere`) without touching its result."""
     from .compress.train import ModelSpec, train_full
     from .search.proxy import proxy_config
 
@@ -258,12 +266,20 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         log(f"{tag}: started" + (f" (retry {retries})" if retries else ""))
 
         def beat(message: str, tag: str = tag, trial: optuna.Trial = trial) -> None:
-            trial.set_user_attr("alive_at", datetime.datetime.now().isoformat())
+            try:
+                trial.set_user_attr("alive_at", datetime.datetime.now().isoformat())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TakenElsewhere from None
             log(f"{tag}: {message}")
 
-        beat("training")
         try:
+            beat("training")
             record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat)
+            for k in ("val_acc", "test_acc", "train_seconds"):
+                trial.set_user_attr(k, record[k])
+        except (TakenElsewhere, optuna.exceptions.UpdateFinishedTrialError):
+            log(f"{tag}: finished by another worker; dropped here")
+            continue
         except KeyboardInterrupt:
             confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
             confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed,
@@ -271,15 +287,14 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
             raise
         except Exception as e:  # out of memory, a diverged run, a bad file: recorded, retried
             reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:300]
-            trial.set_user_attr("reason", reason)
-            confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                trial.set_user_attr("reason", reason)
+            confirm.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             again = _requeue(confirm, key, seed, unit, retries + 1, reason)
             log(f"{tag}: failed ({reason}); " + ("queued again" if again else
                                                  f"given up after {retries + 1} tries"))
             continue
-        for k in ("val_acc", "test_acc", "train_seconds"):
-            trial.set_user_attr(k, record[k])
-        confirm.tell(trial, record["val_acc"])
+        confirm.tell(trial, record["val_acc"], skip_if_finished=True)
         log(f"{tag}: done, val {record['val_acc']:.2f}%, test {record['test_acc']:.2f}%, "
             f"{record['train_seconds'] / 60:.1f} min")
 

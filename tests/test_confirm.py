@@ -335,3 +335,45 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
     assert others and all(rows.loc[k, "seeds"] == 1 for k in others)
     assert main([*args[:-len(DATA)], "--max-seeds", "0", *DATA]) == 2
     assert "--max-seeds 0 is below --seeds 1" in capsys.readouterr().err
+
+
+def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monkeypatch):
+    """SQLite can hand one WAITING unit to two workers asking at the same moment; the one
+    that finishes second drops it (no failure, no retry) and goes on with the next unit."""
+    import ghostsearch.compress.train as train_mod
+    from ghostsearch import reference_config
+    from ghostsearch.confirm import open_confirm_study, results, run_units
+    from ghostsearch.search.data import load_data
+    from ghostsearch.search.storage import make_storage
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    confirm = open_confirm_study(study, url, [("a", 0), ("a", 1)], {"seeds": 2})
+    cfg = reference_config(0.3, num_classes=10, resolution=16, stem_stride=1).to_dict()
+    cands = {"a": Candidate("a", cfg, 1.0, False)}
+    calls = []
+
+    def fake_train(spec, data, protocol, folder, *, seed, device, log):
+        calls.append(seed)
+        if len(calls) == 1:  # the other worker finishes this very trial meanwhile
+            storage = make_storage(url)
+            other = optuna.load_study(study_name="s-confirm", storage=storage)
+            running = other.get_trials(states=(optuna.trial.TrialState.RUNNING,))[0]
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name("s-confirm"), running.number)
+            for k, v in (("val_acc", 55.0), ("test_acc", 45.0), ("train_seconds", 1.0)):
+                storage.set_trial_user_attr(trial_id, k, v)
+            other.tell(running.number, 55.0)
+            log("epoch 1/1")  # this worker's next beat finds its trial finished
+        return {"val_acc": 50.0 + seed, "test_acc": 40.0, "train_seconds": 1.0}
+
+    monkeypatch.setattr(train_mod, "train_full", fake_train)
+    said = []
+    run_units(confirm, cands, load_data("synthetic", resolution=16), ProxyProtocol(epochs=1),
+              tmp_path, 2, log=said.append)
+    assert calls == [0, 1]
+    assert any("finished by another worker; dropped here" in line for line in said)
+    trials = optuna.load_study(study_name="s-confirm", storage=url).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # no FAIL, no retry
+    assert trials[0].value == 55.0 and trials[1].value == 51.0
+    assert sorted((r["key"], r["seed"]) for r in results(confirm)) == [("a", 0), ("a", 1)]
