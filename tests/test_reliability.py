@@ -241,3 +241,45 @@ def test_corrupt_best_arch_is_refused(tmp_path):
 def test_settings_refuse_a_zero_heartbeat(tmp_path, space):  # noqa: F811
     with pytest.raises(Exception, match="heartbeat_s=0"):
         SearchSettings(**{**settings(tmp_path, space).__dict__, "heartbeat_s": 0})
+
+
+def _pop_units(url: str, queue, start: float) -> None:
+    """Ask for enqueued trials until none is left; report which ones this process got."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name="q", storage=storage_mod.make_storage(url))
+    while time.time() < start:  # every process asks from the same moment
+        time.sleep(0.001)
+    got = []
+    while True:
+        trial = study.ask()
+        if "unit" not in trial.user_attrs:
+            study.tell(trial, state=State.PRUNED)
+            break
+        got.append(trial.user_attrs["unit"])
+    queue.put(got)
+
+
+def test_an_enqueued_trial_goes_to_exactly_one_of_several_processes(tmp_path):
+    """SQLite's deferred transactions let two processes both read a WAITING trial and both
+    run it (60 enqueued, 4 processes: 70 pops before the storage began transactions with
+    BEGIN IMMEDIATE)."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=storage_mod.make_storage(url))
+    for i in range(60):
+        study.enqueue_trial({}, user_attrs={"unit": i})
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    start = time.time() + 5
+    procs = [ctx.Process(target=_pop_units, args=(url, queue, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    units = sorted(sum(got, []))
+    assert units == list(range(60))  # each once: none lost, none run twice

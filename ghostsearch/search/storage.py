@@ -39,11 +39,14 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
             try:
                 with warnings.catch_warnings():  # the heartbeat is "experimental" (Optuna 2.8)
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
+                    storage = optuna.storages.RDBStorage(
                         url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                         grace_period=3 * heartbeat_s,
                         heartbeat_stale_trial_callback=(
                             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+                if url.startswith("sqlite:"):
+                    _serialise_sqlite(storage.engine)
+                return storage
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 # workers started together on an empty database race to create its tables;
                 # the loser retries and finds them made
@@ -53,6 +56,27 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
     from optuna.storages.journal import JournalFileBackend  # journal:PATH, the one left
 
     return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna pops an enqueued trial by reading it WAITING and then writing RUNNING in one
+    transaction, with a row lock that SQLite ignores; with SQLite's default deferred
+    transactions, two workers asking at the same moment both read WAITING and both run the
+    trial (60 enqueued trials, 4 processes: 70 pops). Taking the lock up front serialises the
+    read and the write, as PostgreSQL's row lock does."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # let the "begin" hook say how to begin
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the hooks (table creation) are not reused
 
 
 def check_storage_url(url: str) -> None:
