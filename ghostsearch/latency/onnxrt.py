@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_root
 from ..errors import require
 from .kernels import HARDSIGMOID, RELU, SIGMOID, Kernel
 
@@ -214,8 +215,7 @@ def quantize(model, calibration: Iterable[np.ndarray] | None, workdir: str):
 # -- whole networks ------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GHOSTSEARCH_CACHE", Path.home() / ".cache" / "ghostsearch")) / \
-        "onnx"
+    return cache_root() / "onnx"
 
 
 def network_onnx(cfg, *, int8: bool = False) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..cache import cache_root
 from ..errors import ConfigError, DataError
 
 DATASETS = ("cifar10", "cifar100", "imagefolder", "synthetic")
@@ -76,9 +77,7 @@ class Dataset:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("GHOSTSEARCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ghostsearch")
-    return Path(root)
+    return cache_root()
 
 
 def _decode(path: Path, resolution: int | None) -> np.ndarray:
