@@ -114,3 +114,22 @@ def test_held_out_networks_lie_in_their_bands_and_avoid_the_excluded():
     assert all(40 <= f <= 60 for f in mflops[:3]) and all(130 <= f <= 150 for f in mflops[3:])
     uniform = held_out_networks(space, 3, 0, [], exclude=set(held))
     assert len(uniform) == 3 and not set(uniform) & set(held)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--int8"], "error: --int8 quantises for onnxruntime: add --runtime onnxruntime"),
+    (["--runtime", "onnxruntime", "--budgets", "60:40"],
+     "error: --budgets '60:40': give LO:HI MFLOPs bands with 0 < LO < HI, comma-separated, "
+     "e.g. 40:60,130:150"),
+    (["--kernel-archs", "2"], "error: --archs and --kernel-archs must be >= 3 and --eval >= 2"),
+])
+def test_build_script_refuses_bad_runtime_options(tmp_path, args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "build_latency_table.py"
+    r = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip() == message
+    assert not (tmp_path / "results").exists()  # nothing written
