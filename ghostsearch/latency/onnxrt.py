@@ -192,20 +192,18 @@ def quantize(model, calibration: Iterable[np.ndarray] | None, workdir: str):
     inputs = [(i.name, [d.dim_value or 1 for d in i.type.tensor_type.shape.dim])
               for i in model.graph.input]
     rng = np.random.default_rng(0)
-    batches = (list(calibration) if calibration is not None else
-               [None] * 8)
+    batches = list(calibration) if calibration is not None else [None] * 8  # None: random
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.items = iter(batches)
 
         def get_next(self):
-            batch = next(self.items, StopIteration)
-            if batch is StopIteration:
-                return None
-            if batch is None:
-                return {n: rng.standard_normal(s).astype(np.float32) for n, s in inputs}
-            return {inputs[0][0]: np.asarray(batch, np.float32)}
+            for batch in self.items:
+                if batch is None:
+                    return {n: rng.standard_normal(s).astype(np.float32) for n, s in inputs}
+                return {inputs[0][0]: np.asarray(batch, np.float32)}
+            return None  # no more batches
 
     quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
