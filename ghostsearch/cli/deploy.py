@@ -22,7 +22,6 @@ from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.compress.deploy import (
     check_onnx,
     export_onnx,
-    normalise,
     onnx_accuracy,
     onnx_latency,
     quantize_onnx,
@@ -30,7 +29,7 @@ from ghostsearch.compress.deploy import (
 )
 from ghostsearch.compress.zoo import MODELS, make_model
 from ghostsearch.report.export import read_preprocessing
-from ghostsearch.search.data import load_data
+from ghostsearch.search.data import Split, load_data
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -112,14 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         pre = preprocessing or data.preprocessing()
         files = {"float32": path}
         if args.int8:
-            calib = normalise(data.train.images[:args.calibration], pre["mean"], pre["std"])
-            q = quantize_onnx(path, path.with_name(path.stem + "-int8.onnx"), calib)
+            calib = Split(data.train.images[:args.calibration],
+                          data.train.labels[:args.calibration])
+            q = quantize_onnx(path, path.with_name(path.stem + "-int8.onnx"), calib,
+                              pre["mean"], pre["std"])
             files["int8"] = q
             result["int8"] = {"onnx": str(q), "calibration_images": len(calib),
                               "onnxruntime_cpu_latency": onnx_latency(
                                   q, res, runs=args.runs, threads=args.threads)}
-        acc = {k: onnx_accuracy(f, data.test.images, data.test.labels, pre["mean"], pre["std"],
-                                threads=args.threads) for k, f in files.items()}
+        acc = {k: onnx_accuracy(f, data.test, pre["mean"], pre["std"], threads=args.threads)
+               for k, f in files.items()}
         result["test_accuracy"] = {**acc, "images": len(data.test)}
         if "int8" in acc:
             result["test_accuracy"]["int8_drop_points"] = acc["float32"] - acc["int8"]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import require
+from ..search.data import DeviceLoader, Split
 
 
 def _input(model: nn.Module, resolution: int, batch: int) -> torch.Tensor:
@@ -87,32 +88,34 @@ def check_onnx(model: nn.Module, path: str | Path, resolution: int, batch: int =
 def onnx_latency(path: str | Path, resolution: int, *, runs: int = 50, warmup: int = 5,
                  threads: int = 1, batch: int = 1, in_channels: int = 3) -> dict[str, float]:
     """onnxruntime CPU latency in ms over `runs` after `warmup`, at a fixed thread count."""
-    from ..latency.onnxrt import session, time_session
+    from ..latency.onnxrt import network_latency
 
     x = np.random.default_rng(0).standard_normal(
         (batch, in_channels, resolution, resolution)).astype(np.float32)
-    times = time_session(session(path, threads), {"input": x}, runs=runs, warmup=warmup)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "runs": runs, "threads": threads, "batch": batch}
+    median, p90 = network_latency(path, threads, runs=runs, warmup=warmup, inputs={"input": x})
+    return {"median_ms": median, "p90_ms": p90, "runs": runs, "threads": threads,
+            "batch": batch}
 
 
-def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 N x C x H x W images as the model's float32 input (`mean`, `std` on 0-1)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((images.float() / 255 - m) / s).numpy()
+def _batches(split: Split, mean: Sequence[float], std: Sequence[float],
+             batch: int) -> DeviceLoader:
+    """Un-augmented float32 batches of `split` as the model takes them (`mean`, `std` on the
+    0-1 scale of the preprocessing record)."""
+    return DeviceLoader(split, batch, tuple(m * 255 for m in mean), tuple(s * 255 for s in std),
+                        train=False)
 
 
-def quantize_onnx(path: str | Path, out: str | Path, calibration: np.ndarray) -> Path:
+def quantize_onnx(path: str | Path, out: str | Path, calibration: Split,
+                  mean: Sequence[float], std: Sequence[float]) -> Path:
     """`path` quantised statically to int8 (QDQ, per-channel weights) with activation ranges
-    from `calibration` (normalised input images), written to `out` with the same metadata."""
+    from the `calibration` images, written to `out` with the same metadata."""
     import tempfile
 
     onnx = require("onnx", "deploy", "int8 quantisation")
     from ..latency.onnxrt import quantize
 
     model = onnx.load(str(path))
-    batches = [calibration[i:i + 32] for i in range(0, len(calibration), 32)]
+    batches = [x.contiguous().numpy() for x, _ in _batches(calibration, mean, std, 32)]
     with tempfile.TemporaryDirectory() as tmp:
         q = quantize(model, batches, tmp)
     del q.metadata_props[:]
@@ -122,15 +125,14 @@ def quantize_onnx(path: str | Path, out: str | Path, calibration: np.ndarray) ->
     return out
 
 
-def onnx_accuracy(path: str | Path, images: torch.Tensor, labels: torch.Tensor,
-                  mean: Sequence[float], std: Sequence[float], *, threads: int = 1,
-                  batch: int = 500) -> float:
-    """Top-1 accuracy in % of the ONNX model at `path` on uint8 `images`."""
+def onnx_accuracy(path: str | Path, split: Split, mean: Sequence[float], std: Sequence[float],
+                  *, threads: int = 1, batch: int = 500) -> float:
+    """Top-1 accuracy in % of the ONNX model at `path` on `split`."""
     from ..latency.onnxrt import session
 
     sess = session(path, threads)
     correct = 0
-    for i in range(0, len(labels), batch):
-        logits = sess.run(None, {"input": normalise(images[i:i + batch], mean, std)})[0]
-        correct += int((logits.argmax(1) == labels[i:i + batch].numpy()).sum())
-    return 100.0 * correct / max(1, len(labels))
+    for x, y in _batches(split, mean, std, batch):
+        logits = sess.run(None, {"input": x.contiguous().numpy()})[0]
+        correct += int((logits.argmax(1) == y.numpy()).sum())
+    return 100.0 * correct / max(1, len(split))

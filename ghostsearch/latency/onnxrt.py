@@ -253,12 +253,13 @@ def _static_batch(model):
 
 
 def network_latency(path: str | Path, threads: int, *, runs: int = 50, warmup: int = 5,
-                    repeats: int = 1) -> tuple[float, float]:
-    """(median, p90) ms of one batch-1 run of the ONNX file at `path`; with `repeats` > 1, of
-    the least disturbed of that many blocks of `runs` (another process on the machine only
-    ever adds time)."""
+                    repeats: int = 1,
+                    inputs: dict[str, np.ndarray] | None = None) -> tuple[float, float]:
+    """(median, p90) ms of one run of the ONNX file at `path` on `inputs` (default: random,
+    batch 1); with `repeats` > 1, of the least disturbed of that many blocks of `runs` (another
+    process on the machine only ever adds time)."""
     sess = session(path, threads)
-    inputs = feeds(sess)
+    inputs = feeds(sess) if inputs is None else inputs
     blocks = [time_session(sess, inputs, runs=runs, warmup=warmup) for _ in range(repeats)]
     times = min(blocks, key=np.median)
     return float(np.median(times)), float(np.percentile(times, 90))
