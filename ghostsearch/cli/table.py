@@ -1,7 +1,7 @@
 """Build a latency table for a search space on this CPU or GPU, and measure how well it
 predicts whole networks it has not seen.
 
-    ghostsearch table --space ghostnet --runtime onnxruntime --threads 1 --kernel-archs 300 \
+    ghostsearch table --space ghostnet --runtime onnxruntime --threads 1 --kernel-archs 300 \\
         --eval 100 --budgets 40:60,90:110,130:160,180:200,220:240
     ghostsearch table --space ghostnet --runtime onnxruntime --int8 --threads 1 --eval 100
     ghostsearch table --space ghostnet --threads 1 --archs 20 --eval 50        (eager PyTorch)
