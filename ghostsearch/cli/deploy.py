@@ -3,7 +3,7 @@ with --int8, also an int8 copy (static quantisation calibrated on training image
 --data, the top-1 accuracy of each file on the test split, so the int8 drop is measured.
 
     ghostsearch deploy --config results/NAME/best_arch.json --onnx best.onnx
-    ghostsearch deploy --config best_arch.json --checkpoint runs/x/last.pt --onnx best.onnx \
+    ghostsearch deploy --config best_arch.json --checkpoint runs/x/last.pt --onnx best.onnx \\
         --int8 --data imagefolder --data-dir /path/to/cifar10
     ghostsearch deploy --model ghost-resnet56 --checkpoint runs/x/last.pt --onnx g56.onnx
 """
