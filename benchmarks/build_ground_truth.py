@@ -16,6 +16,10 @@ uniformly within [LO, HI] MFLOPs until that band holds N sampled ones, K of the 
 second seed, plus the widest reference GhostNet within HI (three seeds): a ground truth of the
 band where a search at that budget makes its choice.
 
+Reference runs are shared through the reference bank (reference_bank.csv beside --out): a
+reference unit whose run the bank holds for this protocol and data is written from it (its
+total_seconds 0), and a reference trained here is added to it for `ghostsearch confirm`.
+
     python scripts/build_ground_truth.py --data imagefolder --data-dir /path/to/cifar10 \\
         --out results/ground_truth --band 170:200:30:6 --band 85:100:12:3
 """
@@ -32,6 +36,7 @@ from typing import Any
 
 from benchmarks.ground_truth import (
     Band,
+    BankUse,
     Unit,
     against_reference,
     done_units,
@@ -45,9 +50,10 @@ from benchmarks.ground_truth import (
     write_plan,
 )
 from ghostsearch import ConfigError, parse_budget
+from ghostsearch.bank import Bank
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
-from ghostsearch.search.data import DATASETS
+from ghostsearch.search.data import DATASETS, load_data
 from ghostsearch.search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
 from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.space import load_space
@@ -79,6 +85,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="extend the table with architectures sampled uniformly within [LO, HI] "
                         "MFLOPs until the band holds N, K of the new ones with a second seed, "
                         "plus the widest reference within HI (repeatable)")
+    p.add_argument("--bank", default=None, metavar="CSV",
+                   help="reference bank: reference runs it holds for this protocol and data are "
+                        "taken from it, references trained here are added (default: "
+                        "reference_bank.csv beside --out)")
+    p.add_argument("--no-bank", action="store_true", help="leave the reference bank alone")
     p.add_argument("--plan-only", action="store_true", help="write the configs, train nothing")
     return p.parse_args(argv)
 
@@ -132,10 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plan_only:
         return 0
     start = time.time()
-    n = _run(out, units, protocol, data_kwargs, args, len(done & set(units)), start)
+    bank = None if args.no_bank else _bank_use(out, units, done, protocol, data_kwargs, args)
+    n = _run(out, units, protocol, data_kwargs, args, len(done & set(units)), start, bank)
     if args.retrain_top:
         units = _with_retrain_units(out, units, args)
-        _run(out, units, protocol, data_kwargs, args, n, start)
+        bank = None if args.no_bank else _bank_use(out, units, done_units(out / "runs.csv"),
+                                                   protocol, data_kwargs, args)
+        _run(out, units, protocol, data_kwargs, args, n, start, bank)
         rows = read_rows(out / "runs.csv")
         retrained = list(dict.fromkeys(u.arch_id for u in units if u.seed > 0))
         widest = [a for a in retrained if a.startswith("ref-")][-1:]  # plan order: widest last
@@ -161,10 +175,28 @@ def _with_retrain_units(out: Path, units: list[Unit], args: argparse.Namespace) 
     return units
 
 
+def _bank_use(out: Path, units: list[Unit], done: set[Unit], protocol: ProxyProtocol,
+              data_kwargs: dict[str, Any], args: argparse.Namespace) -> BankUse | None:
+    """The bank's keys of the references still to train (the data is loaded here to key them
+    by content), or None when no reference is left."""
+    refs = sorted({u.arch_id for u in units if u not in done and u.arch_id.startswith("ref-")})
+    if not refs:
+        return None
+    bank = Bank(Path(args.bank)) if args.bank else Bank.beside(out)
+    use = BankUse.make(bank, out, refs, protocol, load_data(**data_kwargs, progress=False))
+    held = sum(u.arch_id in use.keys and u.seed in bank.runs(use.keys[u.arch_id])
+               for u in units if u not in done)
+    print(f"reference bank {bank.path}: {held} of the references' units left are in it",
+          flush=True)
+    return use
+
+
 def _run(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs: dict[str, Any],
-         args: argparse.Namespace, n: int, start: float) -> int:
-    """Train the units not yet in the table, printing one JSON line per finished unit."""
-    for row in run_units(out, units, protocol, data_kwargs, args.workers, args.threads):
+         args: argparse.Namespace, n: int, start: float, bank: BankUse | None = None) -> int:
+    """Train the units not yet in the table (a reference run the bank holds is taken from it),
+    printing one JSON line per finished unit."""
+    for row in run_units(out, units, protocol, data_kwargs, args.workers, args.threads,
+                         bank=bank):
         n += 1
         print(json.dumps({"done": f"{n}/{len(units)}", "arch": row["arch_id"],
                           "seed": row["seed"], "MFLOPs": row["mflops"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ghostsearch import ConfigError, analytic_counts, load_config, save_config
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.bank import Bank, data_fingerprint, run_key
+from ghostsearch.cache import cache_root
+from ghostsearch.search.proxy import ProxyProtocol, proxy_config
 from ghostsearch.search.space import SearchSpace, sample_band, sample_points
 
 COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",
@@ -242,37 +245,118 @@ def _init_worker(threads: int, data_kwargs: dict[str, Any]) -> None:
     _worker_data = load_data(**data_kwargs, progress=False)
 
 
-def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> dict[str, Any]:
-    """Train one (architecture, seed) with the protocol; the row of the table."""
-    import torch
+def unit_folder(arch_id: str, seed: int, spec: dict[str, Any], protocol: dict[str, Any],
+                split_id: str) -> Path:
+    """Where a unit checkpoints each epoch: in the cache (weights stay off the table), keyed by
+    what it trains, so a checkpoint is never resumed under another model, recipe or split."""
+    key = hashlib.sha256(json.dumps([spec, protocol, split_id], sort_keys=True).encode())
+    return cache_root() / "units" / f"{arch_id}-seed{seed}-{key.hexdigest()[:12]}"
 
-    start = time.perf_counter()
+
+def _row(out: str, arch_id: str, seed: int, proto: ProxyProtocol, data: Any, val_acc: float,
+         test_acc: float, curve: list[float], train_seconds: float, total_seconds: float,
+         threads: int) -> dict[str, Any]:
     cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
     meta = json.loads((Path(out) / "configs" / f"{arch_id}.json").read_text())["metadata"]
-    proto = ProxyProtocol(**protocol)
-    pcfg = proxy_config(cfg, _worker_data, proto)
-    result = train_proxy(pcfg, _worker_data, proto, seed=seed, device="cpu")
     counts = analytic_counts(cfg)
     return {"arch_id": arch_id, "kind": meta["kind"], "name": meta["name"], "seed": seed,
             "mflops": round(counts.flops / 1e6, 3), "params": counts.params,
-            "proxy_mflops": round(analytic_counts(pcfg).flops / 1e6, 3),
-            "val_acc": result.val_acc, "test_acc": result.test_acc,
-            "val_curve": json.dumps(result.val_curve),
-            "train_seconds": round(result.train_seconds, 1),
-            "total_seconds": round(time.perf_counter() - start, 1),
-            "threads": torch.get_num_threads(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "proxy_mflops": round(analytic_counts(proxy_config(cfg, data, proto)).flops / 1e6,
+                                  3),
+            "val_acc": val_acc, "test_acc": test_acc, "val_curve": json.dumps(curve),
+            "train_seconds": round(train_seconds, 1), "total_seconds": round(total_seconds, 1),
+            "threads": threads, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _spec(out: str | Path, arch_id: str, data: Any, proto: ProxyProtocol) -> Any:
+    from ghostsearch.compress.train import ModelSpec
+
+    cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
+    return ModelSpec(config=proxy_config(cfg, data, proto).to_dict(),
+                     num_classes=data.num_classes)
+
+
+def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> dict[str, Any]:
+    """Train one (architecture, seed) with the protocol; the row of the table. The unit runs
+    through the same trainer as `ghostsearch confirm` (`train_full`), checkpointing every epoch,
+    so a killed run resumes the unit from its last finished epoch."""
+    import torch
+
+    from ghostsearch.compress.train import train_full
+
+    start = time.perf_counter()
+    proto = ProxyProtocol(**protocol)
+    spec = _spec(out, arch_id, _worker_data, proto)
+    folder = unit_folder(arch_id, seed, dataclasses.asdict(spec), protocol,
+                         _worker_data.split_id)
+    record = train_full(spec, _worker_data, proto, folder, seed=seed, device="cpu",
+                        log=lambda message: None)
+    (folder / "last.pt").unlink(missing_ok=True)  # the row keeps what matters
+    return _row(out, arch_id, seed, proto, _worker_data, record["val_acc"], record["test_acc"],
+                [h["val_acc"] for h in record["history"]], record["train_seconds"],
+                time.perf_counter() - start, torch.get_num_threads())
+
+
+@dataclass(frozen=True)
+class BankUse:
+    """The table's tie to the reference bank: the bank key of each reference architecture."""
+
+    bank: Bank
+    keys: dict[str, str]
+    data: Any
+
+    @classmethod
+    def make(cls, bank: Bank, out: Path, arch_ids: list[str], protocol: ProxyProtocol,
+             data: Any) -> BankUse:
+        data_id = data_fingerprint(data)
+        keys = {}
+        for a in arch_ids:
+            meta = json.loads((out / "configs" / f"{a}.json").read_text())["metadata"]
+            if meta["kind"] == "reference":
+                spec = _spec(out, a, data, protocol)
+                keys[a] = run_key(dataclasses.asdict(spec), protocol, data_id)
+        return cls(bank, keys, data)
+
+    def stored_row(self, out: Path, unit: Unit, protocol: ProxyProtocol) -> dict[str, Any] | None:
+        """The table's row of `unit` from a run the bank holds, or None."""
+        run = (self.bank.runs(self.keys[unit.arch_id]).get(unit.seed)
+               if unit.arch_id in self.keys else None)
+        if run is None:
+            return None
+        curve = json.loads(run["val_curve"]) if run.get("val_curve") else []
+        return _row(str(out), unit.arch_id, unit.seed, protocol, self.data, run["val_acc"],
+                    run["test_acc"], curve, run["train_seconds"], 0.0, int(run["threads"]))
+
+    def store(self, row: dict[str, Any]) -> bool:
+        if row["arch_id"] not in self.keys:
+            return False
+        return self.bank.add(self.keys[row["arch_id"]], row["name"], int(row["seed"]),
+                             row["val_acc"], row["test_acc"], row["train_seconds"],
+                             "ground truth", threads=row["threads"],
+                             val_curve=json.loads(row["val_curve"]))
 
 
 def run_units(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs: dict[str, Any],
               workers: int, threads: int,
-              on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Train the units not yet in the table in `workers` processes; yield each row as written."""
+              on_row: Callable[[dict[str, Any]], None] | None = None,
+              bank: BankUse | None = None) -> Iterator[dict[str, Any]]:
+    """Train the units not yet in the table in `workers` processes; yield each row as written.
+    A reference run that the bank holds is written from it, not trained; a reference trained
+    here goes into the bank."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     csv_path = out / "runs.csv"
-    todo = [u for u in units if u not in done_units(csv_path)]
+    todo = []
+    for u in (u for u in units if u not in done_units(csv_path)):
+        row = bank.stored_row(out, u, protocol) if bank is not None else None
+        if row is None:
+            todo.append(u)
+            continue
+        append_row(csv_path, row)
+        if on_row is not None:
+            on_row(row)
+        yield row
     if not todo:
         return
     ctx = mp.get_context("spawn")
@@ -289,6 +373,8 @@ def run_units(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs
             for fut in finished:
                 row = fut.result()
                 append_row(csv_path, row)
+                if bank is not None:
+                    bank.store(row)
                 if on_row is not None:
                     on_row(row)
                 yield row

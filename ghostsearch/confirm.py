@@ -25,6 +25,7 @@ import torch
 
 from .arch.config import NetConfig
 from .arch.counting import analytic_counts
+from .bank import Bank, run_key
 from .errors import ConfigError, StudyError
 from .search.estimate import worker_threads
 from .search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
@@ -58,12 +59,13 @@ KNOWN_NOISE = {"ground-truth": {"sd": 0.76, "df": 13, "unit_cpu_s": 1245.0}}
 
 
 def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
-               done: list[dict[str, Any]] | None = None, seeds: int = 3) -> dict[str, Any] | None:
+               done: list[dict[str, Any]] | None = None, seeds: int = 3,
+               banked: int = 0) -> dict[str, Any] | None:
     """Seeds an arm that would resolve a difference of `effect` points between a candidate
     and the reference, at the noise known for `protocol` (or the noise pooled over this
     confirmation's finished units, when they hold more degrees of freedom), and what that
-    costs in CPU-hours for the candidates and the reference. None for a protocol with no
-    measured noise."""
+    costs in CPU-hours for the candidates and the reference (less its `banked` runs, which
+    the reference bank already holds). None for a protocol with no measured noise."""
     known = KNOWN_NOISE.get(protocol)
     if known is None:
         return None
@@ -76,7 +78,7 @@ def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
         if noise.known and noise.df > df:
             sd, df, source = noise.sd, noise.df, "this confirmation"
     n = seeds_needed(sd, effect, m=max(1, n_candidates))
-    units = n * (n_candidates + 1)
+    units = n * n_candidates + max(0, n - banked)
     m = max(1, n_candidates)
     half = t_quantile(1 - 0.025 / m, df) * sd * math.sqrt(2 / seeds)  # at `seeds` an arm
     return {"sd": sd, "df": df, "source": source, "effect": effect, "seeds": n,
@@ -92,6 +94,64 @@ class Candidate:
     baseline: bool
     proxy_val: float | None = None
     trial: int | None = None
+
+
+@dataclass(frozen=True)
+class BankLink:
+    """A confirmation's tie to the reference bank: the run key of each reference (by candidate
+    key) and the label its new runs are stored under."""
+
+    bank: Bank
+    keys: dict[str, str]
+    source: str
+
+    @classmethod
+    def make(cls, bank: Bank, cands: list[Candidate], data: Any, protocol: ProxyProtocol,
+             data_id: str, source: str) -> BankLink:
+        from .compress.train import ModelSpec
+        from .search.proxy import proxy_config
+
+        keys = {}
+        for c in cands:
+            if c.baseline:
+                pcfg = proxy_config(NetConfig.from_dict(c.config), data, protocol)
+                spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
+                keys[c.key] = run_key(dataclasses.asdict(spec), protocol, data_id)
+        return cls(bank, keys, source)
+
+    def stored(self, key: str, seed: int) -> dict[str, Any] | None:
+        return self.bank.runs(self.keys[key]).get(seed) if key in self.keys else None
+
+    def store(self, key: str, seed: int, record: dict[str, Any]) -> bool:
+        if key not in self.keys:
+            return False
+        curve = [h["val_acc"] for h in record["history"]] if "history" in record else None
+        return self.bank.add(self.keys[key], key, seed, record["val_acc"], record["test_acc"],
+                             record.get("train_seconds", 0.0), self.source, val_curve=curve)
+
+    def sync(self, confirm: optuna.Study) -> int:
+        """Store the references' runs that this confirmation trained and the bank lacks (runs
+        made before the bank existed); returns how many were stored."""
+        return sum(self.store(r["key"], r["seed"], r) for r in results(confirm)
+                   if not r.get("from_bank"))
+
+
+def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
+               link: BankLink | None = None, **attrs: Any) -> bool:
+    """Queue one (architecture, seed) unit, or, when the bank holds that reference run, add it
+    as a finished unit marked `from_bank` (nothing trained). True when it was queued."""
+    run = link.stored(key, seed) if link is not None else None
+    if run is None:
+        confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed, **attrs})
+        return True
+    confirm.add_trial(optuna.trial.create_trial(
+        params={"unit": unit},
+        distributions={"unit": optuna.distributions.IntDistribution(0, max(unit, 1))},
+        value=run["val_acc"],
+        user_attrs={"key": key, "seed": seed, "val_acc": run["val_acc"],
+                    "test_acc": run["test_acc"], "train_seconds": 0.0, "from_bank": True,
+                    "bank_train_seconds": run["train_seconds"]}))
+    return False
 
 
 def get_protocol(name: str, epochs: int | None = None) -> tuple[ProxyProtocol, int, int]:
@@ -141,17 +201,18 @@ def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
 
 
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
-                       meta: dict[str, Any]) -> optuna.Study:
+                       meta: dict[str, Any], link: BankLink | None = None) -> optuna.Study:
     """The companion study; its units are enqueued once, by whoever creates it. Rerun with
     more seeds, it enqueues the new seeds' units (to narrow the intervals without retraining
     what is done); a companion made for other architectures, another protocol or more seeds
-    is refused."""
+    is refused. Reference runs that the bank of `link` holds are added finished instead of
+    queued."""
     name = study.study_name + SUFFIX
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         confirm.set_user_attr("meta", meta)
         for i, (key, seed) in enumerate(units):
-            confirm.enqueue_trial({"unit": i}, user_attrs={"key": key, "seed": seed})
+            queue_unit(confirm, key, seed, i, link)
         return confirm
     except optuna.exceptions.DuplicatedStudyError:
         confirm = optuna.load_study(study_name=name, storage=storage)
@@ -167,7 +228,7 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
                 for t in confirm.get_trials(deepcopy=False)}
         for i, (key, seed) in enumerate(units):
             if seed >= old["seeds"] and (key, seed) not in have:
-                confirm.enqueue_trial({"unit": i}, user_attrs={"key": key, "seed": seed})
+                queue_unit(confirm, key, seed, i, link)
         confirm.set_user_attr("meta", meta)
     return confirm
 
@@ -231,9 +292,11 @@ class TakenElsewhere(Exception):
 
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
-              log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S) -> None:
-    """Train waiting units until none is left; each completed unit records its accuracies.
-    `log` gets a line as a unit starts, after each of its epochs and when it is done.
+              log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S,
+              link: BankLink | None = None) -> None:
+    """Train waiting units until none is left; each completed unit records its accuracies,
+    and a reference's run goes into the bank of `link`. `log` gets a line as a unit starts,
+    after each of its epochs and when it is done.
 
     A unit that fails (any error but Ctrl-C) is recorded FAIL with its reason and queued
     again, up to `MAX_RETRIES` more times; units left RUNNING by a lost worker are taken back
@@ -295,33 +358,38 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
                                                  f"given up after {retries + 1} tries"))
             continue
         confirm.tell(trial, record["val_acc"], skip_if_finished=True)
+        if link is not None and link.store(key, seed, record):
+            log(f"{tag}: stored in the reference bank {link.bank.path}")
         log(f"{tag}: done, val {record['val_acc']:.2f}%, test {record['test_acc']:.2f}%, "
             f"{record['train_seconds'] / 60:.1f} min")
 
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
                  protocol: ProxyProtocol, out: Path, n_units: int, device: str,
-                 threads: int, stale_after_s: float = STALE_AFTER_S) -> None:
+                 threads: int, stale_after_s: float = STALE_AFTER_S,
+                 link: BankLink | None = None) -> None:
     try:  # an interrupted unit re-enqueues itself; the parent reports, no traceback here
         stop_on_sigterm()
         torch.set_num_threads(threads)
         confirm = optuna.load_study(study_name=name, storage=make_storage(url))
         run_units(confirm, cands, data.load(progress=False), protocol, out, n_units,
-                  device=device, stale_after_s=stale_after_s)
+                  device=device, stale_after_s=stale_after_s, link=link)
     except KeyboardInterrupt:
         return
 
 
 def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
                        protocol: ProxyProtocol, out: Path, n_units: int, n_jobs: int,
-                       device: str = "cpu", stale_after_s: float = STALE_AFTER_S) -> None:
+                       device: str = "cpu", stale_after_s: float = STALE_AFTER_S,
+                       link: BankLink | None = None) -> None:
     """`run_units` in `n_jobs` spawned processes sharing the companion study at `url`, each
     loading the data itself (from the decoded cache) and, on a CPU, taking its share of the
     cores: on 2 cores two one-thread workers finish about 1.8x the units of one two-thread
     process."""
     threads = worker_threads(n_jobs)
     spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
-                                   threads, stale_after_s)] * n_jobs, "confirm workers")
+                                   threads, stale_after_s, link)] * n_jobs,
+                  "confirm workers")
 
 
 def companion(study: optuna.Study, storage: Any) -> optuna.Study | None:
@@ -375,8 +443,9 @@ def study_seconds(study: optuna.Study) -> float:
 
 
 def confirm_summary(study: optuna.Study, storage: Any) -> dict[str, Any] | None:
-    """A study's confirmation at a glance: its protocol and seeds, units done of all, the
-    wall time spent on units (interrupted ones included) and their summed training time."""
+    """A study's confirmation at a glance: its protocol and seeds, units done of all (and how
+    many of them came from the reference bank), the wall time spent on units (interrupted
+    ones included) and their summed training time (banked runs cost nothing here)."""
     confirm = companion(study, storage)
     if confirm is None:
         return None
@@ -385,6 +454,7 @@ def confirm_summary(study: optuna.Study, storage: Any) -> dict[str, Any] | None:
     return {**confirm.user_attrs.get("meta", {}),
             "units": len({(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials}),
             "units_done": len(done),
+            "units_from_bank": sum(bool(t.user_attrs.get("from_bank")) for t in done),
             "wall_seconds": study_seconds(confirm),
             "train_seconds": sum(t.user_attrs.get("train_seconds", 0.0) for t in done)}
 
@@ -396,7 +466,9 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
     for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         k = (t.user_attrs["key"], t.user_attrs["seed"])
         out.setdefault(k, {"key": k[0], "seed": k[1], "val_acc": t.user_attrs["val_acc"],
-                           "test_acc": t.user_attrs["test_acc"]})
+                           "test_acc": t.user_attrs["test_acc"],
+                           "train_seconds": t.user_attrs.get("train_seconds", 0.0),
+                           "from_bank": bool(t.user_attrs.get("from_bank"))})
     return list(out.values())
 
 

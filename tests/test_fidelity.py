@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 
 import benchmarks.fidelity as fid
 from ghostsearch import ConfigError, analytic_counts
@@ -248,12 +251,14 @@ def test_retrain_units_take_the_references_and_the_best_sampled_by_validation():
 
 
 @pytest.mark.slow
-def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(tmp_path):
+def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(tmp_path,
+                                                                         monkeypatch):
     import csv
     import json
 
     from benchmarks.build_ground_truth import main
 
+    monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "gt"
     args = ["--data", "synthetic", "--data-dir", str(tmp_path), "--out", str(out),
             "--budget", "100MFLOPs", "--archs", "2", "--second-seed", "0", "--epochs", "1",
@@ -327,3 +332,38 @@ def test_band_extension_fills_each_band_once_and_plans_seed_zero_first(tmp_path)
         Band.parse("170-200")
     with pytest.raises(ConfigError, match="need 0 <= LO < HI"):
         Band.parse("200:170:3")
+
+
+def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """The table's units run through confirm's trainer: an interrupted unit resumes from its
+    checkpoint and writes the row an uninterrupted run writes."""
+    import benchmarks.ground_truth as gt
+    import ghostsearch.compress.train as train
+
+    space = load_space("ghostnet")
+    archs = gt.plan(space, 100_000_000, 0, [0.5], second_seed=0)
+    gt.write_plan(tmp_path, space, archs, [gt.Unit("ref-0.50x", 0)], {})
+    gt._init_worker(1, {"name": "synthetic", "train_subset": 64, "val_size": 32, "seed": 0})
+    proto = dataclasses.asdict(ProxyProtocol(epochs=3, batch_size=32))
+    monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "straight"))
+    straight = gt.train_unit(str(tmp_path), "ref-0.50x", 0, proto)
+
+    monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "killed"))
+    calls, evaluate = [], train.evaluate
+
+    def killed_in_epoch_two(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(train, "evaluate", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        gt.train_unit(str(tmp_path), "ref-0.50x", 0, proto)
+    (folder,) = (tmp_path / "killed" / "units").iterdir()
+    assert torch.load(folder / "last.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    resumed = gt.train_unit(str(tmp_path), "ref-0.50x", 0, proto)
+    for k in ("val_acc", "test_acc", "val_curve", "mflops", "params", "proxy_mflops"):
+        assert resumed[k] == straight[k]
+    assert not (folder / "last.pt").exists()  # the row keeps what matters

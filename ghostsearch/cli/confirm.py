@@ -1,15 +1,19 @@
 """Confirm a search: retrain its best architectures and the reference GhostNets (the widest
 within the budget, and 1.0x) with a long protocol over several seeds, and say whether the
-found architecture beats the reference at the budget, with a Welch 95% interval.
+found architecture beats the reference at the budget, with a 95% interval from the run-to-run
+noise pooled over every arm (adjusted for several candidates).
 
     ghostsearch confirm --study-name NAME --data imagefolder --data-dir /path/to/cifar10
     ghostsearch confirm --study-name NAME --top 3 --seeds 3 --protocol ground-truth
 
 Each (architecture, seed) is one unit in the study's own storage: run the same command on
 several machines (with --storage) and they split the units; rerun it after an interruption and
-it resumes (every unit checkpoints each epoch under OUT/confirm/). Writes confirmed.csv, the
-report with a Confirmed section and confirmed.png, and best_arch.json for the confirmed winner
-(with its proxy and confirmed figures) into the study's output folder.
+it resumes (every unit checkpoints each epoch under OUT/confirm/). The references' runs are
+kept in a reference bank (a CSV file beside the output folder) keyed by model, protocol and
+data content: a later confirmation on the same data takes them from there and trains only its
+candidates. Writes confirmed.csv, the report with a Confirmed section and confirmed.png, and
+best_arch.json for the confirmed winner (with its proxy and confirmed figures) into the
+study's output folder.
 """
 
 from __future__ import annotations
@@ -19,17 +23,21 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ghostsearch.bank import Bank, data_fingerprint
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.confirm import (
     PROTOCOLS,
     STALE_AFTER_S,
+    BankLink,
     candidates,
     get_protocol,
     open_confirm_study,
+    queue_unit,
     results,
     run_units,
     run_units_parallel,
@@ -82,6 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="a unit left running this long without a finished epoch lost its "
                         "worker (killed, out of memory) and is queued again (default: "
                         f"{STALE_AFTER_S:g})")
+    p.add_argument("--bank", default=None, metavar="CSV",
+                   help="the reference bank: runs of the references stored once per model, "
+                        "protocol and data, reused here and added to by this confirmation "
+                        "(default: reference_bank.csv beside the study's output folder)")
+    p.add_argument("--no-bank", action="store_true",
+                   help="train the references here and leave the bank alone")
     p.add_argument("--n-jobs", type=int, default=None,
                    help="worker processes on this machine splitting the units (default: on a "
                         "CPU one single-thread worker per core, at most 8; on a GPU 1)")
@@ -107,10 +121,10 @@ DECIDED = ("beats", "loses to", "equivalent")
 
 
 def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, n_units: int,
-                  run_round: Any) -> None:
+                  run_round: Any, link: BankLink | None = None) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
-    undecided against the reference, give both one more seed and train them, up to
-    `max_seeds` an arm."""
+    undecided against the reference, give both one more seed and train them (a reference
+    seed the bank holds is taken from it), up to `max_seeds` an arm."""
     ref = next(c.key for c in cands if c.baseline)
     while True:
         table = verdicts(cands, results(confirm))
@@ -127,7 +141,7 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, n_units
             return
         new = [(k, have[k]) for k in (lead["key"], ref) if have[k] < max_seeds]
         for key, seed in new:
-            confirm.enqueue_trial({"unit": n_units}, user_attrs={"key": key, "seed": seed})
+            queue_unit(confirm, key, seed, n_units, link)
             n_units += 1
         print(f"{lead['key']} is {lead.get('decision', 'undecided')} against {ref}: one more "
               f"seed each ({', '.join(f'{k} seed {s}' for k, s in new)})")
@@ -159,21 +173,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = spec.load()  # bad data is refused here, once, before any worker starts
     check_split(study, data.split_id)
     print(data.summary())
+    link = None
+    if not args.no_bank:
+        bank = Bank(Path(args.bank)) if args.bank else Bank.beside(out)
+        link = BankLink.make(bank, cands, data, protocol, data_fingerprint(data),
+                             f"confirm {args.study_name}")
     units = unit_order(cands, args.seeds)
     meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
             "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
-    confirm = open_confirm_study(study, make_storage(url), units, meta)
+    confirm = open_confirm_study(study, make_storage(url), units, meta, link)
+    ref = next(c.key for c in cands if c.baseline)
+    banked = 0
+    if link is not None:
+        synced = link.sync(confirm)
+        banked = len(link.bank.runs(link.keys[ref]))
+        from_bank = [r for r in results(confirm) if r["from_bank"]]
+        print(f"reference bank {link.bank.path}: {banked} run(s) of {ref} under this protocol "
+              f"and data; {len(from_bank)} reference unit(s) taken from it, not trained"
+              + (f"; {synced} run(s) of this confirmation stored in it" if synced else ""))
     plan = seeds_plan(args.protocol, sum(not c.baseline for c in cands), args.effect,
-                      results(confirm), args.seeds)
+                      results(confirm), args.seeds, banked)
     if plan:
         print(f"at the noise known for this protocol (one run's sd {plan['sd']:.2f} points, "
               f"{plan['df']} df, from {plan['source']}), resolving {plan['effect']:g} point "
               f"against the reference takes about {plan['seeds']} seeds an arm: "
               f"{plan['units']} units, about {plan['cpu_hours']:.0f} CPU-hours on a 2-core "
               f"CPU; --seeds {args.seeds} gives about ±{plan['half_at_seeds']:.1f} points")
-    print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units "
+    finished = {(r["key"], r["seed"]) for r in results(confirm)}
+    print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units, "
+          f"{len([u for u in units if u not in finished])} to train "
           f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}, "
           f"{n_jobs} worker(s)")
     cand_by_key = {c.key: c for c in cands}
@@ -181,15 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_round(n_units: int) -> None:
         if n_jobs == 1:
             run_units(confirm, cand_by_key, data, protocol, out, n_units, device=str(device),
-                      stale_after_s=args.stale_after)
+                      stale_after_s=args.stale_after, link=link)
         else:
             run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
                                n_units, n_jobs, device=str(device),
-                               stale_after_s=args.stale_after)
+                               stale_after_s=args.stale_after, link=link)
 
     run_round(len(units))
     if args.until_decided:
-        until_decided(confirm, cands, args.seeds, args.max_seeds, len(units), run_round)
+        until_decided(confirm, cands, args.seeds, args.max_seeds, len(units), run_round, link)
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)

@@ -1,0 +1,117 @@
+"""The reference bank: runs of the reference GhostNets stored once per model, protocol and data,
+so that every confirmation (and every ground-truth table) that trains the same reference on the
+same images with the same recipe reuses them and pays only for its candidates.
+
+A run is keyed by what determines it: the exact model trained (its proxy config), the recipe
+(`ProxyProtocol`) and the content of the data (every image and label of the training, held-out
+and test splits, hashed). The seed names the run within its key; new seeds add runs. The bank
+is a CSV file, one row per run, appended under a file lock as each run finishes (workers on
+one machine share it); the first run stored for a (key, seed) stays.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .errors import ConfigError
+
+COLUMNS = ("key", "name", "seed", "val_acc", "test_acc", "train_seconds", "threads", "torch",
+           "source", "finished_at", "val_curve")
+FILE_NAME = "reference_bank.csv"
+
+
+def data_fingerprint(data: Any) -> str:
+    """Hash of every image and label of the training, held-out and test splits of a
+    `Dataset`: two loads agree only when a model would see exactly the same pixels (path,
+    machine and decoding cache do not matter)."""
+    h = hashlib.sha256(f"{data.name}|{data.num_classes}|".encode())
+    for split in (data.train, data.val, data.test):
+        for t in (split.images, split.labels):
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
+    """The bank key of a model `spec` (a `ModelSpec` as a dict) trained with `protocol` (a
+    `ProxyProtocol`, or its dict) on data with fingerprint `data_id`."""
+    proto = dataclasses.asdict(protocol) if dataclasses.is_dataclass(protocol) else protocol
+    text = json.dumps([spec, proto, data_id], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Bank:
+    """The bank in the CSV file at `path` (created with its header on the first run)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def beside(cls, out: str | Path) -> Bank:
+        """The default bank of a results folder `out`: one file next to it, shared by every
+        study and table under the same parent (results/reference_bank.csv)."""
+        return cls(Path(out).resolve().parent / FILE_NAME)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        try:
+            with self.path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, csv.Error) as e:
+            raise ConfigError(f"reference bank {self.path}: cannot read ({e}); pass "
+                              "--no-bank or another --bank") from None
+        if rows and set(COLUMNS) - set(rows[0]):
+            raise ConfigError(f"reference bank {self.path}: not a bank file (columns "
+                              f"{', '.join(COLUMNS)} expected); pass another --bank")
+        for r in rows:
+            r["seed"] = int(r["seed"])
+            for k in ("val_acc", "test_acc", "train_seconds"):
+                r[k] = float(r[k])
+        return rows
+
+    def runs(self, key: str) -> dict[int, dict[str, Any]]:
+        """The stored runs of `key` by seed (the first stored of each seed)."""
+        out: dict[int, dict[str, Any]] = {}
+        for r in self.rows():
+            if r["key"] == key:
+                out.setdefault(r["seed"], r)
+        return out
+
+    def add(self, key: str, name: str, seed: int, val_acc: float, test_acc: float,
+            train_seconds: float, source: str, threads: int | None = None,
+            val_curve: list[float] | None = None) -> bool:
+        """Store one run unless its (key, seed) is stored already; True when it was added.
+        `val_curve`: validation accuracy after each epoch, where the trainer kept it."""
+        import torch
+
+        row = {"key": key, "name": name, "seed": seed, "val_acc": val_acc,
+               "test_acc": test_acc, "train_seconds": round(float(train_seconds), 1),
+               "threads": torch.get_num_threads() if threads is None else threads,
+               "torch": torch.__version__, "source": source,
+               "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+               "val_curve": json.dumps(val_curve) if val_curve is not None else ""}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # workers of one machine share the file: check and append under one lock
+        with FileLock(str(self.path) + ".lock"):
+            if seed in self.runs(key):
+                return False
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            with self.path.open("a", newline="") as f:
+                w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+        return True
