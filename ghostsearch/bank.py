@@ -91,17 +91,20 @@ class Bank:
         return out
 
     def add(self, key: str, name: str, seed: int, val_acc: float, test_acc: float,
-            train_seconds: float, source: str, threads: int | None = None,
-            val_curve: list[float] | None = None) -> bool:
+            train_seconds: float, source: str, threads: int | str | None = None,
+            val_curve: list[float] | None = None, finished_at: str | None = None) -> bool:
         """Store one run unless its (key, seed) is stored already; True when it was added.
-        `val_curve`: validation accuracy after each epoch, where the trainer kept it."""
+        `threads`: torch threads of the run ("" unknown; default this process's);
+        `val_curve`: validation accuracy after each epoch, where the trainer kept it;
+        `finished_at`: when the run ended (default now)."""
         import torch
 
         row = {"key": key, "name": name, "seed": seed, "val_acc": val_acc,
                "test_acc": test_acc, "train_seconds": round(float(train_seconds), 1),
                "threads": torch.get_num_threads() if threads is None else threads,
                "torch": torch.__version__, "source": source,
-               "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+               "finished_at": finished_at or datetime.datetime.now().isoformat(
+                   timespec="seconds"),
                "val_curve": json.dumps(val_curve) if val_curve is not None else ""}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # workers of one machine share the file: check and append under one lock

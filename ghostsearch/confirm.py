@@ -122,18 +122,22 @@ class BankLink:
     def stored(self, key: str, seed: int) -> dict[str, Any] | None:
         return self.bank.runs(self.keys[key]).get(seed) if key in self.keys else None
 
-    def store(self, key: str, seed: int, record: dict[str, Any]) -> bool:
+    def store(self, key: str, seed: int, record: dict[str, Any], **extra: Any) -> bool:
+        """Store a reference's finished run (`train_full`'s record, or a row of `results`)."""
         if key not in self.keys:
             return False
         curve = [h["val_acc"] for h in record["history"]] if "history" in record else None
         return self.bank.add(self.keys[key], key, seed, record["val_acc"], record["test_acc"],
-                             record.get("train_seconds", 0.0), self.source, val_curve=curve)
+                             record.get("train_seconds", 0.0), self.source, val_curve=curve,
+                             **extra)
 
     def sync(self, confirm: optuna.Study) -> int:
         """Store the references' runs that this confirmation trained and the bank lacks (runs
-        made before the bank existed); returns how many were stored."""
-        return sum(self.store(r["key"], r["seed"], r) for r in results(confirm)
-                   if not r.get("from_bank"))
+        made before the bank existed; their thread count was not kept); returns how many were
+        stored."""
+        return sum(self.store(r["key"], r["seed"], r, threads="",
+                              finished_at=r["finished_at"])
+                   for r in results(confirm) if not r["from_bank"])
 
 
 def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
@@ -468,7 +472,9 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
         out.setdefault(k, {"key": k[0], "seed": k[1], "val_acc": t.user_attrs["val_acc"],
                            "test_acc": t.user_attrs["test_acc"],
                            "train_seconds": t.user_attrs.get("train_seconds", 0.0),
-                           "from_bank": bool(t.user_attrs.get("from_bank"))})
+                           "from_bank": bool(t.user_attrs.get("from_bank")),
+                           "finished_at": (t.datetime_complete.isoformat(timespec="seconds")
+                                           if t.datetime_complete else None)})
     return list(out.values())
 
 
