@@ -40,10 +40,12 @@ from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.latency.measure import device_name
 from ghostsearch.provenance import provenance
-from ghostsearch.search.data import train_files
-from ghostsearch.search.proxy import ProxyProtocol, pick_device, proxy_config
+from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import load_space
+from ghostsearch.train.data import train_files
+from ghostsearch.train.loop import pick_device
+from ghostsearch.train.recipe import Recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device(args.device)
     if "cuda-graphs" in args.variants.split(",") and device.type != "cuda":
         raise ConfigError(f"--variants cuda-graphs needs a CUDA device, not {device}")
-    protocols = [ProxyProtocol(epochs=args.epochs, batch_size=b) for b in args.batch_size]
+    protocols = [Recipe(epochs=args.epochs, batch_size=b) for b in args.batch_size]
     protocol = protocols[0]
     space = load_space(args.space)
     spec = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,

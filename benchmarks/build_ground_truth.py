@@ -53,11 +53,10 @@ from ghostsearch import ConfigError, parse_budget
 from ghostsearch.bank import Bank
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
-from ghostsearch.search.data import DATASETS, load_data
-from ghostsearch.search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
-from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.space import load_space
 from ghostsearch.search.study import baseline_widths
+from ghostsearch.train.data import DATASETS, load_data
+from ghostsearch.train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL, Recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -175,7 +174,7 @@ def _with_retrain_units(out: Path, units: list[Unit], args: argparse.Namespace) 
     return units
 
 
-def _bank_use(out: Path, units: list[Unit], done: set[Unit], protocol: ProxyProtocol,
+def _bank_use(out: Path, units: list[Unit], done: set[Unit], protocol: Recipe,
               data_kwargs: dict[str, Any], args: argparse.Namespace) -> BankUse | None:
     """The bank's keys of the references still to train (the data is loaded here to key them
     by content), or None when no reference is left."""
@@ -191,7 +190,7 @@ def _bank_use(out: Path, units: list[Unit], done: set[Unit], protocol: ProxyProt
     return use
 
 
-def _run(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs: dict[str, Any],
+def _run(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[str, Any],
          args: argparse.Namespace, n: int, start: float, bank: BankUse | None = None) -> int:
     """Train the units not yet in the table (a reference run the bank holds is taken from it),
     printing one JSON line per finished unit."""

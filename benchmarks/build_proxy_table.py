@@ -23,9 +23,10 @@ from typing import Any
 from benchmarks.ground_truth import machine, read_plan
 from ghostsearch import ConfigError, load_config
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.search.data import DATASETS
-from ghostsearch.search.presets import GROUND_TRUTH_DATA
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.proxy import proxy_config
+from ghostsearch.train.data import DATASETS
+from ghostsearch.train.loop import train_proxy
+from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe
 
 DEFAULT_VARIANTS = "1x2000,2x2000,4x2000,1x5000,2x5000,4x5000"
 COLUMNS = ("arch_id", "variant", "epochs", "images", "batch_size", "seed", "val_acc",
@@ -83,7 +84,7 @@ _data = None
 def _init(threads: int, data_kwargs: dict[str, Any]) -> None:
     import torch
 
-    from ghostsearch.search.data import load_data
+    from ghostsearch.train.data import load_data
 
     global _data
     torch.set_num_threads(threads)
@@ -95,12 +96,12 @@ def train_variant(table: str, arch_id: str, epochs: int, images: int, batch_size
     """One short proxy on the first `images` training images of the table's subset."""
     import torch
 
-    from ghostsearch.search.data import Split
+    from ghostsearch.train.data import Split
 
     assert _data is not None
     data = dataclasses.replace(_data, train=Split(_data.train.images[:images],
                                                   _data.train.labels[:images]))
-    proto = ProxyProtocol(epochs=epochs, batch_size=batch_size)
+    proto = Recipe(epochs=epochs, batch_size=batch_size)
     cfg = proxy_config(load_config(Path(table) / "configs" / f"{arch_id}.json"), data, proto)
     cpu0 = time.process_time()
     result = train_proxy(cfg, data, proto, seed=seed, device="cpu", evaluate_test=False)

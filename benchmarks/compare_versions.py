@@ -29,8 +29,8 @@ from ghostsearch import ConfigError, analytic_counts, reference_config, save_con
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.latency.measure import measure_latency
 from ghostsearch.provenance import provenance
-from ghostsearch.search.data import DATASETS
-from ghostsearch.search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
+from ghostsearch.train.data import DATASETS
+from ghostsearch.train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
 
 WIDTH_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(23))  # 0.5 .. 1.6
 

@@ -10,10 +10,12 @@ from typing import Any
 import pandas as pd
 
 from ghostsearch import ConfigError, NetConfig, analytic_counts
-from ghostsearch.search.data import Dataset
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.space import SearchSpace, sample_points
 from ghostsearch.stats import rank_correlations
+from ghostsearch.train.data import Dataset
+from ghostsearch.train.loop import train_proxy
+from ghostsearch.train.recipe import Recipe
 
 
 def sample_within_budget(space: SearchSpace, budget_flops: int, n: int, seed: int,
@@ -23,7 +25,7 @@ def sample_within_budget(space: SearchSpace, budget_flops: int, n: int, seed: in
     return [space.build_config(p) for p in points]
 
 
-def proxy_fidelity(configs: list[NetConfig], data: Dataset, proxy: ProxyProtocol,
+def proxy_fidelity(configs: list[NetConfig], data: Dataset, proxy: Recipe,
                    longer_factor: int = 4, *, seeds: int = 3, repeated: int = 2,
                    device: str = "cpu",
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from typing import Any
 from ghostsearch import ConfigError, analytic_counts, load_config, save_config
 from ghostsearch.bank import Bank, data_fingerprint, run_key
 from ghostsearch.cache import cache_root
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config
+from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.space import SearchSpace, sample_band, sample_points
+from ghostsearch.train.recipe import Recipe
 
 COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",
            "test_acc", "val_curve", "train_seconds", "total_seconds", "threads", "finished_at")
@@ -238,7 +239,7 @@ _worker_data = None
 def _init_worker(threads: int, data_kwargs: dict[str, Any]) -> None:
     import torch
 
-    from ghostsearch.search.data import load_data
+    from ghostsearch.train.data import load_data
 
     global _worker_data
     torch.set_num_threads(threads)
@@ -253,7 +254,7 @@ def unit_folder(arch_id: str, seed: int, spec: dict[str, Any], protocol: dict[st
     return cache_root() / "units" / f"{arch_id}-seed{seed}-{key.hexdigest()[:12]}"
 
 
-def _row(out: str, arch_id: str, seed: int, proto: ProxyProtocol, data: Any, val_acc: float,
+def _row(out: str, arch_id: str, seed: int, proto: Recipe, data: Any, val_acc: float,
          test_acc: float, curve: list[float], train_seconds: float, total_seconds: float,
          threads: int) -> dict[str, Any]:
     cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
@@ -268,8 +269,8 @@ def _row(out: str, arch_id: str, seed: int, proto: ProxyProtocol, data: Any, val
             "threads": threads, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def _spec(out: str | Path, arch_id: str, data: Any, proto: ProxyProtocol) -> Any:
-    from ghostsearch.compress.train import ModelSpec
+def _spec(out: str | Path, arch_id: str, data: Any, proto: Recipe) -> Any:
+    from ghostsearch.train.full import ModelSpec
 
     cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
     return ModelSpec(config=proxy_config(cfg, data, proto).to_dict(),
@@ -282,10 +283,10 @@ def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> d
     so a killed run resumes the unit from its last finished epoch."""
     import torch
 
-    from ghostsearch.compress.train import train_full
+    from ghostsearch.train.full import train_full
 
     start = time.perf_counter()
-    proto = ProxyProtocol(**protocol)
+    proto = Recipe(**protocol)
     spec = _spec(out, arch_id, _worker_data, proto)
     folder = unit_folder(arch_id, seed, dataclasses.asdict(spec), protocol,
                          _worker_data.split_id)
@@ -306,7 +307,7 @@ class BankUse:
     data: Any
 
     @classmethod
-    def make(cls, bank: Bank, out: Path, arch_ids: list[str], protocol: ProxyProtocol,
+    def make(cls, bank: Bank, out: Path, arch_ids: list[str], protocol: Recipe,
              data: Any) -> BankUse:
         data_id = data_fingerprint(data)
         keys = {}
@@ -317,7 +318,7 @@ class BankUse:
                 keys[a] = run_key(dataclasses.asdict(spec), protocol, data_id)
         return cls(bank, keys, data)
 
-    def stored_row(self, out: Path, unit: Unit, protocol: ProxyProtocol) -> dict[str, Any] | None:
+    def stored_row(self, out: Path, unit: Unit, protocol: Recipe) -> dict[str, Any] | None:
         """The table's row of `unit` from a run the bank holds, or None."""
         run = (self.bank.runs(self.keys[unit.arch_id]).get(unit.seed)
                if unit.arch_id in self.keys else None)
@@ -336,7 +337,7 @@ class BankUse:
                              val_curve=json.loads(row["val_curve"]))
 
 
-def run_units(out: Path, units: list[Unit], protocol: ProxyProtocol, data_kwargs: dict[str, Any],
+def run_units(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[str, Any],
               workers: int, threads: int,
               on_row: Callable[[dict[str, Any]], None] | None = None,
               bank: BankUse | None = None) -> Iterator[dict[str, Any]]:

@@ -18,12 +18,12 @@ import pandas as pd
 from benchmarks.ground_truth import read_plan
 from ghostsearch.arch.config import load_config
 from ghostsearch.errors import ConfigError
-from ghostsearch.search.data import Dataset
 from ghostsearch.search.prescreen import score_batch
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.scores import score_architecture
 from ghostsearch.search.space import SearchSpace
 from ghostsearch.stats import pooled_noise, rank_correlations, ranking_metrics, size_free
+from ghostsearch.train.data import Dataset
 
 BASELINES = ("params", "flops")
 
@@ -79,7 +79,7 @@ def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[
     new = []
     for arch in arch_ids:
         cfg = load_config(Path(table_dir) / "configs" / f"{arch}.json")
-        from ghostsearch.search.presets import GROUND_TRUTH_PROTOCOL
+        from ghostsearch.train.recipe import GROUND_TRUTH_PROTOCOL
 
         pcfg = proxy_config(cfg, data, GROUND_TRUTH_PROTOCOL)
         for name in names:

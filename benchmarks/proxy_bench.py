@@ -25,9 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ghostsearch import NetConfig, analytic_counts
-from ghostsearch.search.data import Dataset, Split
-from ghostsearch.search.proxy import (
-    ProxyProtocol,
+from ghostsearch.train.data import Dataset, Split
+from ghostsearch.train.loop import (
     build_proxy_model,
     eval_loader,
     evaluate,
@@ -37,6 +36,7 @@ from ghostsearch.search.proxy import (
     train_epoch,
     train_step,
 )
+from ghostsearch.train.recipe import Recipe
 
 
 def sync(device: torch.device) -> None:
@@ -69,7 +69,7 @@ VARIANTS = {v.name: v for v in (Variant(), Variant("fp32", amp=False),
                                         compile=True))}
 
 
-def timed_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed: int,
+def timed_proxy(cfg: NetConfig, data: Dataset, protocol: Recipe, *, seed: int,
                 device: torch.device | str, variant: Variant = Variant()) -> dict[str, Any]:
     """Train like `train_proxy`, timing each phase (seconds); returns the times and accuracy."""
     dev = torch.device(device)
@@ -186,7 +186,7 @@ def naive_loader(data: Dataset, batch_size: int, *, files: list[tuple[Path, int]
     return _Batches(loader, lambda t: t.to(device, non_blocking=True), device, batch_size)
 
 
-def naive_proxy(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed: int,
+def naive_proxy(cfg: NetConfig, data: Dataset, protocol: Recipe, *, seed: int,
                 device: torch.device | str, files: list[tuple[Path, int]] | None = None,
                 workers: int = 8, batch_size: int = 128) -> dict[str, Any]:
     """The same model and epochs trained through `naive_loader` in fp32 at `batch_size` (the
@@ -254,7 +254,7 @@ def bench_architectures(space: Any, budget_flops: int, searched: int,
     return archs
 
 
-def profile_steps(cfg: NetConfig, data: Dataset, protocol: ProxyProtocol, *, seed: int,
+def profile_steps(cfg: NetConfig, data: Dataset, protocol: Recipe, *, seed: int,
                   device: torch.device | str, out_dir: Path,
                   steady_after: int = 10) -> dict[str, float]:
     """Profile the first training step of a freshly built model (where a new architecture's

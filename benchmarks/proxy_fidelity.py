@@ -26,10 +26,11 @@ from benchmarks.fidelity import proxy_fidelity, sample_within_budget
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.provenance import provenance
-from ghostsearch.search.data import load_data
-from ghostsearch.search.proxy import ProxyProtocol, pick_device
 from ghostsearch.search.scores import SCORE_NAMES
 from ghostsearch.search.space import load_space
+from ghostsearch.train.data import load_data
+from ghostsearch.train.loop import pick_device
+from ghostsearch.train.recipe import Recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def against_ground_truth(args: argparse.Namespace) -> int:
 
     from benchmarks import gt_fidelity as gf
     from benchmarks.ground_truth import read_plan
-    from ghostsearch.search.presets import GROUND_TRUTH_DATA
+    from ghostsearch.train.recipe import GROUND_TRUTH_DATA
 
     torch.set_num_threads(1)  # CPU-seconds per architecture, as a one-thread worker pays them
     names = [n.strip() for n in args.scores.split(",") if n.strip()]
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return against_ground_truth(args)
     budget = parse_budget(args.budget)
     space = load_space(args.space)
-    proxy = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size)
+    proxy = Recipe(epochs=args.epochs, batch_size=args.batch_size)
     data = load_data(args.data, args.data_dir, val_size=args.val_size,
                      train_subset=args.train_subset,
                      resolution=args.resolution, seed=args.seed)

@@ -20,7 +20,7 @@ from .arch.timm_entry import install as _install_timm_entry
 from .errors import ConfigError, DataError, GhostsearchError, StudyError
 from .search.scores import SCORE_NAMES, score_architecture
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _install_timm_entry()  # timm.create_model("ghostsearch_arch", arch=...) once timm is imported
 

@@ -3,7 +3,7 @@ so that every confirmation (and every ground-truth table) that trains the same r
 same images with the same recipe reuses them and pays only for its candidates.
 
 A run is keyed by what determines it: the exact model trained (its proxy config), the recipe
-(`ProxyProtocol`) and the content of the data (every image and label of the training, held-out
+(`Recipe`) and the content of the data (every image and label of the training, held-out
 and test splits, hashed). The seed names the run within its key; new seeds add runs. The bank
 is a CSV file, one row per run, appended under a file lock as each run finishes (workers on
 one machine share it); the first run stored for a (key, seed) stays.
@@ -43,7 +43,7 @@ def data_fingerprint(data: Any) -> str:
 
 def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
     """The bank key of a model `spec` (a `ModelSpec` as a dict) trained with `protocol` (a
-    `ProxyProtocol`, or its dict) on data with fingerprint `data_id`."""
+    `Recipe`, or its dict) on data with fingerprint `data_id`."""
     proto = dataclasses.asdict(protocol) if dataclasses.is_dataclass(protocol) else protocol
     text = json.dumps([spec, proto, data_id], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -28,8 +28,6 @@ from .arch.counting import analytic_counts
 from .bank import Bank, run_key
 from .errors import ConfigError, StudyError
 from .search.estimate import worker_threads
-from .search.presets import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
-from .search.proxy import ProxyProtocol
 from .search.settings import DataSpec
 from .search.space import space_from_dict
 from .search.storage import make_storage
@@ -44,9 +42,10 @@ from .stats import (
     t_quantile,
     welch,
 )
+from .train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL, Recipe
 
 # Named long protocols: (proxy protocol, training images, held-out images)
-PROTOCOLS: dict[str, tuple[ProxyProtocol, int, int]] = {
+PROTOCOLS: dict[str, tuple[Recipe, int, int]] = {
     "ground-truth": (GROUND_TRUTH_PROTOCOL, GROUND_TRUTH_DATA["train_subset"],
                      GROUND_TRUTH_DATA["val_size"]),
 }
@@ -106,10 +105,10 @@ class BankLink:
     source: str
 
     @classmethod
-    def make(cls, bank: Bank, cands: list[Candidate], data: Any, protocol: ProxyProtocol,
+    def make(cls, bank: Bank, cands: list[Candidate], data: Any, protocol: Recipe,
              data_id: str, source: str) -> BankLink:
-        from .compress.train import ModelSpec
         from .search.proxy import proxy_config
+        from .train.full import ModelSpec
 
         keys = {}
         for c in cands:
@@ -158,7 +157,7 @@ def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
     return False
 
 
-def get_protocol(name: str, epochs: int | None = None) -> tuple[ProxyProtocol, int, int]:
+def get_protocol(name: str, epochs: int | None = None) -> tuple[Recipe, int, int]:
     if name not in PROTOCOLS:
         raise ConfigError(f"--protocol {name!r}: unknown (known: {', '.join(PROTOCOLS)})")
     protocol, train, val = PROTOCOLS[name]
@@ -295,7 +294,7 @@ class TakenElsewhere(Exception):
 
 
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
-              protocol: ProxyProtocol, out: Path, n_units: int, device: str = "cpu",
+              protocol: Recipe, out: Path, n_units: int, device: str = "cpu",
               log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S,
               link: BankLink | None = None) -> None:
     """Train waiting units until none is left; each completed unit records its accuracies,
@@ -307,8 +306,8 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
     first (`reclaim_stale`); a unit already completed elsewhere is not trained twice, and a
     unit that another worker popped at the same moment and finished first is dropped here
     (`TakenElsewhere`) without touching its result."""
-    from .compress.train import ModelSpec, train_full
     from .search.proxy import proxy_config
+    from .train.full import ModelSpec, train_full
 
     reclaim_stale(confirm, stale_after_s, log)
     waiting = optuna.trial.TrialState.WAITING
@@ -369,7 +368,7 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
 
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
-                 protocol: ProxyProtocol, out: Path, n_units: int, device: str,
+                 protocol: Recipe, out: Path, n_units: int, device: str,
                  threads: int, stale_after_s: float = STALE_AFTER_S,
                  link: BankLink | None = None) -> None:
     try:  # an interrupted unit re-enqueues itself; the parent reports, no traceback here
@@ -383,7 +382,7 @@ def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpe
 
 
 def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
-                       protocol: ProxyProtocol, out: Path, n_units: int, n_jobs: int,
+                       protocol: Recipe, out: Path, n_units: int, n_jobs: int,
                        device: str = "cpu", stale_after_s: float = STALE_AFTER_S,
                        link: BankLink | None = None) -> None:
     """`run_units` in `n_jobs` spawned processes sharing the companion study at `url`, each
@@ -393,7 +392,7 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
     threads = worker_threads(n_jobs)
     spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
                                    threads, stale_after_s, link)] * n_jobs,
-                  "confirm workers")
+                   "confirm workers")
 
 
 def companion(study: optuna.Study, storage: Any) -> optuna.Study | None:

@@ -14,8 +14,8 @@ from test_confirm import DATA, search
 from ghostsearch.bank import COLUMNS, Bank, data_fingerprint, run_key
 from ghostsearch.cli import main
 from ghostsearch.errors import ConfigError
-from ghostsearch.search.data import Split, load_data
-from ghostsearch.search.proxy import ProxyProtocol
+from ghostsearch.train.data import Split, load_data
+from ghostsearch.train.recipe import Recipe
 
 
 def test_runs_round_trip_and_the_first_run_of_a_seed_stays(tmp_path):
@@ -78,11 +78,11 @@ def test_the_data_fingerprint_follows_the_pixels_not_the_load():
 
 
 def test_the_run_key_follows_model_protocol_and_data():
-    spec, proto = {"config": {"w": 1}, "name": None, "num_classes": 10}, ProxyProtocol()
+    spec, proto = {"config": {"w": 1}, "name": None, "num_classes": 10}, Recipe()
     key = run_key(spec, proto, "d")
-    assert key == run_key(dict(spec), ProxyProtocol(), "d")
+    assert key == run_key(dict(spec), Recipe(), "d")
     assert key != run_key({**spec, "num_classes": 100}, proto, "d")
-    assert key != run_key(spec, ProxyProtocol(label_smoothing=0.0), "d")
+    assert key != run_key(spec, Recipe(label_smoothing=0.0), "d")
     assert key != run_key(spec, proto, "e")
 
 
@@ -135,7 +135,7 @@ def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
     archs = plan(space, 200_000_000, 1, [1.0, 1.2], second_seed=0)
     write_plan(tmp_path, space, archs, [Unit(a["arch_id"], 0) for a in archs], {})
     data = load_data("synthetic", train_subset=64, val_size=32, progress=False)
-    proto = ProxyProtocol(epochs=12, batch_size=128)
+    proto = Recipe(epochs=12, batch_size=128)
     bank = Bank(tmp_path / "b.csv")
     table = BankUse.make(bank, tmp_path, ["ref-1.00x", "ref-1.20x", "s000"], proto, data)
     assert sorted(table.keys) == ["ref-1.00x", "ref-1.20x"]  # sampled ones are not banked
@@ -146,7 +146,7 @@ def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
     assert link.keys["GhostNet 1.0x"] == table.keys["ref-1.00x"]
     assert link.keys["GhostNet 1.2x"] == table.keys["ref-1.20x"]
     assert len(set(link.keys.values())) == 2
-    other = BankLink.make(bank, cands, data, ProxyProtocol(epochs=6, batch_size=128),
+    other = BankLink.make(bank, cands, data, Recipe(epochs=6, batch_size=128),
                           data_fingerprint(data), "confirm x")
     assert other.keys["GhostNet 1.0x"] != link.keys["GhostNet 1.0x"]
 

@@ -22,10 +22,12 @@ from benchmarks.proxy_bench import (
     trials_per_hour,
 )
 from ghostsearch import reference_config
-from ghostsearch.search.data import load_data, train_files
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import load_space
+from ghostsearch.train.data import load_data, train_files
+from ghostsearch.train.loop import train_proxy
+from ghostsearch.train.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +41,7 @@ def _cache(tmp_path, monkeypatch):
 def tiny():
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False,
                      synthetic_size=(128, 32))
-    protocol = ProxyProtocol(epochs=2, batch_size=32)
+    protocol = Recipe(epochs=2, batch_size=32)
     cfg = proxy_config(reference_config(0.3, num_classes=10, resolution=16), data, protocol)
     return cfg, data, protocol
 
@@ -112,7 +114,7 @@ def test_pil_images_read_files_or_the_split(tmp_path):
 def test_naive_loop_reads_the_files_and_reports_epochs(tmp_path):
     root = _folder(tmp_path / "d", per_class=16)
     data = load_data("imagefolder", root, val_size=8, progress=False)
-    protocol = ProxyProtocol(epochs=2, batch_size=512)
+    protocol = Recipe(epochs=2, batch_size=512)
     cfg = proxy_config(reference_config(0.3, num_classes=3, resolution=8), data, protocol)
     r = naive_proxy(cfg, data, protocol, seed=0, device="cpu", files=train_files(root, val_size=8),
                     workers=0, batch_size=8)
@@ -134,7 +136,7 @@ def test_trials_per_hour_runs_exactly_the_trials(tmp_path):
     settings = SearchSettings(
         study_name="x", storage="sqlite:///:memory:", space=space,
         data=DataSpec("synthetic", resolution=16, train_subset=64, val_size=32),
-        protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=30_000_000,
+        protocol=Recipe(epochs=1, batch_size=32), budget_flops=30_000_000,
         device="cpu", pruner="none", baselines=False)
     r = trials_per_hour(settings, 1, trials_per_job=2)
     assert r["jobs"] == 1 and r["trained"] == 2
@@ -197,7 +199,7 @@ def test_bench_proxy_bad_input_is_one_line(tmp_path, args, message):
 
 def test_cuda_graphs_are_refused_off_cuda(tiny):
     from ghostsearch import ConfigError
-    from ghostsearch.search.proxy import graph_model, proxy_loaders
+    from ghostsearch.train.loop import graph_model, proxy_loaders
 
     cfg, data, protocol = tiny
     loader, _ = proxy_loaders(data, protocol, 0, torch.device("cpu"))

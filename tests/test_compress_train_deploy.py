@@ -14,10 +14,10 @@ from ghostsearch import ConfigError, build_model, reference_config
 from ghostsearch.arch.counting import fvcore_flops
 from ghostsearch.arch.layers import GhostModule
 from ghostsearch.compress.ghostify import cheap_flops, count_ghostified, ghostify
-from ghostsearch.compress.train import ModelSpec, load_init, train_full
 from ghostsearch.compress.zoo import resnet56_cifar, vgg16_cifar
-from ghostsearch.search.data import load_data
-from ghostsearch.search.proxy import ProxyProtocol
+from ghostsearch.train.data import load_data
+from ghostsearch.train.full import ModelSpec, load_init, train_full
+from ghostsearch.train.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path):
     data = load_data("synthetic", resolution=16, train_subset=96, val_size=40, progress=False)
     spec = ModelSpec(config=reference_config(0.3, num_classes=10, resolution=16,
                                              stem_stride=1).to_dict())
-    recipe = ProxyProtocol(epochs=3, batch_size=32, schedule="cosine")
+    recipe = Recipe(epochs=3, batch_size=32, schedule="cosine")
     straight = train_full(spec, data, recipe, tmp_path / "a", seed=1, log=lambda m: None)
 
     def stop_after_first_epoch(message: str) -> None:
@@ -115,7 +115,7 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path):
     assert record["preprocessing"] == data.preprocessing()
     assert record["preprocessing"]["input_size"] == [3, data.resolution, data.resolution]
     with pytest.raises(ConfigError, match="written for another model or recipe"):
-        train_full(spec, data, ProxyProtocol(epochs=4, batch_size=32), tmp_path / "b", seed=1)
+        train_full(spec, data, Recipe(epochs=4, batch_size=32), tmp_path / "b", seed=1)
 
 
 def test_init_from_a_timm_checkpoint(tmp_path):
@@ -161,8 +161,8 @@ def test_deploy_reports_float32_and_int8_latency_and_accuracy(tmp_path):
     """Deployed with --int8 and --data: both files are timed and scored on the test split; the
     float32 file scores what the PyTorch model scores on the same images."""
     pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
-    from ghostsearch.search.data import load_data
-    from ghostsearch.search.proxy import eval_loader, evaluate
+    from ghostsearch.train.data import load_data
+    from ghostsearch.train.loop import eval_loader, evaluate
 
     root = Path(__file__).resolve().parent.parent
     cfg = reference_config(0.5, num_classes=10, resolution=16, stem_stride=1)

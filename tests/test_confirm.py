@@ -12,10 +12,10 @@ import pytest
 
 from ghostsearch.cli import main
 from ghostsearch.confirm import Candidate, busy_seconds, verdicts
-from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.workers import run_search
+from ghostsearch.train.recipe import Recipe
 
 SPACE = {
     "name": "tiny", "deployment": {"resolution": 64, "num_classes": 10, "stem_stride": 2},
@@ -35,7 +35,7 @@ def search(tmp_path, trials=4, name="s"):
     settings = SearchSettings(
         study_name=name, storage=url, space=space_from_dict(SPACE, "tiny"),
         data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16),
-        protocol=ProxyProtocol(epochs=1, batch_size=32), budget_flops=9_000_000, trials=trials,
+        protocol=Recipe(epochs=1, batch_size=32), budget_flops=9_000_000, trials=trials,
         device="cpu")
     return run_search(settings, show_progress=False), url
 
@@ -209,7 +209,7 @@ def _units(url: str) -> list:
 def test_a_unit_that_raises_is_recorded_and_done_by_a_retry_each_unit_once(tmp_path,
                                                                            monkeypatch,
                                                                            capsys):
-    import ghostsearch.compress.train as train_mod
+    import ghostsearch.train.full as train_mod
 
     study, url = search(tmp_path)
     real, calls = train_mod.train_full, []
@@ -340,11 +340,11 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
 def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monkeypatch):
     """SQLite can hand one WAITING unit to two workers asking at the same moment; the one
     that finishes second drops it (no failure, no retry) and goes on with the next unit."""
-    import ghostsearch.compress.train as train_mod
+    import ghostsearch.train.full as train_mod
     from ghostsearch import reference_config
     from ghostsearch.confirm import open_confirm_study, results, run_units
-    from ghostsearch.search.data import load_data
     from ghostsearch.search.storage import make_storage
+    from ghostsearch.train.data import load_data
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     study = optuna.create_study(study_name="s", storage=url)
@@ -369,7 +369,7 @@ def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monke
 
     monkeypatch.setattr(train_mod, "train_full", fake_train)
     said = []
-    run_units(confirm, cands, load_data("synthetic", resolution=16), ProxyProtocol(epochs=1),
+    run_units(confirm, cands, load_data("synthetic", resolution=16), Recipe(epochs=1),
               tmp_path, 2, log=said.append)
     assert calls == [0, 1]
     assert any("finished by another worker; dropped here" in line for line in said)

@@ -6,8 +6,10 @@ import torch
 from PIL import Image
 
 from ghostsearch import ConfigError, DataError, reference_config
-from ghostsearch.search.data import DeviceLoader, load_data, synthetic_split
-from ghostsearch.search.proxy import ProxyProtocol, proxy_config, train_proxy
+from ghostsearch.search.proxy import proxy_config
+from ghostsearch.train.data import DeviceLoader, load_data, synthetic_split
+from ghostsearch.train.loop import train_proxy
+from ghostsearch.train.recipe import Recipe
 
 
 def _image_folder(root, classes=("cat", "dog"), per_class=12, size=8, splits=("train", "test")):
@@ -108,9 +110,9 @@ def test_device_loader_augments_whole_batches():
 
 def test_proxy_learns_and_is_reproducible_on_cpu():
     data = load_data("synthetic", resolution=16, progress=False)
-    cfg = proxy_config(reference_config(0.3), data, ProxyProtocol())
+    cfg = proxy_config(reference_config(0.3), data, Recipe())
     assert (cfg.num_classes, cfg.resolution, cfg.stem_stride) == (10, 16, 1)
-    protocol = ProxyProtocol(epochs=3, batch_size=32, lr=0.4)
+    protocol = Recipe(epochs=3, batch_size=32, lr=0.4)
     seen = []
     r1 = train_proxy(cfg, data, protocol, seed=5, on_epoch=lambda e, a: seen.append((e, a)))
     r2 = train_proxy(cfg, data, protocol, seed=5)
@@ -122,10 +124,10 @@ def test_proxy_learns_and_is_reproducible_on_cpu():
 
 def test_protocol_validation_and_schedule():
     with pytest.raises(ConfigError, match="--epochs 0"):
-        ProxyProtocol(epochs=0)
+        Recipe(epochs=0)
     with pytest.raises(ConfigError, match="--schedule 'step'"):
-        ProxyProtocol(schedule="step")
-    p = ProxyProtocol(lr=0.4, batch_size=256, warmup=0.2)
+        Recipe(schedule="step")
+    p = Recipe(lr=0.4, batch_size=256, warmup=0.2)
     lrs = [p.lr_at(s, 100) for s in range(100)]
     assert max(lrs) == pytest.approx(0.2)  # scaled linearly with the batch size
     assert lrs[0] < lrs[19] and lrs[-1] < 0.01
@@ -133,7 +135,7 @@ def test_protocol_validation_and_schedule():
 
 def test_an_image_folder_too_large_for_memory_is_refused_before_decoding(tmp_path,
                                                                           monkeypatch):
-    import ghostsearch.search.data as data_mod
+    import ghostsearch.train.data as data_mod
 
     root = _image_folder(tmp_path / "d")  # 24 images of 8x8: 4,608 bytes decoded
     decoded = []

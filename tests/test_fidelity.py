@@ -7,9 +7,10 @@ import torch
 
 import benchmarks.fidelity as fid
 from ghostsearch import ConfigError, analytic_counts
-from ghostsearch.search.data import load_data
-from ghostsearch.search.proxy import ProxyProtocol, ProxyResult
 from ghostsearch.search.space import load_space
+from ghostsearch.train.data import load_data
+from ghostsearch.train.loop import ProxyResult
+from ghostsearch.train.recipe import Recipe
 
 
 def test_samples_are_distinct_and_within_budget():
@@ -36,7 +37,7 @@ def test_rank_correlation_and_seed_noise(monkeypatch):
                            epochs_run=protocol.epochs)
 
     monkeypatch.setattr(fid, "train_proxy", fake_train)
-    result = fid.proxy_fidelity(cfgs, data, ProxyProtocol(epochs=2), 4, seeds=3, repeated=2)
+    result = fid.proxy_fidelity(cfgs, data, Recipe(epochs=2), 4, seeds=3, repeated=2)
     # the longer schedule keeps the proxy's ranking (ties included): perfect agreement
     assert result["kendall_tau"] == pytest.approx(1.0)
     assert result["spearman_rho"] == pytest.approx(1.0)
@@ -45,14 +46,14 @@ def test_rank_correlation_and_seed_noise(monkeypatch):
     assert result["seed_noise"][0]["std"] == pytest.approx(0.288675, rel=1e-4)
     assert calls.count((2, 0)) == 5 and calls.count((8, 0)) == 5 and len(calls) == 14
     with pytest.raises(ConfigError, match="at least 3 architectures"):
-        fid.proxy_fidelity(cfgs[:2], data, ProxyProtocol(epochs=2))
+        fid.proxy_fidelity(cfgs[:2], data, Recipe(epochs=2))
 
 
 def test_scores_against_a_ground_truth_table(tmp_path):
     import benchmarks.ground_truth as gt
     from benchmarks import gt_fidelity as gf
-    from ghostsearch.search.data import load_data
     from ghostsearch.search.space import load_space, space_from_dict
+    from ghostsearch.train.data import load_data
 
     space = load_space("ghostnet")
     archs = gt.plan(space, 100_000_000, 6, [0.5], second_seed=1)
@@ -251,8 +252,8 @@ def test_retrain_units_take_the_references_and_the_best_sampled_by_validation():
 
 
 @pytest.mark.slow
-def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(tmp_path,
-                                                                         monkeypatch):
+def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(
+        tmp_path, monkeypatch):
     import csv
     import json
 
@@ -338,13 +339,13 @@ def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkey
     """The table's units run through confirm's trainer: an interrupted unit resumes from its
     checkpoint and writes the row an uninterrupted run writes."""
     import benchmarks.ground_truth as gt
-    import ghostsearch.compress.train as train
+    import ghostsearch.train.full as train
 
     space = load_space("ghostnet")
     archs = gt.plan(space, 100_000_000, 0, [0.5], second_seed=0)
     gt.write_plan(tmp_path, space, archs, [gt.Unit("ref-0.50x", 0)], {})
     gt._init_worker(1, {"name": "synthetic", "train_subset": 64, "val_size": 32, "seed": 0})
-    proto = dataclasses.asdict(ProxyProtocol(epochs=3, batch_size=32))
+    proto = dataclasses.asdict(Recipe(epochs=3, batch_size=32))
     monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "straight"))
     straight = gt.train_unit(str(tmp_path), "ref-0.50x", 0, proto)
 

@@ -17,14 +17,16 @@ import torch
 from test_search import settings, space  # noqa: F401  (fixture)
 
 import ghostsearch.search.objective as objective_mod
-import ghostsearch.search.proxy as proxy_mod
 import ghostsearch.search.storage as storage_mod
+import ghostsearch.train.loop as loop_mod
 from ghostsearch import reference_config
-from ghostsearch.search.data import load_data
-from ghostsearch.search.proxy import ProxyProtocol, TrainingDiverged, proxy_config, train_proxy
+from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import SearchSettings
 from ghostsearch.search.study import trained_count
 from ghostsearch.search.workers import run_search
+from ghostsearch.train.data import load_data
+from ghostsearch.train.loop import TrainingDiverged, train_proxy
+from ghostsearch.train.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["--preset", "quick", "--budget", "60M", "--data", "synthetic", "--batch-size", "32",
@@ -170,16 +172,16 @@ def test_two_separate_commands_on_postgresql(tmp_path):
 
 def test_nan_loss_is_detected():
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=40, progress=False)
-    cfg = proxy_config(reference_config(0.3), data, ProxyProtocol())
+    cfg = proxy_config(reference_config(0.3), data, Recipe())
     with pytest.raises(TrainingDiverged, match="loss is (nan|inf)"):
-        train_proxy(cfg, data, ProxyProtocol(epochs=2, batch_size=32, lr=1e12,
-                                             schedule="constant"), seed=0)
+        train_proxy(cfg, data, Recipe(epochs=2, batch_size=32, lr=1e12,
+                                      schedule="constant"), seed=0)
 
 
 def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, space,  # noqa: F811
                                                                      monkeypatch):
     calls = {"n": 0}
-    real_train, real_build = objective_mod.train_proxy, proxy_mod.build_model
+    real_train, real_build = objective_mod.train_proxy, loop_mod.build_model
 
     def faulty_train(cfg, *args, **kwargs):
         calls["n"] += 1
@@ -195,7 +197,7 @@ def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, sp
         return real_build(cfg)
 
     monkeypatch.setattr(objective_mod, "train_proxy", faulty_train)
-    monkeypatch.setattr(proxy_mod, "build_model", faulty_build)
+    monkeypatch.setattr(loop_mod, "build_model", faulty_build)
     study = run_search(settings(tmp_path, space, trials=6), show_progress=False)
     failed = [t for t in study.get_trials() if t.state == State.FAIL]
     reasons = sorted(t.user_attrs["reason"] for t in failed)

@@ -20,11 +20,11 @@ from ghostsearch import (
 )
 from ghostsearch.report.export import export_best, export_trial
 from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
-from ghostsearch.search.proxy import ProxyProtocol
 from ghostsearch.search.settings import DataSpec, SearchSettings, smallest_flops
 from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
 from ghostsearch.search.workers import run_search
+from ghostsearch.train.recipe import Recipe
 
 TINY_SPACE = {
     "name": "tiny",
@@ -49,7 +49,7 @@ def settings(tmp_path, space, **kw):
     base = dict(
         study_name="t", storage=f"sqlite:///{tmp_path / 'study.db'}", space=space,
         data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16),
-        protocol=ProxyProtocol(epochs=2, batch_size=32), budget_flops=9_000_000, trials=6,
+        protocol=Recipe(epochs=2, batch_size=32), budget_flops=9_000_000, trials=6,
         seed=0, device="cpu")
     base.update(kw)
     return SearchSettings(**base)
@@ -169,7 +169,7 @@ def test_pruning_never_discards_a_finished_training(tmp_path, space, monkeypatch
     assert searched and all(t.state == optuna.trial.TrialState.PRUNED for t in searched)
     assert {t.user_attrs["reason"].split(" (")[0] for t in searched} == {"pruned after epoch 1"}
     one_epoch = run_search(settings(tmp_path, space, trials=5, study_name="one",
-                                    protocol=ProxyProtocol(epochs=1, batch_size=32)),
+                                    protocol=Recipe(epochs=1, batch_size=32)),
                            show_progress=False)
     assert not [t for t in one_epoch.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
 

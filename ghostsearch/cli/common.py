@@ -49,7 +49,7 @@ def quiet_libraries() -> None:
 def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
     """The data options every training command shares. Real data is the default: a bare
     command that silently trained on generated images would report accuracies of nothing."""
-    from ..search.data import DATASETS, DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB
+    from ..train.data import DATASETS, DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB
 
     group.add_argument("--data", choices=DATASETS, default="cifar10",
                        help="cifar10/cifar100 (torchvision's files in --data-dir, downloaded "

@@ -50,7 +50,6 @@ from ghostsearch.errors import ConfigError
 from ghostsearch.report.export import export_trial
 from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs
-from ghostsearch.search.proxy import pick_device
 from ghostsearch.search.settings import DataSpec
 from ghostsearch.search.storage import (
     existing_study_url,
@@ -58,6 +57,7 @@ from ghostsearch.search.storage import (
     make_storage,
     study_dir,
 )
+from ghostsearch.train.loop import pick_device
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

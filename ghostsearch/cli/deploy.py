@@ -29,7 +29,7 @@ from ghostsearch.compress.deploy import (
 )
 from ghostsearch.compress.zoo import MODELS, make_model
 from ghostsearch.report.export import read_preprocessing
-from ghostsearch.search.data import Split, load_data
+from ghostsearch.train.data import Split, load_data
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -46,7 +46,6 @@ from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_
 from ghostsearch.search.limits import DEFAULT_BAND, Limits
 from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
 from ghostsearch.search.presets import PRESETS, Preset, get_preset
-from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device
 from ghostsearch.search.settings import (
     OBJECTIVES,
     PRUNERS,
@@ -64,15 +63,17 @@ from ghostsearch.search.study import (
     trained_count,
 )
 from ghostsearch.search.workers import run_search
+from ghostsearch.train.loop import pick_device
+from ghostsearch.train.recipe import SCHEDULES, Recipe
 
-DEFAULTS = ProxyProtocol()
+DEFAULTS = Recipe()
 # a CPU estimate above this many seconds is announced before the search starts
 LONG_SEARCH_S = 3600
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = ArgumentParser(prog="ghostsearch search", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to search")
     g.add_argument("--budget", default="200MFLOPs",
                    help="FLOPs limit in the paper's convention (multiply-adds of conv and linear "
@@ -275,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trials is None:
         baselines = 0 if args.no_baselines else len(baseline_widths(space, budget))
         trials = mode["top"] + baselines if mode["prescreen"] else 40
-    protocol = ProxyProtocol(
+    protocol = Recipe(
         epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
         batch_size=preset.protocol.batch_size if args.batch_size is None else args.batch_size,
         lr=args.lr, schedule=args.schedule)

@@ -48,9 +48,9 @@ from ghostsearch.compress.deploy import require_deploy
 from ghostsearch.latency import onnxrt
 from ghostsearch.latency.measure import device_name
 from ghostsearch.latency.table import LatencyTable
-from ghostsearch.search.proxy import pick_device
 from ghostsearch.search.space import load_space, sample_band
 from ghostsearch.stats import rank_correlations
+from ghostsearch.train.loop import pick_device
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from ghostsearch import load_config
 from ghostsearch.cli.common import ArgumentParser, add_data_args
-from ghostsearch.compress.train import ModelSpec, train_full
 from ghostsearch.compress.zoo import MODELS
-from ghostsearch.search.data import load_data
-from ghostsearch.search.proxy import SCHEDULES, ProxyProtocol, pick_device, proxy_config
+from ghostsearch.search.proxy import proxy_config
+from ghostsearch.train.data import load_data
+from ghostsearch.train.full import ModelSpec, train_full
+from ghostsearch.train.loop import pick_device
+from ghostsearch.train.recipe import SCHEDULES, Recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ghostsearch.compress.deploy import require_deploy
 
         require_deploy()
-    recipe = ProxyProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           schedule=args.schedule, warmup=args.warmup,
-                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing)
+    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    schedule=args.schedule, warmup=args.warmup,
+                    weight_decay=args.weight_decay, label_smoothing=args.label_smoothing)
     data = load_data(args.data, args.data_dir, val_size=args.val_size,
                      train_subset=args.train_subset, resolution=args.resolution,
                      seed=args.split_seed, max_data_gb=args.max_data_gb)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import require
-from ..search.data import DeviceLoader, Split
+from ..train.data import DeviceLoader, Split
 
 
 def _input(model: nn.Module, resolution: int, batch: int) -> torch.Tensor:

@@ -14,8 +14,9 @@ import optuna
 import torch
 
 from ..arch.config import NetConfig
-from .data import Dataset
-from .proxy import ProxyProtocol, build_proxy_model, make_optimizer, train_step
+from ..train.data import Dataset
+from ..train.loop import build_proxy_model, make_optimizer, train_step
+from ..train.recipe import Recipe
 from .settings import SearchSettings
 
 
@@ -72,7 +73,7 @@ class Estimate:
                 f"worker(s)")
 
 
-def trial_seconds(images_per_s: float, protocol: ProxyProtocol, data: Dataset) -> float:
+def trial_seconds(images_per_s: float, protocol: Recipe, data: Dataset) -> float:
     """Seconds of one full proxy training: every epoch's steps and validation, then the test.
     Evaluation runs forward only, about three times faster than a training step per image."""
     steps = len(data.train) // min(protocol.batch_size, len(data.train))
@@ -81,7 +82,7 @@ def trial_seconds(images_per_s: float, protocol: ProxyProtocol, data: Dataset) -
     return (train + evaluated / 3) / images_per_s
 
 
-def measure_throughput(cfg: NetConfig, protocol: ProxyProtocol, device: torch.device,
+def measure_throughput(cfg: NetConfig, protocol: Recipe, device: torch.device,
                        threads: int | None = None, steps: int = 3) -> float:
     """Training images per second of `cfg` (a proxy config) at the protocol's batch size, timed
     over `steps` steps after one untimed warm-up step, with random data."""

@@ -13,7 +13,7 @@ import torch
 
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
-from .data import Dataset
+from ..train.data import Dataset
 from .limits import Limits
 from .proxy import proxy_config
 from .scores import score_architecture

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .proxy import ProxyProtocol
+from ..train.recipe import Recipe
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    protocol: ProxyProtocol
+    protocol: Recipe
     train_cap: int | None  # train on at most this many images (None: all after the hold-out)
     val_cap: int | None  # hold out at most this many for validation (None: 5,000 or a tenth)
     about: str
@@ -29,7 +29,7 @@ PRESETS = {p.name: p for p in (
     # The GPU protocol: 45,000 CIFAR-10 images x 5 epochs at batch 512. Measured once on an
     # H100 (torch 2.11, timm ghostnet_100): about 4 s an epoch after a 40-70 s first epoch,
     # ~75% test accuracy; not run on a GPU since (docs/search.md).
-    Preset("gpu", ProxyProtocol(epochs=5, batch_size=512), None, None,
+    Preset("gpu", Recipe(epochs=5, batch_size=512), None, None,
            "5 epochs on the whole training split, batch 512 (for a GPU)"),
     # The CPU protocol of the committed 40-trial CPU search: 5,000 images x 3 epochs at batch
     # 64, 2,000 held out; 76 trained trials an hour with 2 workers on a 2-core CPU.
@@ -39,22 +39,14 @@ PRESETS = {p.name: p for p in (
     # better than size. Its pool now lies in the band under the budget, where size no longer
     # decides. Five candidates run to the end: with so few, a median pruner would stop good
     # ones on one noisy epoch.
-    Preset("cpu", ProxyProtocol(epochs=3, batch_size=64), 5_000, 2_000,
+    Preset("cpu", Recipe(epochs=3, batch_size=64), 5_000, 2_000,
            "3 epochs on 5,000 images, batch 64, 2,000 held out, a NASWOT prescreen of 500 "
            "candidates training the best 5, no pruning (about 15 min on 2 CPU cores)",
            prescreen="naswot", pool=500, top=5, pruner="none"),
     # For trying the tool: seconds a trial, too short to rank architectures well.
-    Preset("quick", ProxyProtocol(epochs=1, batch_size=64), 1_000, 500,
+    Preset("quick", Recipe(epochs=1, batch_size=64), 1_000, 500,
            "1 epoch on 1,000 images, batch 64, 500 held out (for trying the tool)"),
 )}
-
-# The long protocol of the ground-truth table and of confirmation runs: 10,000 images x 12
-# epochs = 120,000 images seen at batch 128, cosine schedule, tested on the full test split.
-GROUND_TRUTH_PROTOCOL = ProxyProtocol(epochs=12, batch_size=128, lr=0.4, momentum=0.9,
-                                      weight_decay=5e-4, label_smoothing=0.0, warmup=0.05,
-                                      schedule="cosine")
-GROUND_TRUTH_DATA = {"train_subset": 10_000, "val_size": 2_000, "split_seed": 0}
-
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:

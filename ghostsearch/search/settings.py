@@ -11,9 +11,10 @@ from typing import Any
 
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
-from .data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
+from ..train.data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
+from ..train.loop import pick_device
+from ..train.recipe import Recipe
 from .limits import DEFAULT_BAND, Limits
-from .proxy import ProxyProtocol, pick_device
 from .sampler import SAMPLERS
 from .space import SearchSpace
 from .storage import check_storage_url
@@ -54,7 +55,7 @@ class SearchSettings:
     storage: str
     space: SearchSpace
     data: DataSpec
-    protocol: ProxyProtocol
+    protocol: Recipe
     budget_flops: int | None = None
     objectives: tuple[str, ...] = ("accuracy",)
     sampler: str = "tpe"

@@ -15,11 +15,11 @@ import optuna
 import torch
 
 from ..errors import WorkerError
-from .data import Dataset
+from ..train.data import Dataset
+from ..train.loop import pick_device
 from .estimate import format_duration, remaining_seconds, worker_threads
 from .objective import INTERRUPTS, Objective
 from .prescreen import ensure_prescreen
-from .proxy import pick_device
 from .settings import SearchSettings
 from .study import best_feasible, open_study, record_data, trained_count
 

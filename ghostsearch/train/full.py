@@ -16,17 +16,11 @@ from torch import nn
 
 from ..arch.config import NetConfig
 from ..arch.model import build_model
+from ..compress.zoo import make_model
 from ..errors import ConfigError
-from ..search.data import Dataset
-from ..search.proxy import (
-    ProxyProtocol,
-    eval_loader,
-    evaluate,
-    make_optimizer,
-    proxy_loaders,
-    train_epoch,
-)
-from .zoo import make_model
+from .data import Dataset
+from .loop import eval_loader, evaluate, make_optimizer, proxy_loaders, train_epoch
+from .recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,7 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)  # a kill during the save never leaves a broken checkpoint
 
 
-def train_full(spec: ModelSpec, data: Dataset, recipe: ProxyProtocol, out_dir: str | Path, *,
+def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Path, *,
                seed: int = 0, device: str | torch.device = "cpu", init: str | None = None,
                log: Any = print) -> dict[str, Any]:
     """Train to the end of `recipe`, checkpointing to `out_dir/last.pt` after every epoch.
