@@ -105,3 +105,99 @@ def test_ghost_replicas_are_shared_across_ghost_ratios(tiny):
 def test_a_space_with_attention_or_v3_branches_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"offers DFC attention or GhostNetV3 branches"):
         SuperNet(load_space("ghostnet_family"), TASK)
+
+
+def test_training_resumes_to_the_same_weights_and_ranks_with_inherited_weights(tmp_path):
+    """Two epochs straight, or one epoch, a stop, and a resume: the same weights. The
+    trained supernet ranks with inherited weights after BatchNorm recalibration."""
+    from ghostsearch.supernet.rank import recalibrate, supernet_accuracy
+    from ghostsearch.supernet.train import Plan, load_supernet, train_supernet
+    from ghostsearch.train.data import load_data
+    from ghostsearch.train.recipe import Recipe
+
+    torch.set_num_threads(1)
+    space = space_from_dict(SPACE, "tiny")
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
+    plan = Plan(Recipe(epochs=2, batch_size=32), band_mflops=None, random_subnets=1)
+    quiet = dict(log=lambda m: None, show_progress=False)
+    straight = train_supernet(space, data, plan, tmp_path / "a", **quiet)
+    assert [h["epoch"] for h in straight["history"]] == [1, 2]
+    one = Plan(Recipe(epochs=2, batch_size=32), band_mflops=None, random_subnets=1)
+    messages = []
+
+    def stop_after_epoch_one(message: str) -> None:
+        messages.append(message)
+        if message.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(space, data, one, tmp_path / "b", log=stop_after_epoch_one,
+                       show_progress=False)
+    resumed = train_supernet(space, data, one, tmp_path / "b", log=messages.append,
+                             show_progress=False)
+    assert any(m.startswith("resuming from") for m in messages)
+    assert [h["loss_largest"] for h in resumed["history"]] == [
+        h["loss_largest"] for h in straight["history"]]
+    a, _ = load_supernet(tmp_path / "a")
+    b, state = load_supernet(tmp_path / "b")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values(), strict=True))
+    assert state["epoch"] == 2 and a.space == space
+    with pytest.raises(ConfigError, match="written for another space, plan or data"):
+        train_supernet(space, data, Plan(Recipe(epochs=3, batch_size=32)), tmp_path / "b",
+                       **quiet)
+    params = space.smallest_params()
+    model = a.extract(params)
+    recalibrate(model, data, images=64)
+    bn = model.bn1
+    assert int(bn.num_batches_tracked) == 1 and not model.training
+    acc = supernet_accuracy(a, params, data, calibration=64)
+    assert 0.0 <= acc <= 100.0
+    assert supernet_accuracy(a, params, data, calibration=64) == acc  # deterministic
+
+
+def test_a_missing_checkpoint_says_how_to_make_one(tmp_path):
+    from ghostsearch.supernet.train import load_supernet
+
+    with pytest.raises(ConfigError, match="no supernet checkpoint; train one with"):
+        load_supernet(tmp_path)
+
+
+def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from ghostsearch.arch.config import load_config
+    from ghostsearch.cli import main
+
+    torch.set_num_threads(1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(SPACE))
+    data = ["--data", "synthetic", "--train-subset", "64", "--val-size", "32",
+            "--resolution", "16", "--device", "cpu"]
+    sn = str(tmp_path / "sn")
+    assert main(["supernet", "train", "--space", str(tmp_path / "tiny.yaml"), *data,
+                 "--epochs", "1", "--batch-size", "32", "--random-subnets", "1",
+                 "--out", sn]) == 0
+    assert main(["supernet", "rank", "--supernet", sn, *data, "--candidates", "4",
+                 "--calibration", "64", "--out", str(tmp_path / "ranked.csv")]) == 0
+    ranked = pd.read_csv(tmp_path / "ranked.csv")
+    assert list(ranked["rank"]) == [1, 2, 3, 4]
+    assert ranked["supernet_val_acc"].is_monotonic_decreasing
+    assert ranked["params"].nunique() == 4
+    best = ranked["params"][0]
+    assert main(["supernet", "export", "--supernet", sn, "--params", best,
+                 "--out", str(tmp_path / "sub.json")]) == 0
+    space = space_from_dict(SPACE, "tiny")
+    assert load_config(tmp_path / "sub.json") == space.build_config(json.loads(best))
+    assert main(["train", "--config", str(tmp_path / "sub.json"), "--init",
+                 str(tmp_path / "sub.pth"), *data, "--epochs", "1", "--batch-size", "32",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "initialised from" in capsys.readouterr().out
+    assert main(["supernet", "rank", "--supernet", str(tmp_path / "none"), *data,
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no supernet checkpoint; train one with" in capsys.readouterr().err
+    assert main(["supernet", "train", "--space", str(tmp_path / "tiny.yaml"), *data,
+                 "--band", "9:3", "--out", sn]) == 2
+    assert capsys.readouterr().err.startswith("error: --band 9:3: needs 0 <= LO < HI")

@@ -14,6 +14,7 @@ COMMANDS = {
     "confirm": "retrain a search's best and the reference GhostNets over seeds: the verdict",
     "report": "write the report of one or more studies",
     "export": "export a study's best trial, any trial or its Pareto set as configs",
+    "supernet": "train a weight-sharing supernet, rank candidates with it, export sub-networks",
     "train": "train a found architecture or a named network to the end, with checkpoints",
     "deploy": "export to ONNX, check it against PyTorch and time it (the deploy extra)",
     "latency": "measure the latency of configs or reference GhostNets",
