@@ -133,6 +133,51 @@ def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
     return out
 
 
+def supernet_scores(table_dir: str | Path, arch_ids: Sequence[str], supernet: str | Path,
+                    data: Dataset, *, calibration: int = 512,
+                    progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Each architecture's validation accuracy with weights inherited from `supernet` (after
+    BatchNorm recalibration on `calibration` training images) and the CPU-seconds it took;
+    cached in `supernet.csv` beside the table per checkpoint (its plan, epoch and
+    calibration), so a growing table or a longer-trained supernet scores only what is new."""
+    import hashlib
+
+    from ghostsearch.supernet.rank import supernet_accuracy
+    from ghostsearch.supernet.train import load_supernet
+
+    sn, state = load_supernet(supernet)
+    tag = hashlib.sha256(json.dumps(state["plan"], sort_keys=True).encode()).hexdigest()[:8]
+    tag = f"{tag}-e{state['epoch']}-c{calibration}"
+    cache_path = Path(table_dir) / "supernet.csv"
+    cached = pd.read_csv(cache_path) if cache_path.exists() else pd.DataFrame(
+        columns=["arch_id", "supernet", "value", "cpu_s"])
+    have = set(cached.arch_id[cached.supernet == tag])
+    new = []
+    for arch in arch_ids:
+        if arch in have:
+            continue
+        meta = json.loads((Path(table_dir) / "configs" / f"{arch}.json").read_text())
+        start = time.process_time()
+        value = supernet_accuracy(sn, meta["metadata"]["space_params"], data,
+                                  calibration=calibration)
+        new.append({"arch_id": arch, "supernet": tag, "value": value,
+                    "cpu_s": time.process_time() - start})
+        if progress is not None:
+            progress(f"supernet {arch}: {value:.2f}%")
+    if new:
+        cached = pd.concat([cached, pd.DataFrame(new)], ignore_index=True)
+        cached.to_csv(cache_path, index=False)
+    return cached[(cached.supernet == tag) & cached.arch_id.isin(arch_ids)]
+
+
+def supernet_methods(scores: pd.DataFrame) -> dict[str, Method]:
+    if scores.empty:
+        return {}
+    tag = scores.supernet.iloc[0]
+    return {f"supernet ({tag})": (scores.set_index("arch_id").value,
+                                  float(scores.cpu_s.mean()), "supernet")}
+
+
 def proxy_noise(proxies: pd.DataFrame | None) -> dict[str, dict[str, float]]:
     """Each proxy's own run-to-run noise: the standard deviation of one run's validation
     accuracy pooled over the architectures trained with several seeds, with its degrees of

@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="a ground-truth table folder: measure the scores against it")
     p.add_argument("--scores", default=",".join(SCORE_NAMES),
                    help="comma-separated scores for --ground-truth (default: all)")
+    p.add_argument("--supernet", default=None,
+                   help="a supernet checkpoint (folder or supernet.pt): rank the table with its "
+                        "inherited weights too")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--bands", default="170:200,85:100",
                    help="FLOPs bands (LO:HI in MFLOPs, comma-separated) measured apart from the "
@@ -81,6 +84,10 @@ def against_ground_truth(args: argparse.Namespace) -> int:
     methods = gf.score_methods(scores)
     methods.update(gf.proxy_methods(gf.read_proxies(args.ground_truth)))
     methods.update(gf.curve_methods(args.ground_truth))
+    if args.supernet:
+        methods.update(gf.supernet_methods(gf.supernet_scores(
+            args.ground_truth, list(truth.arch_id), args.supernet, data,
+            progress=lambda m: print(m, flush=True))))
     bands = [("all", None, None, False)] + [
         (f"{lo:g}-{hi:g} MFLOPs", lo, hi, True)
         for lo, hi in (map(float, b.split(":")) for b in args.bands.split(",") if b)]

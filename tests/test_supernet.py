@@ -201,3 +201,31 @@ def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_p
     assert main(["supernet", "train", "--space", str(tmp_path / "tiny.yaml"), *data,
                  "--band", "9:3", "--out", sn]) == 2
     assert capsys.readouterr().err.startswith("error: --band 9:3: needs 0 <= LO < HI")
+
+
+def test_the_ground_truth_is_ranked_with_inherited_weights_and_cached(tmp_path, monkeypatch):
+    import ghostsearch.supernet.rank as rank
+    from benchmarks import gt_fidelity as gf
+    from benchmarks.ground_truth import Unit, plan, write_plan
+    from ghostsearch.supernet.train import Plan, train_supernet
+    from ghostsearch.train.data import load_data
+    from ghostsearch.train.recipe import Recipe
+
+    torch.set_num_threads(1)
+    space = space_from_dict(SPACE, "tiny")
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
+    train_supernet(space, data, Plan(Recipe(epochs=1, batch_size=32), random_subnets=0),
+                   tmp_path / "sn", log=lambda m: None, show_progress=False)
+    table = tmp_path / "gt"
+    archs = plan(space, 9_000_000, 3, [0.5], second_seed=0)
+    write_plan(table, space, archs, [Unit(a["arch_id"], 0) for a in archs], {})
+    ids = [a["arch_id"] for a in archs]
+    first = gf.supernet_scores(table, ids, tmp_path / "sn", data, calibration=64)
+    assert sorted(first.arch_id) == sorted(ids) and first.value.between(0, 100).all()
+    calls = []
+    monkeypatch.setattr(rank, "supernet_accuracy", lambda *a, **k: calls.append(1) or 0.0)
+    again = gf.supernet_scores(table, ids, tmp_path / "sn", data, calibration=64)
+    assert calls == [] and list(again.value) == list(first.value)  # from the cache
+    (method, (values, cpu_s, kind)), = gf.supernet_methods(again).items()
+    assert method.startswith("supernet (") and "-e1-c64" in method and kind == "supernet"
+    assert cpu_s > 0 and sorted(values.index) == sorted(ids)
