@@ -229,3 +229,41 @@ def test_the_ground_truth_is_ranked_with_inherited_weights_and_cached(tmp_path, 
     (method, (values, cpu_s, kind)), = gf.supernet_methods(again).items()
     assert method.startswith("supernet (") and "-e1-c64" in method and kind == "supernet"
     assert cpu_s > 0 and sorted(values.index) == sorted(ids)
+
+
+def test_a_search_prescreens_its_pool_with_the_supernet(tmp_path):
+    import optuna
+
+    from ghostsearch.search.prescreen import PRESCREEN_KEY
+    from ghostsearch.search.settings import DataSpec, SearchSettings
+    from ghostsearch.search.workers import run_search
+    from ghostsearch.supernet.train import Plan, train_supernet
+    from ghostsearch.train.recipe import Recipe
+
+    torch.set_num_threads(1)
+    space = space_from_dict(SPACE, "tiny")
+    spec = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
+    train_supernet(space, spec.load(progress=False), Plan(Recipe(epochs=1, batch_size=32),
+                                                          random_subnets=0),
+                   tmp_path / "sn", log=lambda m: None, show_progress=False)
+    common = dict(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}", space=space,
+                  data=spec, protocol=Recipe(epochs=1, batch_size=32), budget_flops=9_000_000,
+                  device="cpu", prescreen="supernet", pool=6, top=2, trials=2,
+                  baselines=False)
+    settings = SearchSettings(**common, supernet=str(tmp_path / "sn"))
+    assert settings.identity()["prescreen"]["supernet"].endswith("-e1")
+    study = run_search(settings, show_progress=False)
+    pool = study.user_attrs[PRESCREEN_KEY]
+    assert pool["score"] == "supernet" and len(pool["pool"]) == 6
+    assert pool["supernet"]["epoch"] == 1 and pool["cpu_seconds"] > 0
+    picked = sorted((r for r in pool["pool"] if r["picked"]), key=lambda r: r["rank"])
+    assert [r["rank"] for r in picked] == [0, 1]
+    assert picked[0]["score"] >= max(r["score"] for r in pool["pool"])
+    trained = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["prescreen_rank"] for t in trained) == [0, 1]
+    with pytest.raises(ConfigError, match="--prescreen supernet and --supernet DIR go together"):
+        SearchSettings(**common)
+    other = {**SPACE, "width": [0.3, 0.5]}
+    with pytest.raises(ConfigError, match="trained for space 'tiny', not this search's"):
+        SearchSettings(**{**common, "space": space_from_dict(other, "tiny")},
+                       supernet=str(tmp_path / "sn"))

@@ -99,9 +99,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "baselines with --prescreen)")
     g.add_argument("--prescreen", default=None, metavar="SCORE",
                    help="rank a pool of candidates with this training-free score (see "
-                        "ghostsearch.SCORE_NAMES) and train only the best --top; 'none' "
-                        "trains what the sampler proposes (default: the preset's: naswot "
-                        "for cpu, none for gpu and quick)")
+                        "ghostsearch.SCORE_NAMES), or 'supernet' (validation accuracy with "
+                        "weights inherited from --supernet), and train only the best --top; "
+                        "'none' trains what the sampler proposes (default: the preset's: "
+                        "naswot for cpu, none for gpu and quick)")
+    g.add_argument("--supernet", default=None, metavar="DIR",
+                   help="a checkpoint of ghostsearch supernet train, for --prescreen supernet")
     g.add_argument("--pool", type=int, default=None,
                    help="candidates within the limits that --prescreen scores (default: the "
                         "preset's, 500 for cpu, else 200)")
@@ -291,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pruner=mode["pruner"], baselines=not args.no_baselines, prescreen=mode["prescreen"],
         pool=mode["pool"] if mode["prescreen"] else 0, top=mode["top"] if mode["prescreen"] else 0,
         heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
-        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs, band=args.band)
+        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs, band=args.band,
+        supernet=args.supernet)
     dataset = data.load()  # bad data is refused here, once, before any worker starts
     device = pick_device(args.devices.split(",")[0] if args.devices else args.device)
     if args.n_jobs is None:

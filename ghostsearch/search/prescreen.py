@@ -58,6 +58,8 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
     space = settings.space
     draws = pool_draws(settings)
     points = draws.points
+    if settings.prescreen == "supernet":
+        return _supernet_pool(settings, data, draws, progress)
     x, y = score_batch(data)
     cfgs = [space.build_config(p) for p in points]
     pcfgs = [proxy_config(c, data, settings.protocol).to_dict() for c in cfgs]
@@ -83,6 +85,13 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
             values.append(v)
             cpu += c
             bar.update(1)
+    return _ranked(settings, points, cfgs, values, draws, cpu=cpu, workers=workers,
+                   batch=len(y))
+
+
+def _ranked(settings: Any, points: list[dict[str, Any]], cfgs: list[Any], values: list[float],
+            draws: Draws, **extra: Any) -> dict[str, Any]:
+    """The scored pool, ranked best first, the best `settings.top` picked."""
     rows = [{"params": params, "arch": cfg.short(), "flops": analytic_counts(cfg).flops,
              "score": value} for params, cfg, value in zip(points, cfgs, values, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["score"], i))
@@ -90,8 +99,32 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
         rows[i]["rank"] = rank
         rows[i]["picked"] = rank < settings.top
     return {"score": settings.prescreen, "pool": rows, "top": settings.top,
-            "cpu_seconds": cpu, "workers": workers, "batch": len(y),
-            "band": Limits.of(settings).describe_band(), "draws": draws.summary()}
+            "band": Limits.of(settings).describe_band(), "draws": draws.summary(), **extra}
+
+
+def _supernet_pool(settings: Any, data: Dataset, draws: Draws, progress: bool) -> dict[str, Any]:
+    """The pool scored by validation accuracy with weights inherited from the supernet (after
+    BatchNorm recalibration), in this process."""
+    from ..progress import progress_bar
+    from ..supernet.rank import supernet_accuracy
+    from ..supernet.train import load_supernet
+
+    sn, state = load_supernet(settings.supernet)
+    if (data.num_classes, data.resolution) != (sn.task.num_classes, sn.task.resolution):
+        raise ConfigError(f"--supernet {settings.supernet}: trained for {sn.task.num_classes} "
+                          f"classes at {sn.task.resolution} px, this data has "
+                          f"{data.num_classes} at {data.resolution} px")
+    cfgs = [settings.space.build_config(p) for p in draws.points]
+    bar = progress_bar(total=len(cfgs), desc="prescreen (supernet)", unit="candidate",
+                       disable=not progress, dynamic_ncols=True)
+    values, start = [], time.process_time()
+    with contextlib.closing(bar):
+        for params in draws.points:
+            values.append(supernet_accuracy(sn, params, data))
+            bar.update(1)
+    return _ranked(settings, draws.points, cfgs, values, draws,
+                   cpu_seconds=time.process_time() - start, workers=1,
+                   supernet={"path": str(settings.supernet), "epoch": state["epoch"]})
 
 
 def _one_thread() -> None:

@@ -4,6 +4,7 @@ checked when made so that a bad option is refused before any data loads."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class SearchSettings:
     pool: int = 0  # candidates within the limits that the prescreen scores
     top: int = 0  # of them, the best this many are trained with the proxy
     band: float = DEFAULT_BAND  # candidates lie in [band x limit, limit]; 0: anywhere under it
+    supernet: str | None = None  # a supernet checkpoint: `prescreen="supernet"` ranks with it
 
     def __post_init__(self) -> None:
         if self.budget_flops is not None:  # refused before any data is loaded
@@ -115,12 +117,20 @@ class SearchSettings:
         Limits(self.budget_flops, band=self.band)  # refuses a band outside [0, 1)
         if self.pruner not in PRUNERS:
             raise ConfigError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        if (self.prescreen == "supernet") != (self.supernet is not None):
+            raise ConfigError("--prescreen supernet and --supernet DIR go together (a "
+                              "checkpoint of ghostsearch supernet train)")
+        if self.supernet is not None:
+            tag = supernet_tag(self.supernet)
+            if tag["space_sha256"] != self.space.fingerprint():
+                raise ConfigError(f"--supernet {self.supernet}: trained for space "
+                                  f"{tag['space']!r}, not this search's {self.space.name!r}")
         if self.prescreen is not None:
             from .scores import SCORE_NAMES
 
-            if self.prescreen not in SCORE_NAMES:
+            if self.prescreen not in (*SCORE_NAMES, "supernet"):
                 raise ConfigError(f"--prescreen {self.prescreen!r}: unknown score (known: "
-                                  f"{', '.join(SCORE_NAMES)})")
+                                  f"{', '.join(SCORE_NAMES)}, supernet)")
             if self.pool < 1 or self.top < 1:
                 raise ConfigError(f"--pool {self.pool} --top {self.top}: both must be >= 1 "
                                   "with --prescreen")
@@ -150,13 +160,23 @@ class SearchSettings:
             "objectives": list(self.objectives),
             "data": self.data.identity(),
             "protocol": dataclasses.asdict(self.protocol),
-            "prescreen": ({"score": self.prescreen, "pool": self.pool, "top": self.top}
+            "prescreen": ({"score": self.prescreen, "pool": self.pool, "top": self.top,
+                           **({"supernet": supernet_tag(self.supernet)["tag"]}
+                              if self.supernet else {})}
                           if self.prescreen else None),
             "seed": self.seed,
             "band": self.band,
             # ordered distributions for ordinal choices (before: every choice categorical)
             "encoding": "ordered",
         }
+
+
+@functools.lru_cache(maxsize=8)
+def supernet_tag(path: str) -> dict[str, Any]:
+    """What identifies a supernet checkpoint: its space, plan and epoch (read once a path)."""
+    from ..supernet.train import read_tag
+
+    return read_tag(path)
 
 
 def smallest_flops(space: SearchSpace) -> int:

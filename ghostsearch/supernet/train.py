@@ -94,6 +94,24 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple
     return sn.to(device), state
 
 
+def read_tag(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's identity without building the supernet: its space (name and
+    fingerprint), task, plan, epoch, and a short tag of plan and epoch."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.exists():
+        raise ConfigError(f"{path}: no supernet checkpoint; train one with `ghostsearch "
+                          "supernet train`")
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    space = space_from_dict(state["space"], str(path))
+    plan = hashlib.sha256(json.dumps(state["plan"], sort_keys=True).encode()).hexdigest()[:8]
+    return {"space": space.name, "space_sha256": space.fingerprint(), "task": state["task"],
+            "plan": state["plan"], "epoch": state["epoch"], "tag": f"{plan}-e{state['epoch']}"}
+
+
 def train_supernet(space: SearchSpace, data: Dataset, plan: Plan, out_dir: str | Path, *,
                    device: str | torch.device = "cpu", log: Callable[[str], None] = print,
                    show_progress: bool = True) -> dict[str, Any]:
