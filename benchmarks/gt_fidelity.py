@@ -140,14 +140,11 @@ def supernet_scores(table_dir: str | Path, arch_ids: Sequence[str], supernet: st
     BatchNorm recalibration on `calibration` training images) and the CPU-seconds it took;
     cached in `supernet.csv` beside the table per checkpoint (its plan, epoch and
     calibration), so a growing table or a longer-trained supernet scores only what is new."""
-    import hashlib
-
     from ghostsearch.supernet.rank import supernet_accuracy
-    from ghostsearch.supernet.train import load_supernet
+    from ghostsearch.supernet.train import load_supernet, read_tag
 
-    sn, state = load_supernet(supernet)
-    tag = hashlib.sha256(json.dumps(state["plan"], sort_keys=True).encode()).hexdigest()[:8]
-    tag = f"{tag}-e{state['epoch']}-c{calibration}"
+    sn, _ = load_supernet(supernet)
+    tag = f"{read_tag(supernet)['tag']}-c{calibration}"
     cache_path = Path(table_dir) / "supernet.csv"
     cached = pd.read_csv(cache_path) if cache_path.exists() else pd.DataFrame(
         columns=["arch_id", "supernet", "value", "cpu_s"])

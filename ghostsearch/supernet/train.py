@@ -77,17 +77,21 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)  # a kill during the save never leaves a broken checkpoint
 
 
-def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[
-        SuperNet, dict[str, Any]]:
-    """The supernet of a checkpoint (a file or the folder holding `supernet.pt`), rebuilt from
-    the file's own space and task, and the checkpoint's other entries."""
+def _read(path: str | Path, mmap: bool = False) -> tuple[Path, dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.exists():
         raise ConfigError(f"{path}: no supernet checkpoint; train one with `ghostsearch "
                           "supernet train`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    return path, torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+
+
+def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> tuple[
+        SuperNet, dict[str, Any]]:
+    """The supernet of a checkpoint (a file or the folder holding `supernet.pt`), rebuilt from
+    the file's own space and task, and the checkpoint's other entries."""
+    path, state = _read(path)
     space = space_from_dict(state["space"], str(path))
     sn = SuperNet(space, Task(**state["task"]))
     sn.load_state_dict(state["supernet"])
@@ -99,13 +103,7 @@ def read_tag(path: str | Path) -> dict[str, Any]:
     fingerprint), task, plan, epoch, and a short tag of plan and epoch."""
     import hashlib
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.exists():
-        raise ConfigError(f"{path}: no supernet checkpoint; train one with `ghostsearch "
-                          "supernet train`")
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    path, state = _read(path, mmap=True)  # the weights stay on disk
     space = space_from_dict(state["space"], str(path))
     plan = hashlib.sha256(json.dumps(state["plan"], sort_keys=True).encode()).hexdigest()[:8]
     return {"space": space.name, "space_sha256": space.fingerprint(), "task": state["task"],
