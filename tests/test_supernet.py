@@ -267,3 +267,28 @@ def test_a_search_prescreens_its_pool_with_the_supernet(tmp_path):
     with pytest.raises(ConfigError, match="trained for space 'tiny', not this search's"):
         SearchSettings(**{**common, "space": space_from_dict(other, "tiny")},
                        supernet=str(tmp_path / "sn"))
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_in_band_candidates_are_searched_with_inherited_weights(tiny, sampler, monkeypatch):
+    import ghostsearch.supernet.rank as rank
+    from ghostsearch.train.data import load_data
+
+    torch.set_num_threads(1)
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
+    calls = []
+
+    def fake_accuracy(sn, params, data, calibration):  # the sampler's behaviour, fast
+        calls.append(params)
+        return float(params["width"]) * 10 + float(params["stage4.depth"])
+
+    monkeypatch.setattr(rank, "supernet_accuracy", fake_accuracy)
+    rows = rank.search_subnets(tiny, data, 12, low_flops=2_000_000, high_flops=9_000_000,
+                               sampler=sampler, seed=1)
+    space = tiny.space
+    cfgs = [space.build_config(r["params"]) for r in rows]
+    assert len(rows) == len(set(cfgs)) == len(calls) == 12  # distinct, each evaluated once
+    assert all(2.0 <= r["mflops"] <= 9.0 for r in rows)
+    assert all(r["supernet_val_acc"] == fake_accuracy(None, r["params"], None, 0) for r in rows)
+    with pytest.raises(ConfigError, match="choose random or tpe"):
+        rank.search_subnets(tiny, data, 2, sampler="cma")

@@ -24,16 +24,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ghostsearch.arch.config import save_config
-from ghostsearch.arch.counting import analytic_counts
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.errors import ConfigError
-from ghostsearch.search.space import load_space, sample_band
-from ghostsearch.supernet.rank import CALIBRATION_IMAGES, supernet_accuracy
+from ghostsearch.search.space import load_space
+from ghostsearch.supernet.rank import CALIBRATION_IMAGES, search_subnets
 from ghostsearch.supernet.train import Plan, load_supernet, train_supernet
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import pick_device
@@ -81,6 +79,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="deployment MFLOPs of the candidates (default: the supernet's band)")
     r.add_argument("--candidates", type=int, default=200,
                    help="distinct candidates drawn uniformly from the band (default 200)")
+    r.add_argument("--sampler", choices=("random", "tpe"), default="random",
+                   help="random: distinct uniform draws from the band; tpe: Optuna's TPE "
+                        "restricted to the band, steered by the accuracies it has seen (which "
+                        "finds better candidates is not measured yet) (default: random)")
     r.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES,
                    help=f"training images for BatchNorm (default {CALIBRATION_IMAGES})")
     r.add_argument("--seed", type=int, default=0)
@@ -139,19 +141,21 @@ def _rank(args: argparse.Namespace) -> int:
                           f"the supernet was trained for {sn.task.num_classes} at "
                           f"{sn.task.resolution} px: pass the data it was trained on")
     low, high = ((int(lo_hi[0] * 1e6), int(lo_hi[1] * 1e6)) if lo_hi else (None, None))
-    draws = sample_band(sn.space, args.candidates, args.seed, low_flops=low, high_flops=high)
-    rows = []
-    for i, params in enumerate(draws.points):
-        t0 = time.perf_counter()
-        acc = supernet_accuracy(sn, params, data, calibration=args.calibration)
-        cfg = sn.space.build_config(params)
-        rows.append({"rank": 0, "supernet_val_acc": acc,
-                     "mflops": analytic_counts(cfg).flops / 1e6,
-                     "seconds": time.perf_counter() - t0, "params": json.dumps(params)})
-        if (i + 1) % 25 == 0 or i + 1 == len(draws.points):
-            print(f"{i + 1}/{len(draws.points)} ranked, "
-                  f"{sum(r['seconds'] for r in rows) / len(rows):.2f} s a candidate", flush=True)
-    frame = pd.DataFrame(rows).sort_values("supernet_val_acc", ascending=False)
+    rows: list[dict] = []
+
+    def report(row: dict) -> None:
+        rows.append(row)
+        if len(rows) % 25 == 0 or len(rows) == args.candidates:
+            print(f"{len(rows)}/{args.candidates} ranked, "
+                  f"{sum(r['cpu_s'] for r in rows) / len(rows):.2f} CPU-s a candidate",
+                  flush=True)
+
+    search_subnets(sn, data, args.candidates, low_flops=low, high_flops=high,
+                   sampler=args.sampler, seed=args.seed, calibration=args.calibration,
+                   on_row=report)
+    table = [{"rank": 0, **{k: v for k, v in r.items() if k != "params"},
+              "params": json.dumps(r["params"])} for r in rows]
+    frame = pd.DataFrame(table).sort_values("supernet_val_acc", ascending=False)
     frame["rank"] = range(1, len(frame) + 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)

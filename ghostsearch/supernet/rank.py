@@ -4,11 +4,13 @@ every sub-network trained), and measure its accuracy on the held-out validation 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..train.data import Dataset, DeviceLoader, Split
 from ..train.loop import eval_loader, evaluate
 from .weights import SuperNet
@@ -48,3 +50,55 @@ def supernet_accuracy(sn: SuperNet, params: dict[str, Any], data: Dataset, *,
     val = data.val if val_images is None else Split(data.val.images[:val_images],
                                                     data.val.labels[:val_images])
     return evaluate(model, eval_loader(data, val, device), amp=False)
+
+
+def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None = None,
+                   high_flops: int | None = None, sampler: str = "random", seed: int = 0,
+                   calibration: int = CALIBRATION_IMAGES,
+                   on_row: Callable[[dict[str, Any]], None] | None = None
+                   ) -> list[dict[str, Any]]:
+    """`n` candidates of the band [low_flops, high_flops] (deployment FLOPs) evaluated with
+    inherited weights, proposed by `sampler`: "random" (distinct uniform draws from the band)
+    or "tpe" (Optuna's multivariate TPE restricted to the band, learning from the accuracies
+    it has seen; a point it proposes again is not evaluated twice). Each row: the point, its
+    accuracy and the CPU-seconds it took."""
+    import time
+
+    from ..arch.counting import analytic_counts
+    from ..search.space import sample_band
+
+    space = sn.space
+
+    def evaluate_point(params: dict[str, Any]) -> dict[str, Any]:
+        start = time.process_time()
+        acc = supernet_accuracy(sn, params, data, calibration=calibration)
+        row = {"params": params, "supernet_val_acc": acc,
+               "mflops": analytic_counts(space.build_config(params)).flops / 1e6,
+               "cpu_s": time.process_time() - start}
+        if on_row is not None:
+            on_row(row)
+        return row
+
+    if sampler == "random":
+        points = sample_band(space, n, seed, low_flops=low_flops, high_flops=high_flops).points
+        return [evaluate_point(p) for p in points]
+    if sampler != "tpe":
+        raise ConfigError(f"--sampler {sampler!r}: choose random or tpe")
+    import optuna
+
+    from ..search.limits import Limits
+    from ..search.sampler import BandSampler, base_sampler
+
+    if high_flops is None:
+        raise ConfigError("--sampler tpe needs a band (--band LO:HI)")
+    limits = Limits(high_flops, band=(low_flops or 0) / high_flops)
+    study = optuna.create_study(direction="maximize", sampler=BandSampler(
+        base_sampler("tpe", seed, n_startup_trials=max(10, n // 10)), space, limits, seed))
+    seen: dict[Any, dict[str, Any]] = {}
+    while len(seen) < n:
+        trial = study.ask()
+        cfg = space.suggest(trial)
+        if cfg not in seen:
+            seen[cfg] = evaluate_point(dict(trial.params))
+        study.tell(trial, seen[cfg]["supernet_val_acc"])
+    return list(seen.values())
