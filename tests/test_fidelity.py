@@ -344,7 +344,8 @@ def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkey
     space = load_space("ghostnet")
     archs = gt.plan(space, 100_000_000, 0, [0.5], second_seed=0)
     gt.write_plan(tmp_path, space, archs, [gt.Unit("ref-0.50x", 0)], {})
-    gt._init_worker(1, {"name": "synthetic", "train_subset": 64, "val_size": 32, "seed": 0})
+    monkeypatch.setattr(gt, "_worker_data", load_data("synthetic", train_subset=64, val_size=32,
+                                                      seed=0, progress=False))
     proto = dataclasses.asdict(Recipe(epochs=3, batch_size=32))
     monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "straight"))
     straight = gt.train_unit(str(tmp_path), "ref-0.50x", 0, proto)

@@ -18,6 +18,15 @@ from ghostsearch.supernet import SuperNet, Task, largest_params
 TASK = Task(num_classes=10, resolution=16, stem_stride=1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread, as a worker trains (and fast on a busy machine); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> SuperNet:
     torch.manual_seed(0)
@@ -31,7 +40,6 @@ def points(space, n, seed=0):
 
 @pytest.mark.parametrize("space_name", ["tiny", "ghostnet"])
 def test_a_sub_network_equals_its_extracted_copy_and_counts_as_its_config(space_name, tiny):
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     sn = tiny if space_name == "tiny" else SuperNet(load_space("ghostnet"), TASK)
     sn.eval()
@@ -115,7 +123,6 @@ def test_training_resumes_to_the_same_weights_and_ranks_with_inherited_weights(t
     from ghostsearch.train.data import load_data
     from ghostsearch.train.recipe import Recipe
 
-    torch.set_num_threads(1)
     space = space_from_dict(SPACE, "tiny")
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
     plan = Plan(Recipe(epochs=2, batch_size=32), band_mflops=None, random_subnets=1)
@@ -172,7 +179,6 @@ def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_p
     from ghostsearch.arch.config import load_config
     from ghostsearch.cli import main
 
-    torch.set_num_threads(1)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(SPACE))
     data = ["--data", "synthetic", "--train-subset", "64", "--val-size", "32",
             "--resolution", "16", "--device", "cpu"]
@@ -211,7 +217,6 @@ def test_the_ground_truth_is_ranked_with_inherited_weights_and_cached(tmp_path, 
     from ghostsearch.train.data import load_data
     from ghostsearch.train.recipe import Recipe
 
-    torch.set_num_threads(1)
     space = space_from_dict(SPACE, "tiny")
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
     train_supernet(space, data, Plan(Recipe(epochs=1, batch_size=32), random_subnets=0),
@@ -240,7 +245,6 @@ def test_a_search_prescreens_its_pool_with_the_supernet(tmp_path):
     from ghostsearch.supernet.train import Plan, train_supernet
     from ghostsearch.train.recipe import Recipe
 
-    torch.set_num_threads(1)
     space = space_from_dict(SPACE, "tiny")
     spec = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
     train_supernet(space, spec.load(progress=False), Plan(Recipe(epochs=1, batch_size=32),
@@ -274,7 +278,6 @@ def test_in_band_candidates_are_searched_with_inherited_weights(tiny, sampler, m
     import ghostsearch.supernet.rank as rank
     from ghostsearch.train.data import load_data
 
-    torch.set_num_threads(1)
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
     calls = []
 
