@@ -85,7 +85,7 @@ def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str
             values.append(v)
             cpu += c
             bar.update(1)
-    return _ranked(settings, points, cfgs, values, draws, cpu=cpu, workers=workers,
+    return _ranked(settings, points, cfgs, values, draws, cpu_seconds=cpu, workers=workers,
                    batch=len(y))
 
 
