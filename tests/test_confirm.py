@@ -1,4 +1,4 @@
-"""The confirm stage: units through the study's storage, verdicts with Welch intervals, the
+"""The confirm stage: units through the study's storage, verdicts from the pooled noise, the
 report and best_arch.json, resume, and bad input."""
 
 from __future__ import annotations
