@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostsearch import ConfigError, analytic_counts, load_config, save_config
-from ghostsearch.bank import Bank, data_fingerprint, run_key
+from ghostsearch.bank import Bank, data_fingerprint, model_key
 from ghostsearch.cache import cache_root
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.space import SearchSpace, sample_band, sample_points
@@ -314,8 +314,8 @@ class BankUse:
         for a in arch_ids:
             meta = json.loads((out / "configs" / f"{a}.json").read_text())["metadata"]
             if meta["kind"] == "reference":
-                spec = _spec(out, a, data, protocol)
-                keys[a] = run_key(dataclasses.asdict(spec), protocol, data_id)
+                cfg = load_config(out / "configs" / f"{a}.json")
+                keys[a] = model_key(cfg, data, protocol, data_id)
         return cls(bank, keys, data)
 
     def stored_row(self, out: Path, unit: Unit, protocol: Recipe) -> dict[str, Any] | None:

@@ -49,6 +49,18 @@ def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def model_key(cfg: Any, data: Any, recipe: Any, data_id: str) -> str:
+    """The bank key of the deployment config `cfg` trained in its proxy form (the data's
+    classes and size) with `recipe` on data with fingerprint `data_id`: the model spec that
+    `ghostsearch confirm` and the ground truth train."""
+    from .search.proxy import proxy_config
+    from .train.full import ModelSpec
+
+    spec = ModelSpec(config=proxy_config(cfg, data, recipe).to_dict(),
+                     num_classes=data.num_classes)
+    return run_key(dataclasses.asdict(spec), recipe, data_id)
+
+
 @dataclass(frozen=True)
 class Bank:
     """The bank in the CSV file at `path` (created with its header on the first run)."""

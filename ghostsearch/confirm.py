@@ -26,7 +26,7 @@ import torch
 
 from .arch.config import NetConfig
 from .arch.counting import analytic_counts
-from .bank import Bank, run_key
+from .bank import Bank, model_key
 from .errors import ConfigError, StudyError
 from .search.estimate import worker_threads
 from .search.settings import DataSpec
@@ -108,15 +108,8 @@ class BankLink:
     @classmethod
     def make(cls, bank: Bank, cands: list[Candidate], data: Any, protocol: Recipe,
              data_id: str, source: str) -> BankLink:
-        from .search.proxy import proxy_config
-        from .train.full import ModelSpec
-
-        keys = {}
-        for c in cands:
-            if c.baseline:
-                pcfg = proxy_config(NetConfig.from_dict(c.config), data, protocol)
-                spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
-                keys[c.key] = run_key(dataclasses.asdict(spec), protocol, data_id)
+        keys = {c.key: model_key(NetConfig.from_dict(c.config), data, protocol, data_id)
+                for c in cands if c.baseline}
         return cls(bank, keys, source)
 
     def stored(self, key: str, seed: int) -> dict[str, Any] | None:

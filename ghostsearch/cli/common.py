@@ -71,3 +71,14 @@ def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
     group.add_argument("--max-data-gb", type=float, default=DEFAULT_MAX_DATA_GB,
                        help="refuse an image folder whose decoded images exceed this many GB "
                             f"(they are held in memory) (default: {DEFAULT_MAX_DATA_GB:g})")
+
+
+def load_data_args(args: Any) -> Any:
+    """The Dataset that the options of `add_data_args` describe, its summary printed."""
+    from ..train.data import load_data
+
+    data = load_data(args.data, args.data_dir, val_size=args.val_size,
+                     train_subset=args.train_subset, resolution=args.resolution,
+                     seed=args.split_seed, max_data_gb=args.max_data_gb)
+    print(data.summary(), flush=True)
+    return data

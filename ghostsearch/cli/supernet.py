@@ -28,12 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ghostsearch.arch.config import save_config
-from ghostsearch.cli.common import ArgumentParser, add_data_args
+from ghostsearch.cli.common import ArgumentParser, add_data_args, load_data_args
 from ghostsearch.errors import ConfigError
 from ghostsearch.search.space import load_space
 from ghostsearch.supernet.rank import CALIBRATION_IMAGES, search_subnets
 from ghostsearch.supernet.train import Plan, load_supernet, train_supernet
-from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import GROUND_TRUTH_PROTOCOL
 
@@ -102,20 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return {"train": _train, "rank": _rank, "export": _export}[args.command](args)
 
 
-def _data(args: argparse.Namespace):  # noqa: ANN202 (a Dataset)
-    data = load_data(args.data, args.data_dir, val_size=args.val_size,
-                     train_subset=args.train_subset, resolution=args.resolution,
-                     seed=args.split_seed, max_data_gb=args.max_data_gb)
-    print(data.summary(), flush=True)
-    return data
-
-
 def _train(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     recipe = dataclasses.replace(GROUND_TRUTH_PROTOCOL, epochs=args.epochs,
                                  batch_size=args.batch_size, lr=args.lr)
     plan = Plan(recipe, band(args.band), args.random_subnets, not args.no_distill, args.seed)
-    data = _data(args)
+    data = load_data_args(args)
     print(f"supernet of {space.name!r}: largest, smallest and {plan.random_subnets} random "
           f"sub-networks a step"
           + (f" from [{plan.band_mflops[0]:g}, {plan.band_mflops[1]:g}] MFLOPs"
@@ -135,7 +126,7 @@ def _rank(args: argparse.Namespace) -> int:
     lo_hi = band(args.band) or plan.band_mflops
     if args.candidates < 1:
         raise ConfigError(f"--candidates {args.candidates}: must be >= 1")
-    data = _data(args)
+    data = load_data_args(args)
     if (data.num_classes, data.resolution) != (sn.task.num_classes, sn.task.resolution):
         raise ConfigError(f"this data has {data.num_classes} classes at {data.resolution} px; "
                           f"the supernet was trained for {sn.task.num_classes} at "

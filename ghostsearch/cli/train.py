@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ghostsearch import load_config
-from ghostsearch.cli.common import ArgumentParser, add_data_args
+from ghostsearch.cli.common import ArgumentParser, add_data_args, load_data_args
 from ghostsearch.compress.zoo import MODELS
 from ghostsearch.search.proxy import proxy_config
-from ghostsearch.train.data import load_data
 from ghostsearch.train.full import ModelSpec, train_full
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import SCHEDULES, Recipe
@@ -62,10 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     schedule=args.schedule, warmup=args.warmup,
                     weight_decay=args.weight_decay, label_smoothing=args.label_smoothing)
-    data = load_data(args.data, args.data_dir, val_size=args.val_size,
-                     train_subset=args.train_subset, resolution=args.resolution,
-                     seed=args.split_seed, max_data_gb=args.max_data_gb)
-    print(data.summary())
+    data = load_data_args(args)
     if args.config:
         cfg = proxy_config(load_config(args.config), data, recipe)
         spec = ModelSpec(config=cfg.to_dict(), num_classes=data.num_classes)

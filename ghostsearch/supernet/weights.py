@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +126,11 @@ class SuperNet(nn.Module):
                 state[f"{prefix}.0.weight"] = conv.weight.detach()
                 for k, v in bn.state_dict().items():
                     state[f"{prefix}.1.{k}"] = v
-        self.keys = tuple(state)
+        buffers = {name for name, _ in model.named_buffers()}
         self.params = nn.ParameterList()
         self._where: dict[str, tuple[bool, int | str]] = {}
         for i, (k, v) in enumerate(state.items()):
-            if v.is_floating_point() and not _is_buffer(model, k):
+            if v.is_floating_point() and k not in buffers:
                 self._where[k] = (True, len(self.params))
                 self.params.append(nn.Parameter(v.clone()))
             else:
@@ -192,10 +191,6 @@ class SuperNet(nn.Module):
         return model.train(self.training)
 
 
-def _is_buffer(model: nn.Module, key: str) -> bool:
-    return key in dict(model.named_buffers())
-
-
 def _part(shared: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """The first channels of `shared` along every dimension, and the centre of a larger
     kernel (the last two dimensions of a 4-d conv weight); a parameter's part is made
@@ -228,7 +223,3 @@ def _cheap_part(shared: torch.Tensor, shape: tuple[int, ...], replicas: int,
     picked = shared.index_select(0, rows)
     return _part(picked, shape) if picked.dim() == 4 else picked
 
-
-def count_subnets(space: SearchSpace) -> int:
-    """How many architectures the space (and so the supernet) holds."""
-    return math.prod(len(v) for v in space.choices().values())
