@@ -51,18 +51,20 @@ def seed_noise(table_dir: str | Path) -> dict[str, Any] | None:
     """The table's noise floor from its architectures trained with several seeds: each one's
     test accuracies, the standard deviation of one run pooled over them (`stats.pooled_noise`),
     and the 95% half-width of a difference between two single-seed runs (1.96 * sqrt(2) * sd),
-    under which one-seed gaps say nothing. None when no architecture has two seeds yet."""
+    under which one-seed gaps say nothing; `val_pooled_sd` is the same for validation accuracy,
+    the truth the rankings are scored on. None when no architecture has two seeds yet."""
     runs = pd.read_csv(Path(table_dir) / "runs.csv")
     groups = [(a, g.sort_values("seed")) for a, g in runs.groupby("arch_id") if len(g) > 1]
     if not groups:
         return None
     noise = pooled_noise([g.test_acc.tolist() for _, g in groups])  # weighted by runs - 1
+    val = pooled_noise([g.val_acc.tolist() for _, g in groups])
     pooled = float(noise.sd)
     return {"architectures": [{"arch_id": a, "name": g.name.iloc[0], "seeds": g.seed.tolist(),
                                "test_acc": g.test_acc.tolist(),
                                "spread": float(g.test_acc.max() - g.test_acc.min())}
                               for a, g in groups],
-            "pooled_sd": pooled, "pooled_df": noise.df,
+            "pooled_sd": pooled, "pooled_df": noise.df, "val_pooled_sd": float(val.sd),
             "one_seed_difference_95": float(1.96 * np.sqrt(2) * pooled)}
 
 

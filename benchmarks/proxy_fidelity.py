@@ -3,7 +3,8 @@
 With --ground-truth DIR (a table of `scripts/build_ground_truth.py`): every training-free
 score, #params and FLOPs, and their rank average, against the table's test accuracy, by
 Kendall tau, Spearman rho and precision of the top 10% with bootstrap 95% intervals, and the
-CPU-seconds per architecture; a plot of tau against cost.
+CPU-seconds per architecture; a plot of tau against cost; and in each band the ceiling, the tau
+a perfect ranking can expect against a truth measured with the table's run-to-run noise.
 
 Without it: samples architectures within a budget, trains each with the proxy protocol and
 with a longer schedule, and reports Kendall tau and Spearman rho between the two rankings,
@@ -22,12 +23,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.fidelity import proxy_fidelity, sample_within_budget
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.provenance import provenance
 from ghostsearch.search.scores import SCORE_NAMES
 from ghostsearch.search.space import load_space
+from ghostsearch.stats import rank_ceiling
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import Recipe
@@ -91,6 +95,7 @@ def against_ground_truth(args: argparse.Namespace) -> int:
     bands = [("all", None, None, False)] + [
         (f"{lo:g}-{hi:g} MFLOPs", lo, hi, True)
         for lo, hi in (map(float, b.split(":")) for b in args.bands.split(",") if b)]
+    noise = gf.seed_noise(args.ground_truth)
     sections = {}
     for label, lo, hi, sampled in bands:
         sub = gf.in_band(truth, lo, hi, sampled_only=sampled)
@@ -107,11 +112,16 @@ def against_ground_truth(args: argparse.Namespace) -> int:
         print(table.to_markdown(index=False, floatfmt=".3f"))
         print(f"the bar (better of FLOPs and params): {s['bar_kendall']:.3f}; interval above "
               f"it: {', '.join(s['clear_with_interval']) or 'none'}")
+        if noise:
+            s["ceiling_kendall"] = rank_ceiling(sub.val_acc,
+                                                noise["val_pooled_sd"] / np.sqrt(sub.seeds))
+            print(f"the ceiling: a perfect ranking reaches about tau {s['ceiling_kendall']:.3f} "
+                  f"against this truth (one run's validation sd {noise['val_pooled_sd']:.2f} "
+                  f"points, over the spread of {len(sub)} architectures)")
         sections[label] = {"architectures": len(sub), **s, "table": table.to_dict("records")}
         if label == "all":
             gf.plot_fidelity(table, (Path(args.json) if args.json else Path(
                 args.ground_truth) / "fidelity.json").with_suffix(".png"), len(sub))
-    noise = gf.seed_noise(args.ground_truth)
     if noise:
         print(f"noise floor: {len(noise['architectures'])} architectures with two seeds or "
               f"more, one run's sd {noise['pooled_sd']:.2f} points (test); a one-seed "

@@ -185,6 +185,31 @@ def ranking_metrics(predicted: Any, truth: Any, *, boot: int = 1000, seed: int =
     return out
 
 
+def rank_ceiling(observed: Sequence[float], noise_sd: float | Sequence[float], *,
+                 draws: int = 2000, seed: int = 0) -> float:
+    """The Kendall tau a perfect ranking can expect against a truth measured with noise.
+
+    Why: a ground truth of one seed an architecture is itself noisy, so even the true order
+    ranks imperfectly against it, most of all in a narrow band where the architectures differ
+    by about the noise. The true values are taken as normal with the observed variance less
+    the noise's (`noise_sd` for every value, or one per value, e.g. sd / sqrt(seeds)); the
+    result is the mean tau between true values and true values plus noise over `draws`
+    simulated tables. 0.0 when the noise explains the whole spread."""
+    from scipy import stats
+
+    obs = np.asarray(observed, dtype=float)
+    noise = np.broadcast_to(np.asarray(noise_sd, dtype=float), obs.shape)
+    var_true = float(np.var(obs, ddof=1) - np.mean(noise ** 2))
+    if len(obs) < 2 or var_true <= 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(draws):
+        true = rng.normal(0.0, math.sqrt(var_true), len(obs))
+        taus.append(stats.kendalltau(true, true + rng.normal(0.0, noise)).statistic)
+    return float(np.mean(taus))
+
+
 def size_free(score: Sequence[float], flops: Sequence[float]) -> np.ndarray:
     """`score` made size-free: its residual after a least-squares line on log FLOPs (what the
     score says beyond the architecture's size)."""

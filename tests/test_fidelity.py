@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 import benchmarks.fidelity as fid
 from ghostsearch import ConfigError, analytic_counts
 from ghostsearch.search.space import load_space
+from ghostsearch.stats import rank_ceiling
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import ProxyResult
 from ghostsearch.train.recipe import Recipe
@@ -70,6 +72,7 @@ def test_scores_against_a_ground_truth_table(tmp_path):
     assert noise["architectures"][0]["test_acc"] == [50.0, 47.0]
     assert noise["architectures"][0]["spread"] == 3.0 and len(noise["architectures"]) == 1
     assert noise["pooled_sd"] == pytest.approx(4.5 ** 0.5)  # variance of (50, 47) is 4.5
+    assert noise["val_pooled_sd"] == pytest.approx(4.5 ** 0.5)  # val_acc written alike
     assert noise["one_seed_difference_95"] == pytest.approx(1.96 * 3.0)
     truth = gf.read_truth(tmp_path, space)
     assert len(truth) == 7 and truth.set_index("arch_id").loc[
@@ -89,6 +92,22 @@ def test_scores_against_a_ground_truth_table(tmp_path):
     other = space_from_dict({**space.to_dict(), "width": [0.5, 1.0]}, "other")
     with pytest.raises(ConfigError, match="a ground truth of space 'ghostnet'"):
         gf.read_truth(tmp_path, other)
+    # the script end to end: every section carries the ceiling a perfect ranking can reach
+    import json
+
+    from benchmarks import proxy_fidelity as pf
+
+    meta = json.loads((tmp_path / "protocol.json").read_text())
+    meta["data"] = {"val_size": 64, "train_subset": None}
+    (tmp_path / "protocol.json").write_text(json.dumps(meta))
+    out = tmp_path / "fid.json"
+    assert pf.main(["--ground-truth", str(tmp_path), "--data", "synthetic", "--resolution",
+                    "16", "--scores", "params,flops", "--boot", "50", "--json", str(out)]) == 0
+    whole = json.loads(out.read_text())["bands"]["all"]
+    observed = truth.val_acc.to_numpy()
+    assert whole["architectures"] == 7
+    assert whole["ceiling_kendall"] == pytest.approx(rank_ceiling(
+        observed, noise["val_pooled_sd"] / np.sqrt(truth.seeds.to_numpy())))
 
 
 def test_cross_validated_ridge_learns_a_monotone_relation_out_of_fold():

@@ -11,6 +11,7 @@ from ghostsearch.stats import (
     compare,
     pooled_noise,
     precision_at_top,
+    rank_ceiling,
     ranking_metrics,
     seeds_needed,
     size_free,
@@ -95,3 +96,18 @@ def test_size_free_removes_the_log_flops_trend():
     resid = size_free(score, flops)
     assert resid == pytest.approx(extra, abs=1e-9)
     assert abs(np.corrcoef(resid, np.log(flops))[0, 1]) < 1e-6
+
+
+def test_rank_ceiling_follows_the_normal_theory_and_its_limits():
+    rng = np.random.default_rng(3)
+    observed = rng.normal(67.0, 1.5, 30)
+    sd_obs = float(np.std(observed, ddof=1))
+    noise = 0.7
+    rho = math.sqrt(1 - noise ** 2 / sd_obs ** 2)  # correlation of truth and measurement
+    expected = 2 / math.pi * math.asin(rho)  # Greiner's relation for a bivariate normal
+    assert rank_ceiling(observed, noise, draws=3000) == pytest.approx(expected, abs=0.02)
+    assert rank_ceiling(observed, 1e-9, draws=50) == pytest.approx(1.0)
+    assert rank_ceiling(observed, sd_obs * 1.01, draws=50) == 0.0  # noise explains it all
+    # more seeds an architecture (smaller noise of its mean) raise the ceiling
+    one_seed = rank_ceiling(observed, noise, draws=1000)
+    assert rank_ceiling(observed, np.full(30, noise / math.sqrt(3)), draws=1000) > one_seed
