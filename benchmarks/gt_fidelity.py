@@ -136,17 +136,19 @@ def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
 
 
 def supernet_scores(table_dir: str | Path, arch_ids: Sequence[str], supernet: str | Path,
-                    data: Dataset, *, calibration: int = 512,
+                    data: Dataset, *, calibration: int = 512, val_images: int | None = None,
                     progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Each architecture's validation accuracy with weights inherited from `supernet` (after
-    BatchNorm recalibration on `calibration` training images) and the CPU-seconds it took;
-    cached in `supernet.csv` beside the table per checkpoint (its plan, epoch and
-    calibration), so a growing table or a longer-trained supernet scores only what is new."""
+    BatchNorm recalibration on `calibration` training images, on the first `val_images`
+    held-out images, default all) and the CPU-seconds it took; cached in `supernet.csv` beside
+    the table per checkpoint (its plan, epoch, calibration and validation images), so a
+    growing table or a longer-trained supernet scores only what is new."""
     from ghostsearch.supernet.rank import supernet_accuracy
     from ghostsearch.supernet.train import load_supernet, read_tag
 
     sn, _ = load_supernet(supernet)
-    tag = f"{read_tag(supernet)['tag']}-c{calibration}"
+    tag = f"{read_tag(supernet)['tag']}-c{calibration}" + (f"-v{val_images}" if val_images
+                                                            else "")
     cache_path = Path(table_dir) / "supernet.csv"
     cached = pd.read_csv(cache_path) if cache_path.exists() else pd.DataFrame(
         columns=["arch_id", "supernet", "value", "cpu_s"])
@@ -158,7 +160,7 @@ def supernet_scores(table_dir: str | Path, arch_ids: Sequence[str], supernet: st
         meta = json.loads((Path(table_dir) / "configs" / f"{arch}.json").read_text())
         start = time.process_time()
         value = supernet_accuracy(sn, meta["metadata"]["space_params"], data,
-                                  calibration=calibration)
+                                  calibration=calibration, val_images=val_images)
         new.append({"arch_id": arch, "supernet": tag, "value": value,
                     "cpu_s": time.process_time() - start})
         if progress is not None:

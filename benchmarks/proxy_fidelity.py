@@ -57,6 +57,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--supernet", default=None,
                    help="a supernet checkpoint (folder or supernet.pt): rank the table with its "
                         "inherited weights too")
+    p.add_argument("--supernet-calibration", type=int, default=512,
+                   help="training images for the supernet's BatchNorm (default 512)")
+    p.add_argument("--supernet-val-images", type=int, default=None,
+                   help="rank with the supernet on the first N validation images (default all)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--bands", default="170:200,85:100",
                    help="FLOPs bands (LO:HI in MFLOPs, comma-separated) measured apart from the "
@@ -91,6 +95,7 @@ def against_ground_truth(args: argparse.Namespace) -> int:
     if args.supernet:
         methods.update(gf.supernet_methods(gf.supernet_scores(
             args.ground_truth, list(truth.arch_id), args.supernet, data,
+            calibration=args.supernet_calibration, val_images=args.supernet_val_images,
             progress=lambda m: print(m, flush=True))))
     bands = [("all", None, None, False)] + [
         (f"{lo:g}-{hi:g} MFLOPs", lo, hi, True)

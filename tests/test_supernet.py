@@ -187,11 +187,13 @@ def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_p
                  "--epochs", "1", "--batch-size", "32", "--random-subnets", "1",
                  "--out", sn]) == 0
     assert main(["supernet", "rank", "--supernet", sn, *data, "--candidates", "4",
-                 "--calibration", "64", "--out", str(tmp_path / "ranked.csv")]) == 0
+                 "--calibration", "64", "--val-images", "16",
+                 "--out", str(tmp_path / "ranked.csv")]) == 0
     ranked = pd.read_csv(tmp_path / "ranked.csv")
     assert list(ranked["rank"]) == [1, 2, 3, 4]
     assert ranked["supernet_val_acc"].is_monotonic_decreasing
     assert ranked["params"].nunique() == 4
+    assert (ranked["supernet_val_acc"] % 6.25 == 0).all()  # accuracies on 16 images
     best = ranked["params"][0]
     assert main(["supernet", "export", "--supernet", sn, "--params", best,
                  "--out", str(tmp_path / "sub.json")]) == 0
@@ -231,6 +233,13 @@ def test_the_ground_truth_is_ranked_with_inherited_weights_and_cached(tmp_path, 
     monkeypatch.setattr(rank, "supernet_accuracy", lambda *a, **k: calls.append(1) or 0.0)
     again = gf.supernet_scores(table, ids, tmp_path / "sn", data, calibration=64)
     assert calls == [] and list(again.value) == list(first.value)  # from the cache
+    seen = []
+    monkeypatch.setattr(rank, "supernet_accuracy",
+                        lambda *a, **k: seen.append(k["val_images"]) or 50.0)
+    fewer = gf.supernet_scores(table, ids, tmp_path / "sn", data, calibration=64,
+                               val_images=16)  # another setting: its own rows in the cache
+    assert seen == [16] * len(ids) and (fewer.value == 50.0).all()
+    assert fewer.supernet.iloc[0] == first.supernet.iloc[0] + "-v16"
     (method, (values, cpu_s, kind)), = gf.supernet_methods(again).items()
     assert method.startswith("supernet (") and "-e1-c64" in method and kind == "supernet"
     assert cpu_s > 0 and sorted(values.index) == sorted(ids)

@@ -84,6 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "finds better candidates is not measured yet) (default: random)")
     r.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES,
                    help=f"training images for BatchNorm (default {CALIBRATION_IMAGES})")
+    r.add_argument("--val-images", type=int, default=None,
+                   help="evaluate on the first N held-out images: cheaper, noisier (default all)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto")
     r.add_argument("--out", required=True, help="the CSV to write")
@@ -143,7 +145,7 @@ def _rank(args: argparse.Namespace) -> int:
 
     search_subnets(sn, data, args.candidates, low_flops=low, high_flops=high,
                    sampler=args.sampler, seed=args.seed, calibration=args.calibration,
-                   on_row=report)
+                   val_images=args.val_images, on_row=report)
     table = [{"rank": 0, **{k: v for k, v in r.items() if k != "params"},
               "params": json.dumps(r["params"])} for r in rows]
     frame = pd.DataFrame(table).sort_values("supernet_val_acc", ascending=False)

@@ -54,7 +54,7 @@ def supernet_accuracy(sn: SuperNet, params: dict[str, Any], data: Dataset, *,
 
 def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None = None,
                    high_flops: int | None = None, sampler: str = "random", seed: int = 0,
-                   calibration: int = CALIBRATION_IMAGES,
+                   calibration: int = CALIBRATION_IMAGES, val_images: int | None = None,
                    on_row: Callable[[dict[str, Any]], None] | None = None
                    ) -> list[dict[str, Any]]:
     """`n` candidates of the band [low_flops, high_flops] (deployment FLOPs) evaluated with
@@ -71,7 +71,8 @@ def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None
 
     def evaluate_point(params: dict[str, Any]) -> dict[str, Any]:
         start = time.process_time()
-        acc = supernet_accuracy(sn, params, data, calibration=calibration)
+        acc = supernet_accuracy(sn, params, data, calibration=calibration,
+                                val_images=val_images)
         row = {"params": params, "supernet_val_acc": acc,
                "mflops": analytic_counts(space.build_config(params)).flops / 1e6,
                "cpu_s": time.process_time() - start}
