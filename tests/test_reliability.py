@@ -52,6 +52,34 @@ def stored_trials(url: str, name: str) -> list:
         return []
 
 
+def _open_together(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        storage_mod.make_storage(url)
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001  (the parent asserts on what happened)
+        results.put(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def test_processes_opening_a_new_sqlite_database_together_all_get_it(tmp_path):
+    """Workers, the command and a test's poller (or a dashboard) opening an empty database at
+    once race to create its tables; SQLite tells the losers "table ... already exists"."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for rep in range(2):
+        url = f"sqlite:///{tmp_path / f'race{rep}.db'}"
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_together, args=(url, barrier, results))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join()
+        assert outcomes == ["ok"] * 6
+
+
 def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     args = ["--study-name", "k", "--storage", url, "--trials", "5", "--epochs", "6",

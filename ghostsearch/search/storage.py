@@ -47,9 +47,12 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
                 if url.startswith("sqlite:"):
                     _serialise_sqlite(storage.engine)
                 return storage
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-                # workers started together on an empty database race to create its tables;
-                # the loser retries and finds them made
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                    sqlalchemy.exc.OperationalError):
+                # processes opening an empty database together (workers, a second command, a
+                # dashboard) race to create its tables: SQLite says "table ... already exists"
+                # (OperationalError), PostgreSQL an IntegrityError; the loser retries and
+                # finds them made. A database that stays unusable fails on the last attempt.
                 if attempt == 5:
                     raise
                 time.sleep(0.2 + random.random())
