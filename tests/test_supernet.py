@@ -290,7 +290,8 @@ def test_in_band_candidates_are_searched_with_inherited_weights(tiny, sampler, m
     data = load_data("synthetic", resolution=16, train_subset=64, val_size=32, progress=False)
     calls = []
 
-    def fake_accuracy(sn, params, data, calibration):  # the sampler's behaviour, fast
+    def fake_accuracy(sn, params, data, calibration, val_images):  # the sampler, fast
+        assert val_images is None  # all the held-out images unless asked
         calls.append(params)
         return float(params["width"]) * 10 + float(params["stage4.depth"])
 
@@ -301,6 +302,7 @@ def test_in_band_candidates_are_searched_with_inherited_weights(tiny, sampler, m
     cfgs = [space.build_config(r["params"]) for r in rows]
     assert len(rows) == len(set(cfgs)) == len(calls) == 12  # distinct, each evaluated once
     assert all(2.0 <= r["mflops"] <= 9.0 for r in rows)
-    assert all(r["supernet_val_acc"] == fake_accuracy(None, r["params"], None, 0) for r in rows)
+    assert all(r["supernet_val_acc"] == fake_accuracy(None, r["params"], None, 0, None)
+               for r in rows)
     with pytest.raises(ConfigError, match="choose random or tpe"):
         rank.search_subnets(tiny, data, 2, sampler="cma")
