@@ -147,8 +147,9 @@ def supernet_scores(table_dir: str | Path, arch_ids: Sequence[str], supernet: st
     from ghostsearch.supernet.train import load_supernet, read_tag
 
     sn, _ = load_supernet(supernet)
-    tag = f"{read_tag(supernet)['tag']}-c{calibration}" + (f"-v{val_images}" if val_images
-                                                            else "")
+    tag = f"{read_tag(supernet)['tag']}-c{calibration}"
+    if val_images is not None:
+        tag += f"-v{val_images}"
     cache_path = Path(table_dir) / "supernet.csv"
     cached = pd.read_csv(cache_path) if cache_path.exists() else pd.DataFrame(
         columns=["arch_id", "supernet", "value", "cpu_s"])

@@ -76,6 +76,10 @@ def against_ground_truth(args: argparse.Namespace) -> int:
     from ghostsearch.train.recipe import GROUND_TRUTH_DATA
 
     torch.set_num_threads(1)  # CPU-seconds per architecture, as a one-thread worker pays them
+    for flag, value in (("--supernet-calibration", args.supernet_calibration),
+                        ("--supernet-val-images", args.supernet_val_images)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be >= 1")
     names = [n.strip() for n in args.scores.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCORE_NAMES]
     if unknown:

@@ -198,9 +198,11 @@ def rank_ceiling(observed: Sequence[float], noise_sd: float | Sequence[float], *
     from scipy import stats
 
     obs = np.asarray(observed, dtype=float)
+    if len(obs) < 2:
+        return 0.0
     noise = np.broadcast_to(np.asarray(noise_sd, dtype=float), obs.shape)
     var_true = float(np.var(obs, ddof=1) - np.mean(noise ** 2))
-    if len(obs) < 2 or var_true <= 0:
+    if var_true <= 0:
         return 0.0
     rng = np.random.default_rng(seed)
     taus = []

@@ -206,6 +206,9 @@ def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_p
     assert main(["supernet", "rank", "--supernet", str(tmp_path / "none"), *data,
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "no supernet checkpoint; train one with" in capsys.readouterr().err
+    assert main(["supernet", "rank", "--supernet", sn, *data, "--val-images", "0",
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert capsys.readouterr().err.startswith("error: --val-images 0: must be >= 1")
     assert main(["supernet", "train", "--space", str(tmp_path / "tiny.yaml"), *data,
                  "--band", "9:3", "--out", sn]) == 2
     assert capsys.readouterr().err.startswith("error: --band 9:3: needs 0 <= LO < HI")

@@ -126,8 +126,10 @@ def _rank(args: argparse.Namespace) -> int:
     sn, state = load_supernet(args.supernet, pick_device(args.device))
     plan = Plan.from_dict(state["plan"])
     lo_hi = band(args.band) or plan.band_mflops
-    if args.candidates < 1:
-        raise ConfigError(f"--candidates {args.candidates}: must be >= 1")
+    for flag, value in (("--candidates", args.candidates), ("--calibration", args.calibration),
+                        ("--val-images", args.val_images)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be >= 1")
     data = load_data_args(args)
     if (data.num_classes, data.resolution) != (sn.task.num_classes, sn.task.resolution):
         raise ConfigError(f"this data has {data.num_classes} classes at {data.resolution} px; "
