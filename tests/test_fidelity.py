@@ -179,6 +179,18 @@ def test_proxy_variants_are_checked(text, message):
     assert [v.name for v in parse_variants("1x500, 4X1000", 1000)] == ["1x500", "4x1000"]
 
 
+def test_proxy_table_trains_the_architectures_named_in_table_order():
+    from benchmarks.build_proxy_table import select_archs
+
+    ids = ["ref-0.50x", "s000", "s001", "b170-200-00", "b170-200-01", "b85-100-00"]
+    assert select_archs(ids, "*") == ids
+    assert select_archs(ids, "b85-*, b170-200-*") == ["b170-200-00", "b170-200-01", "b85-100-00"]
+    assert select_archs(ids, "s001,ref-*") == ["ref-0.50x", "s001"]
+    with pytest.raises(ConfigError, match="--archs 'b200-\\*' matches no architecture of the "
+                                          "table; its ids look like ref-0.50x, s000, s001"):
+        select_archs(ids, "b200-*")
+
+
 def test_search_simulation_picks_and_costs():
     import pandas as pd
 
