@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,7 +43,13 @@ from ghostsearch.report.export import confirmed_winner, export_best
 from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
 from ghostsearch.report.render import write_report
-from ghostsearch.search.estimate import default_n_jobs, estimate_search, format_duration
+from ghostsearch.search.estimate import (
+    busy_warning,
+    default_n_jobs,
+    estimate_search,
+    format_duration,
+    trial_threads,
+)
 from ghostsearch.search.limits import DEFAULT_BAND, Limits
 from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
 from ghostsearch.search.presets import PRESETS, Preset, get_preset
@@ -191,7 +198,8 @@ def _measure_front(study, settings: SearchSettings) -> None:
              if len(over) else ""))
 
 
-def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -> None:
+def _announce_estimate(settings: SearchSettings, dataset, device, preset: str,
+                       load: float = 0.0) -> None:
     """On a CPU, say how long the search will take before it starts: run the prescreen (if
     any) first, then time a few training steps of what will be trained (the picked candidates
     and the references, else the widest reference); a GPU-sized protocol on a CPU is named as
@@ -210,6 +218,9 @@ def _announce_estimate(settings: SearchSettings, dataset, device, preset: str) -
               f"{pool['top']} (every candidate goes to pool.csv)")
         picked = [space.build_config(p) for p in picked_params(study)]
         cfgs = picked + (refs if settings.baselines and widths else []) or cfgs
+    warning = busy_warning(load, trial_threads(settings.n_jobs))
+    if warning:
+        print(warning)
     est = estimate_search(settings, dataset, cfgs, device)
     print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}"
           + ("; pruning shortens it" if settings.pruner != "none" else ""))
@@ -263,6 +274,7 @@ def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    load = os.getloadavg()[0]  # before this command adds its own work
     args = parse_args(argv)
     budget = parse_budget(args.budget)
     space = load_space(args.space)
@@ -321,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"study {name!r} had no trained trial and other {', '.join(replaced)}: "
               "replaced by this command's")
     if device.type == "cpu":
-        _announce_estimate(settings, dataset, device, preset.name)
+        _announce_estimate(settings, dataset, device, preset.name, load)
     devices = args.devices.split(",") if args.devices else None
     interrupted = False
     try:

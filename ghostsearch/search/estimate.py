@@ -34,9 +34,30 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+def thread_cap() -> int | None:
+    """The user's OMP_NUM_THREADS when it is a positive integer: on a machine that other jobs
+    keep busy, one thread per process runs many times faster than two that wait for each
+    other, and a user who says so is obeyed."""
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return cap if cap > 0 else None
+
+
 def worker_threads(n_jobs: int) -> int:
-    """CPU threads per worker when `n_jobs` workers share this machine's cores."""
-    return max(1, usable_cores() // max(1, n_jobs))
+    """CPU threads per spawned worker when `n_jobs` workers share this machine's cores, at most
+    the user's OMP_NUM_THREADS."""
+    share = max(1, usable_cores() // max(1, n_jobs))
+    cap = thread_cap()
+    return min(share, cap) if cap else share
+
+
+def trial_threads(n_jobs: int) -> int:
+    """CPU threads a trial will train with: a single worker runs in this process with its
+    thread setting (torch's, which OMP_NUM_THREADS sets), several run spawned with
+    `worker_threads`. The estimate times with these, or it times another machine."""
+    return torch.get_num_threads() if n_jobs == 1 else worker_threads(n_jobs)
 
 
 MAX_DEFAULT_CPU_WORKERS = 8  # each worker holds its own copy of the data and a model
@@ -50,6 +71,19 @@ def default_n_jobs(device_type: str) -> int:
     if device_type != "cpu":
         return 1
     return max(1, min(usable_cores(), MAX_DEFAULT_CPU_WORKERS))
+
+
+def busy_warning(load: float, threads: int) -> str | None:
+    """A warning when other processes already kept the cores busy (`load`: the one-minute
+    load average before this command started working) and each trial will train with several
+    threads: those threads wait for each other behind the other processes, and the trials (and
+    the estimate, timed under the same load) run several times slower than on an idle machine."""
+    cores = usable_cores()
+    if threads < 2 or load < cores / 2:
+        return None
+    return (f"warning: this machine was already busy (load {load:.1f} on {cores} cores) and each "
+            f"trial trains with {threads} threads, which wait for each other beside other "
+            "processes; OMP_NUM_THREADS=1 is often several times faster while other jobs run")
 
 
 def format_duration(seconds: float) -> str:
@@ -112,7 +146,7 @@ def measure_throughput(cfg: NetConfig, protocol: Recipe, device: torch.device,
 
 def estimate_search(settings: SearchSettings, data: Dataset, cfgs: list[NetConfig],
                     device: torch.device) -> Estimate:
-    """Time each of `cfgs` here (with each worker's share of the CPU threads) and scale their
+    """Time each of `cfgs` here (with the threads each trial will use) and scale their
     mean trial to the search's trials: the candidates a prescreen picked and the references
     when known, else one representative. Kernel sizes and expansions weigh on a CPU beyond
     their FLOPs, so timing the very candidates beats scaling one by FLOPs."""
@@ -121,7 +155,7 @@ def estimate_search(settings: SearchSettings, data: Dataset, cfgs: list[NetConfi
     batch = min(settings.protocol.batch_size, len(data.train))
     protocol = dataclasses.replace(settings.protocol, batch_size=batch)
     rates = [measure_throughput(proxy_config(cfg, data, settings.protocol), protocol, device,
-                                threads=worker_threads(settings.n_jobs)) for cfg in cfgs]
+                                threads=trial_threads(settings.n_jobs)) for cfg in cfgs]
     per_trial = sum(trial_seconds(r, settings.protocol, data) for r in rates) / len(rates)
     ips = sum(rates) / len(rates)
     return Estimate(ips, per_trial, per_trial * settings.trials / settings.n_jobs)
