@@ -53,6 +53,7 @@ from ghostsearch import ConfigError, parse_budget
 from ghostsearch.bank import Bank
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
+from ghostsearch.search.limits import Limits
 from ghostsearch.search.space import load_space
 from ghostsearch.search.study import baseline_widths
 from ghostsearch.train.data import DATASETS, load_data
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "original options or pass a new --out")
         units = [Unit(**u) for u in meta["units"]]
     else:
-        widths = [w for _, w in baseline_widths(space, budget)]
+        widths = [w for _, w in baseline_widths(space, Limits(budget, band=0))]
         archs = plan(space, budget, args.archs, widths, second_seed=1)
         ids = [a["arch_id"] for a in archs]
         units = [Unit(i, 0) for i in ids] + [Unit(i, 1) for i in ids[:args.second_seed]]

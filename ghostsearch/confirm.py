@@ -29,10 +29,11 @@ from .arch.counting import analytic_counts
 from .bank import Bank, model_key
 from .errors import ConfigError, StudyError
 from .search.estimate import worker_threads
+from .search.limits import Limits
 from .search.settings import DataSpec
 from .search.space import space_from_dict
 from .search.storage import make_storage
-from .search.study import baseline_widths, width_name
+from .search.study import REFERENCE_WIDTHS_KEY, baseline_widths, width_name
 from .search.workers import spawn_and_wait, stop_on_sigterm
 from .stats import (
     DEFAULT_MARGIN,
@@ -162,7 +163,8 @@ def get_protocol(name: str, epochs: int | None = None) -> tuple[Recipe, int, int
 
 def candidates(study: optuna.Study, top: int) -> list[Candidate]:
     """The `top` completed feasible trials by proxy validation accuracy, then the reference at
-    the widest width within the budget and 1.0x (trained fresh, whatever the study did)."""
+    the widest width within the study's limits (FLOPs, and latency when it had a limit) and
+    1.0x, trained under the confirmation's protocol whatever the study did."""
     if top < 1:
         raise ConfigError(f"--top {top}: must be >= 1")
     done = [t for t in study.get_trials(deepcopy=False,
@@ -177,7 +179,9 @@ def candidates(study: optuna.Study, top: int) -> list[Candidate]:
                      False, t.user_attrs["val_acc"], t.number) for t in done[:top]]
     settings = study.user_attrs.get("settings", {})
     space = space_from_dict(study.user_attrs["space"], study.study_name)
-    widths = dict(baseline_widths(space, settings.get("budget_flops")))
+    stored = study.user_attrs.get(REFERENCE_WIDTHS_KEY)  # what the study itself compared with
+    widths = (dict(stored) if stored is not None else  # a study made before they were stored
+              dict(baseline_widths(space, Limits(settings.get("budget_flops"), band=0))))
     wanted = [w for name, w in widths.items() if "widest" in name] + [1.0]
     for w in dict.fromkeys(wanted):
         if w not in widths.values():

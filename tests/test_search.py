@@ -20,6 +20,7 @@ from ghostsearch import (
 )
 from ghostsearch.report.export import export_best, export_trial
 from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
+from ghostsearch.search.limits import Limits
 from ghostsearch.search.settings import DataSpec, SearchSettings, smallest_flops
 from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
@@ -129,7 +130,7 @@ def load_config_from(attrs):
 
 def test_baselines_are_in_the_study(tmp_path, space):
     s = settings(tmp_path, space)
-    names = [n for n, _ in baseline_widths(space, s.budget_flops)]
+    names = [n for n, _ in baseline_widths(space, Limits.of(s))]
     assert names[:2] == ["GhostNet 0.5x", "GhostNet 1.0x"]
     assert "widest within budget" in names[-1]
     study = run_search(s, show_progress=False)
@@ -299,6 +300,34 @@ def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="measured on CUDA and this machine has none"):
             measure_front(study, cuda_table)
+
+
+def test_the_widest_reference_meets_the_latency_limit_and_confirm_takes_it(tmp_path, space):
+    """With a latency limit, the reference to beat is the widest GhostNet that meets both
+    limits, named as such even when it is 0.5x, and confirm compares with the one the study
+    stored (before: the widest within the FLOPs budget alone, over the latency limit)."""
+    from ghostsearch.confirm import candidates
+    from ghostsearch.latency.table import LatencyTable
+    from ghostsearch.search.study import REFERENCE_WIDTHS_KEY, open_study
+
+    # latency == MFLOPs: references of 2.1, 4.3, 8.6 and 13.9 ms (0.3x, 0.5x, 0.75x, 1.0x)
+    path = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
+                        fits={"all": [0.0, 1.0, 0.0]}).save(tmp_path / "lat.json")
+    flops_only = settings(tmp_path, space)  # 9 MFLOPs
+    assert baseline_widths(space, Limits.of(flops_only)) == [
+        ("GhostNet 0.5x", 0.5), ("GhostNet 1.0x", 1.0),
+        ("GhostNet 0.75x (widest within budget)", 0.75)]
+    s = settings(tmp_path, space, latency_ms=6.0, latency_table=str(path))
+    expected = [("GhostNet 0.5x (widest within budget)", 0.5), ("GhostNet 1.0x", 1.0)]
+    assert baseline_widths(space, Limits.of(s)) == expected
+    study = open_study(s)
+    assert study.user_attrs[REFERENCE_WIDTHS_KEY] == [list(e) for e in expected]
+    assert [t.user_attrs["baseline"] for t in study.get_trials()] == [n for n, _ in expected]
+    cfg = space.build_config(space.reference_params(0.3))
+    study.add_trial(optuna.trial.create_trial(
+        params={}, distributions={}, value=50.0,
+        user_attrs={"feasible": True, "val_acc": 50.0, "config": cfg.to_dict(), "flops": 1}))
+    assert [c.key for c in candidates(study, 1)] == ["trial-2", "GhostNet 0.5x", "GhostNet 1.0x"]
 
 
 def test_latency_settings_errors(tmp_path, space):

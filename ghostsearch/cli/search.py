@@ -205,7 +205,7 @@ def _announce_estimate(settings: SearchSettings, dataset, device, preset: str,
     and the references, else the widest reference); a GPU-sized protocol on a CPU is named as
     such, with the way out."""
     space = settings.space
-    widths = [w for _, w in baseline_widths(space, settings.budget_flops)]
+    widths = [w for _, w in baseline_widths(space, Limits.of(settings))]
     refs = [space.build_config(space.reference_params(w)) for w in widths] or [
         space.build_config(space.smallest_params())]
     cfgs = [max(refs, key=lambda c: analytic_counts(c).flops)]
@@ -287,9 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = study_dir(name, args.out)
     print(f"preset {preset.name} ({why})")
     mode = search_mode(args, preset)
+    limits_table = (LatencyTable.load(args.latency_table)
+                    if args.latency_ms is not None and args.latency_table else None)
+    limits = Limits(budget, args.latency_ms, args.band, limits_table)
     trials = args.trials
     if trials is None:
-        baselines = 0 if args.no_baselines else len(baseline_widths(space, budget))
+        baselines = 0 if args.no_baselines else len(baseline_widths(space, limits))
         trials = mode["top"] + baselines if mode["prescreen"] else 40
     protocol = Recipe(
         epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
@@ -313,14 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.n_jobs is None:
         settings = replace(settings, n_jobs=default_n_jobs(device.type))
     print(dataset.summary())
-    limits_table = LatencyTable.load(args.latency_table) if args.latency_ms else None
     print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
           f"{space.deployment.resolution}x{space.deployment.resolution}, "
           f"{space.deployment.num_classes} classes"
           + (f", latency <= {args.latency_ms:g} ms ({limits_table.describe()}) predicted by "
              f"{args.latency_table}" if args.latency_ms else "")
           + f"; storage {settings.storage}")
-    print(f"candidates: {Limits.of(settings).describe_band()} (--band {settings.band:g}), drawn "
+    print(f"candidates: {limits.describe_band()} (--band {settings.band:g}), drawn "
           f"by {settings.sampler}" + (f" after a {settings.prescreen} prescreen of "
                                       f"{settings.pool}" if settings.prescreen else "")
           + "; the reference GhostNets within the budget are trained beside them")

@@ -9,7 +9,6 @@ import os
 
 import optuna
 
-from ..arch.counting import analytic_counts
 from ..errors import StudyError
 from .limits import Limits
 from .sampler import BandSampler, base_sampler
@@ -64,20 +63,29 @@ def width_name(width: float) -> str:
     return f"GhostNet {width:.1f}x" if round(width, 1) == width else f"GhostNet {width:.2f}x"
 
 
-def baseline_widths(space: SearchSpace, budget_flops: int | None) -> list[tuple[str, float]]:
-    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within budget.
+REFERENCE_WIDTHS_KEY = "reference_widths"  # what the study compares with, read by confirm
+
+
+def baseline_widths(space: SearchSpace, limits: Limits | None) -> list[tuple[str, float]]:
+    """Reference GhostNets to train beside the search: 0.5x, 1.0x and the widest within the
+    limits (the FLOPs budget and, when one is set, the latency limit on its table's runtime:
+    the reference a latency-limited search must beat is the widest GhostNet that meets the
+    latency, not the FLOPs).
 
     Only widths whose reference GhostNet is a point of the space (a space that leaves out the
     paper's s, d, k or depths has no baseline inside it).
     """
     widths = [w for w in space.width if space.contains(space.reference_params(w))]
     out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in widths]
-    if budget_flops is not None:
+    if limits is not None and (limits.budget_flops is not None or limits.latency_ms is not None):
         fitting = [w for w in widths
-                   if analytic_counts(space.build_config(space.reference_params(w))).flops
-                   <= budget_flops]
-        if fitting and max(fitting) not in [w for _, w in out]:
-            out.append((f"{width_name(max(fitting))} (widest within budget)", max(fitting)))
+                   if limits.check(space.build_config(space.reference_params(w))).within]
+        if fitting:  # named as such even when it is 0.5x or 1.0x: confirm compares with it
+            widest = max(fitting)
+            label = f"{width_name(widest)} (widest within budget)"
+            out = [(label if w == widest else name, w) for name, w in out]
+            if widest not in [w for _, w in out]:
+                out.append((label, widest))
     return out
 
 
@@ -114,8 +122,10 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
     if previous != identity:  # a new study, or settings added since, at their defaults
         study.set_user_attr("settings", identity)
         study.set_user_attr("space", settings.space.to_dict())
-    if settings.baselines and created:  # once per study, whatever the number of workers
-        for name, width in baseline_widths(settings.space, settings.budget_flops):
+    if created:  # once per study, whatever the number of workers
+        widths = baseline_widths(settings.space, Limits.of(settings))
+        study.set_user_attr(REFERENCE_WIDTHS_KEY, [[name, w] for name, w in widths])
+        for name, width in widths if settings.baselines else []:
             study.enqueue_trial(settings.space.reference_params(width),
                                 user_attrs={"baseline": name})
     return study
