@@ -115,6 +115,8 @@ def reference_gain(truth: pd.DataFrame) -> pd.Series:
     than the width-scaled reference, and how many?"""
     refs = truth[truth.kind == "reference"].sort_values("mflops")
     sampled = truth[truth.kind == "sampled"].set_index("arch_id")
+    if refs.empty:  # a table without references has no line to compare with
+        return pd.Series(dtype=float, name="gain_over_reference")
     line = np.interp(sampled.mflops, refs.mflops, refs.test_acc)
     return (sampled.test_acc - line).rename("gain_over_reference")
 
@@ -148,6 +150,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--screens", default="synflow,snip,naswot,rank_average,flops",
                    help="training-free rankings to prescreen with (default "
                         "synflow,snip,naswot,rank_average,flops)")
+    p.add_argument("--supernet", default=None, metavar="TAG",
+                   help="also prescreen with a supernet's inherited-weight accuracies, cached in "
+                        "supernet.csv by `proxy_fidelity.py --supernet` (TAG: its supernet "
+                        "column, like a3ba8bed-e12-c512); its cost is the seconds a candidate, "
+                        "its one training is not counted")
     p.add_argument("--splits", type=int, default=20, help="random half splits (default 20)")
     p.add_argument("--repeats", type=int, default=300,
                    help="simulated searches per mode and half (default 300)")
@@ -187,9 +194,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     band_truth = truth_all[truth_all.arch_id.isin(sampled.index)]
     methods.update(gf.size_free_methods(band_truth, {
         k: (v[0][v[0].index.isin(sampled.index)], v[1], v[2]) for k, v in methods.items()}))
+    screens = [s.strip() for s in args.screens.split(",") if s.strip()]
+    if args.supernet:
+        cached = table / "supernet.csv"
+        rows = pd.read_csv(cached) if cached.exists() else pd.DataFrame(columns=["supernet"])
+        rows = rows[rows.supernet == args.supernet]
+        if rows.empty:
+            raise ConfigError(f"--supernet {args.supernet!r}: no such tag in {cached}; score the "
+                              "table with scripts/proxy_fidelity.py --supernet DIR first")
+        sn = gf.supernet_methods(rows)
+        sn = {k: (v[0][v[0].index.isin(sampled.index)], v[1], v[2]) for k, v in sn.items()}
+        missing_sn = sorted(set(sampled.index) - set(next(iter(sn.values()))[0].index))
+        if missing_sn:
+            raise ConfigError(f"--supernet {args.supernet!r}: {len(missing_sn)} architectures of "
+                              f"the band are not scored (like {missing_sn[0]}); rerun "
+                              "scripts/proxy_fidelity.py --supernet DIR")
+        methods.update(sn)
+        screens += list(sn)
     noise = {k: v["sd"] for k, v in gf.proxy_noise(proxies).items()}
     noise.update(gf.curve_noise(table))
-    screens = [s.strip() for s in args.screens.split(",") if s.strip()]
     unknown = [s for s in screens if s not in methods]
     if unknown:
         raise ConfigError(f"--screens {unknown[0]!r}: no such ranking in {table} (known: "
@@ -208,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"[{args.band.replace(':', ', ')}] MFLOPs" if args.band else "the whole table"
     print(f"{len(sampled)} sampled architectures in {where}, halves of {len(sampled) // 2}; "
           f"{args.splits} splits x 2 directions; trained signals with their noise (sd): "
-          + ", ".join(f"{k} {noise[k]:.2f}" for k in proxies_used)
+          + (", ".join(f"{k} {noise[k]:.2f}" for k in proxies_used) or "none")
           + (f"; left out for want of a noise measurement: {', '.join(missing)}"
              if missing else ""))
     pick = chosen.mean(numeric_only=True)

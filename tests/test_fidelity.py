@@ -129,6 +129,46 @@ def test_cross_validated_ridge_learns_a_monotone_relation_out_of_fold():
     assert abs(rank_correlations(pred_noise, target)["kendall"]) < 0.3
 
 
+def test_simulation_prescreens_with_a_cached_supernet(tmp_path):
+    """`simulate_search.py --supernet TAG` adds the supernet's inherited-weight accuracies as a
+    prescreen; one that ranks perfectly makes `supernet over all` pick each half's best."""
+    import json
+
+    import pandas as pd
+
+    import benchmarks.ground_truth as gt
+    from benchmarks import gt_fidelity as gf
+    from benchmarks import simulate_search as sim
+    from ghostsearch.search.space import load_space
+    from ghostsearch.train.data import load_data
+
+    space = load_space("ghostnet")
+    archs = gt.plan(space, 100_000_000, 10, [], second_seed=0)
+    gt.write_plan(tmp_path, space, archs, [gt.Unit(a["arch_id"], 0) for a in archs],
+                  {"budget_flops": 100_000_000})
+    accs = dict(zip([a["arch_id"] for a in archs], [50.0 + (7 * i) % 10 for i in range(10)],
+                    strict=True))
+    for a, acc in accs.items():
+        gt.append_row(tmp_path / "runs.csv", {
+            "arch_id": a, "kind": "sampled", "name": a, "seed": 0, "mflops": 1.0, "params": 1,
+            "proxy_mflops": 1.0, "val_acc": acc, "test_acc": acc - 1, "val_curve": "[]",
+            "train_seconds": 1.0, "total_seconds": 1.0, "threads": 1, "finished_at": "now"})
+    gf.score_table(tmp_path, list(accs), ["flops"], load_data("synthetic", resolution=16))
+    pd.DataFrame({"arch_id": list(accs), "supernet": "t-e1", "value": list(accs.values()),
+                  "cpu_s": 2.0}).to_csv(tmp_path / "supernet.csv", index=False)
+    out = tmp_path / "sim.json"
+    args = ["--ground-truth", str(tmp_path), "--screens", "flops", "--splits", "3",
+            "--repeats", "5", "--json", str(out)]
+    assert sim.main([*args, "--supernet", "t-e1"]) == 0
+    table = pd.DataFrame(json.loads(out.read_text())["table"]).set_index("mode")
+    best = table.loc["supernet (t-e1) over 5"]
+    assert best.mean_rank == 1.0 and best.cpu_s == 5 * 2.0
+    assert best.expected_val_acc == table.expected_val_acc.max()
+    with pytest.raises(ConfigError, match="--supernet 'e9': no such tag in .*supernet.csv; "
+                                          "score the table with scripts/proxy_fidelity.py"):
+        sim.main([*args, "--supernet", "e9"])
+
+
 def test_learning_curve_proxy_and_predictor_methods(tmp_path):
     import json
 
