@@ -1,8 +1,9 @@
 """Every cheap ranking measured against one ground truth (`scripts/build_ground_truth.py`):
 the training-free scores, #params and FLOPs, their rank average, short proxy trainings
 (`scripts/build_proxy_table.py`), the long run's own early epochs (what a pruner sees), and
-small predictors fitted with cross-validation, by Kendall tau, Spearman rho and precision of
-the top 10% (bootstrap 95% intervals), with the CPU-seconds each costs per architecture."""
+small predictors fitted with cross-validation, by Kendall tau against validation accuracy
+(bootstrap 95% interval), Spearman rho and precision of the top 20%, with the CPU-seconds each
+costs per architecture."""
 
 from __future__ import annotations
 

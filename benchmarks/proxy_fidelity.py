@@ -1,10 +1,14 @@
 """How well do cheap rankings order architectures?
 
 With --ground-truth DIR (a table of `scripts/build_ground_truth.py`): every training-free
-score, #params and FLOPs, and their rank average, against the table's test accuracy, by
-Kendall tau, Spearman rho and precision of the top 10% with bootstrap 95% intervals, and the
-CPU-seconds per architecture; a plot of tau against cost; and in each band the ceiling, the tau
-a perfect ranking can expect against a truth measured with the table's run-to-run noise.
+score, its size-free residual, #params and FLOPs, their rank average, the short proxies of
+`scripts/build_proxy_table.py`, the long run's early epochs, ridge predictors under
+cross-validation (and, with --supernet, inherited weights) against the table's *validation*
+accuracy (what choices are made on; tau against test accuracy is reported beside it), by
+Kendall tau with its bootstrap 95% interval and the precision of the top 20%, and the
+CPU-seconds per architecture; a plot of tau against cost; each band and the whole table
+separately, each with its ceiling, the tau a perfect ranking can expect against a truth
+measured with the table's run-to-run noise.
 
 Without it: samples architectures within a budget, trains each with the proxy protocol and
 with a longer schedule, and reports Kendall tau and Spearman rho between the two rankings,
