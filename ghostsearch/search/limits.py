@@ -64,7 +64,8 @@ class Limits:
             raise ConfigError(f"--band {self.band:g}: must be in [0, 1) (a fraction of the limit; "
                               "0 = anything under it)")
         if self.latency_ms is not None and self.table is None:
-            raise ConfigError("--latency-ms needs --latency-table FILE")
+            raise ConfigError("--latency-ms needs --latency-table FILE (make one with "
+                              "ghostsearch table)")
 
     @classmethod
     def of(cls, settings: Any, table: Any = None) -> Limits:
