@@ -220,8 +220,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # only trained signals whose noise was measured: a fixed value would flatter them
     trained = [m for m, v in methods.items() if v[2] in ("proxy", "learning curve")]
     missing = [m for m in trained if m not in noise]
-    proxies_used = [m for m in trained if m in noise]
-    values = pd.DataFrame({m: v[0] for m, v in methods.items()})
+    values = pd.DataFrame({m: v[0] for m, v in methods.items()}).reindex(sampled.index)
+    # a signal some architectures lack would be picked by its gaps: it is left out whole
+    incomplete = {m: int(values[m].notna().sum()) for m in values.columns
+                  if values[m].isna().any()}
+    for s in screens:
+        if s in incomplete:
+            raise ConfigError(f"--screens {s!r}: scored on {incomplete[s]} of the "
+                              f"{len(values)} architectures; run scripts/proxy_fidelity.py "
+                              "--ground-truth first")
+    partial = [f"{m} ({incomplete[m]} of {len(values)})" for m in trained
+               if m in incomplete and m in noise]
+    proxies_used = [m for m in trained if m in noise and m not in incomplete]
     costs = {m: v[1] for m, v in methods.items()}
     grid = modes(len(sampled) // 2, screens, proxies_used)
     result, chosen = out_of_sample(values, costs, sampled.val_acc, sampled.test_acc, grid,
@@ -233,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.splits} splits x 2 directions; trained signals with their noise (sd): "
           + (", ".join(f"{k} {noise[k]:.2f}" for k in proxies_used) or "none")
           + (f"; left out for want of a noise measurement: {', '.join(missing)}"
-             if missing else ""))
+             if missing else "")
+          + (f"; left out, not measured on every architecture: {', '.join(partial)}"
+             if partial else ""))
     pick = chosen.mean(numeric_only=True)
     top = chosen.chosen.value_counts().head(3)
     print(f"the mode chosen on one half, on the other: expected val {pick.expected_val_acc:.2f}%,"
@@ -246,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps({
         "sampled_architectures": len(sampled), "band_mflops": args.band,
         "splits": args.splits, "repeats": args.repeats, "noise_sd": noise,
-        "left_out_without_noise": missing,
+        "left_out_without_noise": missing, "left_out_incomplete": partial,
         "truth": "validation accuracy chooses; test accuracy is reported",
         "chosen_out_of_sample": {"mean": pick.to_dict(), "modes": top.to_dict()},
         "gain_over_reference": gain.round(3).to_dict(),

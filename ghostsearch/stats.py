@@ -219,7 +219,9 @@ def size_free(score: Sequence[float], flops: Sequence[float]) -> np.ndarray:
     x = np.log(np.asarray(flops, dtype=float))
     ok = ~(np.isnan(s) | np.isnan(x))
     out = np.full_like(s, np.nan)
-    if ok.sum() >= 3:
+    if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
         slope, intercept = np.polyfit(x[ok], s[ok], 1)
         out[ok] = s[ok] - (slope * x[ok] + intercept)
+    elif ok.sum() >= 3:  # one size: nothing to remove but the mean (polyfit would divide by 0)
+        out[ok] = s[ok] - s[ok].mean()
     return out

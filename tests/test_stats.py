@@ -96,6 +96,9 @@ def test_size_free_removes_the_log_flops_trend():
     resid = size_free(score, flops)
     assert resid == pytest.approx(extra, abs=1e-9)
     assert abs(np.corrcoef(resid, np.log(flops))[0, 1]) < 1e-6
+    # architectures of one size: only the mean goes (a line on a constant cannot be fitted)
+    assert size_free([1.0, 2.0, 6.0], [5e6] * 3) == pytest.approx([-2.0, -1.0, 3.0])
+    assert np.isnan(size_free([1.0, 2.0], [5e6, 6e6])).all()  # too few to fit
 
 
 def test_rank_ceiling_follows_the_normal_theory_and_its_limits():
