@@ -194,6 +194,27 @@ def test_deploy_reports_float32_and_int8_latency_and_accuracy(tmp_path):
         "--int8 calibrates on training images: add --data and --data-dir")
 
 
+def test_deploy_builds_the_model_a_train_checkpoint_was_trained_as(tmp_path):
+    """`ghostsearch train` adapts a searched config to its data (classes, input size, stem);
+    deploying its checkpoint with the searched config (224 px, 1000 classes) used to fail with
+    "does not fit this model". The checkpoint's spec now decides, and stderr says so."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
+    root = Path(__file__).resolve().parent.parent
+    searched = reference_config(0.5)
+    trained = reference_config(0.5, num_classes=10, resolution=16, stem_stride=1)
+    (tmp_path / "best_arch.json").write_text(json.dumps(searched.to_dict()))
+    torch.save({"model": build_model(trained).state_dict(), "epoch": 3,
+                "spec": {"config": trained.to_dict(), "num_classes": 10}}, tmp_path / "last.pt")
+    r = subprocess.run(
+        [sys.executable, str(root / "scripts" / "deploy.py"), "--config", "best_arch.json",
+         "--checkpoint", "last.pt", "--onnx", "m.onnx", "--runs", "2"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["resolution"] == 16
+    assert ("note: deploying the config last.pt was trained with (16 px, 10 classes, stem stride "
+            "1), not best_arch.json's (224 px, 1000 classes)") in r.stderr
+
+
 @pytest.mark.parametrize("command", [["deploy.py", "--model", "resnet56", "--onnx", "x.onnx"],
                                      ["train.py", "--model", "resnet56", "--data", "synthetic",
                                       "--onnx", "x.onnx"]])

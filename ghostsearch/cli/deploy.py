@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from ghostsearch import ConfigError, build_model, load_config
+from ghostsearch import ConfigError, NetConfig, build_model, load_config
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.compress.deploy import (
     check_onnx,
@@ -30,6 +31,16 @@ from ghostsearch.compress.deploy import (
 from ghostsearch.compress.zoo import MODELS, make_model
 from ghostsearch.report.export import read_preprocessing
 from ghostsearch.train.data import Split, load_data
+
+
+def trained_config(checkpoint: object) -> NetConfig | None:
+    """The config a `ghostsearch train` checkpoint was trained with (its spec): the data's
+    classes and input size and the small-input stem, which the searched deployment config
+    (say 224 px, 1000 classes) does not have. None for a bare state_dict."""
+    spec = checkpoint.get("spec") if isinstance(checkpoint, dict) else None
+    if isinstance(spec, dict) and isinstance(spec.get("config"), dict):
+        return NetConfig.from_dict(spec["config"])
+    return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -65,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     preprocessing = None
     if args.checkpoint and (Path(args.checkpoint).parent / "record.json").exists():
         preprocessing = read_preprocessing(Path(args.checkpoint).parent / "record.json")
+    state = None
+    if args.checkpoint:
+        try:
+            state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as e:
+            raise ConfigError(f"--checkpoint {args.checkpoint}: cannot read ({e})") from None
     if args.config:
         preprocessing = preprocessing or read_preprocessing(args.config)
         cfg = load_config(args.config)
@@ -72,15 +89,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             import dataclasses
 
             cfg = dataclasses.replace(cfg, num_classes=args.num_classes)
+        trained = trained_config(state)
+        if trained is not None and trained != cfg:
+            print(f"note: deploying the config {args.checkpoint} was trained with "
+                  f"({trained.resolution} px, {trained.num_classes} classes, stem stride "
+                  f"{trained.stem_stride}), not {args.config}'s ({cfg.resolution} px, "
+                  f"{cfg.num_classes} classes): the weights fit that model", file=sys.stderr)
+            cfg = trained
         model, res = build_model(cfg), args.resolution or cfg.resolution
     else:
         model, res = make_model(args.model, args.num_classes or 10)
         res = args.resolution or res
-    if args.checkpoint:
-        try:
-            state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as e:
-            raise ConfigError(f"--checkpoint {args.checkpoint}: cannot read ({e})") from None
+    if state is not None:
         state = state.get("model", state) if isinstance(state, dict) else state
         try:
             model.load_state_dict(state, strict=True)
