@@ -100,20 +100,30 @@ def score_table(table_dir: str | Path, arch_ids: Sequence[str], names: Sequence[
     return cached[cached.arch_id.isin(arch_ids) & cached.score.isin(names)]
 
 
-Method = tuple[pd.Series, float, str]  # values by arch_id, CPU-seconds per arch, kind
+# values by arch_id, CPU-seconds (by arch_id, or one figure for all), kind
+Method = tuple[pd.Series, "pd.Series | float", str]
+
+
+def cost_of(cost: pd.Series | float, arch_ids: Sequence[str] | pd.Index) -> float:
+    """A method's mean CPU-seconds over `arch_ids`: a band's architectures cost what they cost
+    (an in-band proxy trains networks twice the table's median size), not the table's mean."""
+    if not isinstance(cost, pd.Series):
+        return float(cost)
+    mine = cost.reindex(list(arch_ids)).dropna()
+    return float(mine.mean() if len(mine) else cost.mean())
 
 
 def score_methods(scores: pd.DataFrame) -> dict[str, Method]:
     """Each score (and #params, FLOPs), plus the rank average of the training-free ones."""
     wide = scores.pivot_table(index="arch_id", columns="score", values="value")
-    cost = scores.groupby("score").cpu_s.mean()
+    cost = scores.pivot_table(index="arch_id", columns="score", values="cpu_s")
     methods: dict[str, Method] = {
-        name: (wide[name], float(cost[name]), "baseline" if name in BASELINES else "score")
+        name: (wide[name], cost[name], "baseline" if name in BASELINES else "score")
         for name in wide.columns}
     free = [n for n in wide.columns if n not in BASELINES]
     if len(free) > 1:
         ranks = pd.concat([wide[n].rank() for n in free], axis=1).mean(axis=1)
-        methods["rank_average"] = (ranks, float(sum(cost[n] for n in free)), "combination")
+        methods["rank_average"] = (ranks, cost[free].sum(axis=1), "combination")
     return methods
 
 
@@ -132,7 +142,7 @@ def proxy_methods(proxies: pd.DataFrame | None) -> dict[str, Method]:
     for variant, g in first.groupby("variant", sort=False):
         e, n = str(variant).split("x")
         out[f"proxy {e} ep x {n} img"] = (g.groupby("arch_id").val_acc.mean(),
-                                          float(g.cpu_seconds.mean()), "proxy")
+                                          g.groupby("arch_id").cpu_seconds.mean(), "proxy")
     return out
 
 
@@ -177,8 +187,8 @@ def supernet_methods(scores: pd.DataFrame) -> dict[str, Method]:
     if scores.empty:
         return {}
     tag = scores.supernet.iloc[0]
-    return {f"supernet ({tag})": (scores.set_index("arch_id").value,
-                                  float(scores.cpu_s.mean()), "supernet")}
+    by_arch = scores.set_index("arch_id")
+    return {f"supernet ({tag})": (by_arch.value, by_arch.cpu_s, "supernet")}
 
 
 def proxy_noise(proxies: pd.DataFrame | None) -> dict[str, dict[str, float]]:
@@ -206,8 +216,8 @@ def curve_methods(table_dir: str | Path, epochs: Sequence[int] = (1, 2, 3, 6)) -
     for k in (k for k in epochs if k < total):
         vals = curves.assign(v=curves.curve.map(lambda c, k=k: c[k - 1]))
         out[f"long run, epoch {k} of {total}"] = (
-            vals.groupby("arch_id").v.mean(), float(runs.train_seconds.mean() * k / total),
-            "learning curve")
+            vals.groupby("arch_id").v.mean(),
+            runs.groupby("arch_id").train_seconds.mean() * k / total, "learning curve")
     return out
 
 
@@ -264,7 +274,10 @@ def predictor_methods(truth: pd.DataFrame, base: dict[str, Method]) -> dict[str,
         if len(feats) < 8:
             continue
         pred = cv_predictions(feats, target.loc[feats.index])
-        out[label] = (pred, float(sum(base[n][1] for n in names)), "predictor")
+        cost = sum((base[n][1] if isinstance(base[n][1], pd.Series) else
+                    pd.Series(float(base[n][1]), index=feats.index)).reindex(feats.index)
+                   for n in names)
+        out[label] = (pred, cost, "predictor")
     return out
 
 
@@ -300,7 +313,7 @@ def fidelity_table(truth: pd.DataFrame, methods: dict[str, Method], *, boot: int
         m = ranking_metrics(both.v.to_numpy(), both.t.to_numpy(), boot=boot, seed=seed, top=top)
         rows.append({"method": name, "kind": kind, "archs": len(both), **m,
                      "kendall_test": rank_correlations(both.v, both.test)["kendall"],
-                     "cpu_s_per_arch": cpu_s})
+                     "cpu_s_per_arch": cost_of(cpu_s, both.index)})
     return pd.DataFrame(rows).sort_values("kendall", ascending=False, ignore_index=True)
 
 

@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     partial = [f"{m} ({incomplete[m]} of {len(values)})" for m in trained
                if m in incomplete and m in noise]
     proxies_used = [m for m in trained if m in noise and m not in incomplete]
-    costs = {m: v[1] for m, v in methods.items()}
+    costs = {m: gf.cost_of(v[1], sampled.index) for m, v in methods.items()}
     grid = modes(len(sampled) // 2, screens, proxies_used)
     result, chosen = out_of_sample(values, costs, sampled.val_acc, sampled.test_acc, grid,
                                    noise=noise, splits=args.splits, repeats=args.repeats,

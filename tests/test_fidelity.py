@@ -194,9 +194,11 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
     curves = gf.curve_methods(tmp_path, epochs=(1, 2, 6))
     assert set(curves) == {"long run, epoch 1 of 4", "long run, epoch 2 of 4"}  # 6 > 4 epochs
     values, cost, kind = curves["long run, epoch 2 of 4"]
-    assert values["s003"] == 17.0 and cost == 60.0 and kind == "learning curve"
+    assert values["s003"] == 17.0 and kind == "learning curve"
+    assert gf.cost_of(cost, ids) == 60.0  # half of 4 epochs of 120 s
     proxies = pd.DataFrame({"arch_id": ids * 2, "variant": ["2x500"] * 10 + ["1x500"] * 10,
-                            "val_acc": list(range(10)) + [5.0] * 10, "cpu_seconds": 4.0})
+                            "val_acc": list(range(10)) + [5.0] * 10,
+                            "cpu_seconds": [2.0 + i for i in range(10)] * 2})
     methods = gf.proxy_methods(proxies)
     assert set(methods) == {"proxy 2 ep x 500 img", "proxy 1 ep x 500 img"}
     # choices are made on validation accuracy; test accuracy is only reported beside it
@@ -206,7 +208,14 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
     methods["params"] = (pd.Series(range(10)[::-1], index=ids, dtype=float), 0.0, "baseline")
     methods.update(gf.predictor_methods(truth, methods))
     assert "ridge(scores, params, FLOPs, proxy 2 ep x 500 img)" in methods
-    assert methods["ridge(scores, params, FLOPs)"][1] == 0.0  # the sum of its features' costs
+    # costs are the architectures' own: a band of the larger ones costs more than the table
+    proxy_cost = methods["proxy 2 ep x 500 img"][1]
+    assert gf.cost_of(proxy_cost, ids) == 6.5 and gf.cost_of(proxy_cost, ids[7:]) == 10.0
+    assert gf.cost_of(proxy_cost, ["elsewhere"]) == 6.5  # no value there: the table's mean
+    # a predictor costs the sum of its features' costs, architecture by architecture
+    assert gf.cost_of(methods["ridge(scores, params, FLOPs)"][1], ids) == 0.0
+    assert gf.cost_of(methods["ridge(scores, params, FLOPs, proxy 2 ep x 500 img)"][1],
+                      ids[7:]) == 10.0
     table = gf.fidelity_table(truth, {**methods, **curves}, boot=20).set_index("method")
     assert table.loc["proxy 2 ep x 500 img", "kendall"] == pytest.approx(1.0)
     assert table.loc["long run, epoch 2 of 4", "kendall"] == pytest.approx(-1.0)
