@@ -5,8 +5,8 @@ infeasible and never trained. Reference GhostNets (0.5x, 1.0x and the widest wit
 are trained under the same protocol in the same study. Rerunning the same command resumes it.
 
 Presets name a measured proxy protocol and data subset: gpu (the default: 5 epochs on the
-whole training split), cpu (3 epochs on 5,000 images, after a NASWOT prescreen of 500
-candidates that trains only the best 5) and quick (1 epoch on 1,000 images, for trying the
+whole training split), cpu (3 epochs on 5,000 images, after a NASWOT prescreen of 12
+candidates that trains only the best 3) and quick (1 epoch on 1,000 images, for trying the
 tool). --epochs, --batch-size, --train-subset, --val-size, --prescreen, --pool, --top and
 --pruner override a preset.
 
