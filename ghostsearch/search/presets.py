@@ -42,7 +42,8 @@ PRESETS = {p.name: p for p in (
     # No pruning: with so few, a median pruner would stop good ones on one noisy epoch.
     Preset("cpu", Recipe(epochs=3, batch_size=64), 5_000, 2_000,
            "3 epochs on 5,000 images, batch 64, 2,000 held out, a NASWOT prescreen of 12 "
-           "candidates training the best 3, no pruning (about 10 min on 2 CPU cores)",
+           "candidates training the best 3, no pruning (25 min on 2 CPU cores that two other "
+           "trainings shared; the estimate it prints is for yours)",
            prescreen="naswot", pool=12, top=3, pruner="none"),
     # For trying the tool: seconds a trial, too short to rank architectures well.
     Preset("quick", Recipe(epochs=1, batch_size=64), 1_000, 500,
