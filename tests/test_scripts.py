@@ -128,6 +128,8 @@ def test_a_prescreened_cpu_search_scores_its_pool_before_it_estimates(tmp_path):
             "--train-subset", "64", "--val-size", "32", "--device", "cpu", "--no-baselines",
             "--n-jobs", "1", "--study-name", "p", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert ("candidates: [170, 200] MFLOPs (--band 0.85), a pool of 6 drawn uniformly, its "
+            "best 2 by snip trained; the reference") in r.stdout
     assert "prescreen: 6 candidates within the limits scored with snip in" in r.stdout
     assert "training the best 2 (every candidate goes to pool.csv)" in r.stdout
     assert "for 2 trials with 1 worker(s)" in r.stdout
@@ -150,7 +152,7 @@ def test_out_folder_holds_the_study_database(tmp_path):
     # without --preset the device decides: no CUDA here, so the cpu preset, and it says so
     assert r.stdout.startswith("preset cpu (auto: no CUDA device")
     assert f"device cpu ({workers} worker(s)); proxy protocol (preset cpu)" in r.stdout
-    assert "candidates: [170, 200] MFLOPs (--band 0.85), drawn by tpe" in r.stdout
+    assert "candidates: [170, 200] MFLOPs (--band 0.85), drawn by tpe; the reference" in r.stdout
     assert "estimate: about" in r.stdout
 
 

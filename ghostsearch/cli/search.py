@@ -322,10 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           + (f", latency <= {args.latency_ms:g} ms ({limits_table.describe()}) predicted by "
              f"{args.latency_table}" if args.latency_ms else "")
           + f"; storage {settings.storage}")
-    print(f"candidates: {limits.describe_band()} (--band {settings.band:g}), drawn "
-          f"by {settings.sampler}" + (f" after a {settings.prescreen} prescreen of "
-                                      f"{settings.pool}" if settings.prescreen else "")
-          + "; the reference GhostNets within the budget are trained beside them")
+    how = (f"a pool of {settings.pool} drawn uniformly, its best {settings.top} by "
+           f"{settings.prescreen} trained" if settings.prescreen
+           else f"drawn by {settings.sampler}")
+    print(f"candidates: {limits.describe_band()} (--band {settings.band:g}), {how}; the "
+          "reference GhostNets within the budget are trained beside them")
     print(f"device {device} ({settings.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
           f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
           f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
