@@ -80,8 +80,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="distinct candidates drawn uniformly from the band (default 200)")
     r.add_argument("--sampler", choices=("random", "tpe"), default="random",
                    help="random: distinct uniform draws from the band; tpe: Optuna's TPE "
-                        "restricted to the band, steered by the accuracies it has seen (which "
-                        "finds better candidates is not measured yet) (default: random)")
+                        "restricted to the band, steered by the accuracies it has seen (over 80 "
+                        "candidates its proposals scored 0.7 points higher on average, its best "
+                        "0.5, one seed: docs/supernet.md) (default: random)")
     r.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES,
                    help=f"training images for BatchNorm (default {CALIBRATION_IMAGES})")
     r.add_argument("--val-images", type=int, default=None,
