@@ -114,10 +114,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="a checkpoint of ghostsearch supernet train, for --prescreen supernet")
     g.add_argument("--pool", type=int, default=None,
                    help="candidates within the limits that --prescreen scores (default: the "
-                        "preset's, 500 for cpu, else 200)")
+                        f"preset's, {PRESETS['cpu'].pool} for cpu, else "
+                        f"{PRESETS['gpu'].pool})")
     g.add_argument("--top", type=int, default=None,
                    help="of the pool, how many are trained with the proxy (default: the "
-                        "preset's, 5 for cpu, else 10)")
+                        f"preset's, {PRESETS['cpu'].top} for cpu, else {PRESETS['gpu'].top})")
     g.add_argument("--timeout", type=float, default=None,
                    help="stop starting new trials after this many seconds")
     g.add_argument("--latency-ms", type=float, default=None,
