@@ -202,13 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rows.empty:
             raise ConfigError(f"--supernet {args.supernet!r}: no such tag in {cached}; score the "
                               "table with scripts/proxy_fidelity.py --supernet DIR first")
-        sn = gf.supernet_methods(rows)
-        sn = {k: (v[0][v[0].index.isin(sampled.index)], v[1], v[2]) for k, v in sn.items()}
-        missing_sn = sorted(set(sampled.index) - set(next(iter(sn.values()))[0].index))
-        if missing_sn:
-            raise ConfigError(f"--supernet {args.supernet!r}: {len(missing_sn)} architectures of "
-                              f"the band are not scored (like {missing_sn[0]}); rerun "
-                              "scripts/proxy_fidelity.py --supernet DIR")
+        sn = gf.supernet_methods(rows)  # one it did not score everywhere is refused below
         methods.update(sn)
         screens += list(sn)
     noise = {k: v["sd"] for k, v in gf.proxy_noise(proxies).items()}
@@ -226,9 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   if values[m].isna().any()}
     for s in screens:
         if s in incomplete:
-            raise ConfigError(f"--screens {s!r}: scored on {incomplete[s]} of the "
-                              f"{len(values)} architectures; run scripts/proxy_fidelity.py "
-                              "--ground-truth first")
+            raise ConfigError(f"{s!r}: scored on {incomplete[s]} of the {len(values)} "
+                              "architectures; score the rest with scripts/proxy_fidelity.py "
+                              "--ground-truth (and --supernet DIR for a supernet)")
     partial = [f"{m} ({incomplete[m]} of {len(values)})" for m in trained
                if m in incomplete and m in noise]
     proxies_used = [m for m in trained if m in noise and m not in incomplete]
