@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ground_truth import machine, read_plan
+from benchmarks.pool import worker_pool
 from ghostsearch import ConfigError, load_config
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.search.proxy import proxy_config
@@ -147,8 +148,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     args = parse_args(argv)
     table = Path(args.ground_truth)
@@ -176,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "train_subset": meta["data"]["train_subset"],
                    "seed": GROUND_TRUTH_DATA["split_seed"]}
     start, n = time.time(), 0
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"),
-                             initializer=_init, initargs=(args.threads, data_kwargs)) as pool:
+    with worker_pool(args.workers, _init, (args.threads, data_kwargs)) as pool:
         queue, running = list(todo), set()
         while queue or running:
             while queue and len(running) < args.workers:

@@ -344,8 +344,9 @@ def run_units(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[
     """Train the units not yet in the table in `workers` processes; yield each row as written.
     A reference run that the bank holds is written from it, not trained; a reference trained
     here goes into the bank."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from benchmarks.pool import worker_pool
 
     csv_path = out / "runs.csv"
     todo = []
@@ -360,10 +361,8 @@ def run_units(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[
         yield row
     if not todo:
         return
-    ctx = mp.get_context("spawn")
     proto = dataclasses.asdict(protocol)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads, data_kwargs)) as pool:
+    with worker_pool(workers, _init_worker, (threads, data_kwargs)) as pool:
         queue = list(todo)
         running = set()
         while queue or running:

@@ -313,3 +313,26 @@ def test_an_enqueued_trial_goes_to_exactly_one_of_several_processes(tmp_path):
         p.join(timeout=60)
     units = sorted(sum(got, []))
     assert units == list(range(60))  # each once: none lost, none run twice
+
+
+def _no_setup() -> None:
+    pass
+
+
+def test_an_interrupt_terminates_the_benchmark_pools_workers_instead_of_waiting():
+    """The ground-truth and proxy-table jobs resume from their files, so on Ctrl-C or SIGTERM
+    the unit in flight is dropped: its worker is terminated, not waited for."""
+    from benchmarks.pool import worker_pool
+
+    with pytest.raises(KeyboardInterrupt), worker_pool(1, _no_setup, ()) as pool:
+        future = pool.submit(time.sleep, 60)
+        for _ in range(300):  # the spawned worker takes a moment to start
+            if future.running():
+                break
+            time.sleep(0.1)
+        processes = list(pool._processes.values())
+        assert len(processes) == 1
+        raise KeyboardInterrupt
+    processes[0].join(timeout=30)
+    assert processes[0].exitcode == -signal.SIGTERM  # killed, not finished (that is 0)
+    assert not future.done() or future.cancelled() or future.exception() is not None
