@@ -139,6 +139,23 @@ def test_a_prescreened_cpu_search_scores_its_pool_before_it_estimates(tmp_path):
     trials = pd.read_csv(tmp_path / "results" / "p" / "trials.csv")
     assert (trials.state == "COMPLETE").sum() == 2
 
+def test_the_cpu_preset_trains_three_candidates_drawn_from_the_band(tmp_path):
+    """Without a prescreen the cpu preset trains 3 sampled candidates (the references come on
+    top), and says they are random draws from the band."""
+    import pandas as pd
+
+    r = run("search.py", "--budget", "200MFLOPs", "--data", "synthetic", "--preset", "cpu",
+            "--epochs", "1", "--train-subset", "64", "--val-size", "32", "--device", "cpu",
+            "--no-baselines", "--n-jobs", "1", "--study-name", "c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ("candidates: [170, 200] MFLOPs (--band 0.85), drawn by tpe (at random: TPE models "
+            "only after 10 trials)") in r.stdout
+    assert "for 3 trials with 1 worker(s)" in r.stdout
+    trials = pd.read_csv(tmp_path / "results" / "c" / "trials.csv")
+    assert (trials.state == "COMPLETE").sum() == 3
+    assert trials.MFLOPs.between(170, 200).all()
+
+
 def test_out_folder_holds_the_study_database(tmp_path):
     r = run("search.py", "--budget", "200MFLOPs", "--data", "synthetic", "--trials", "1",
             "--epochs", "1", "--device", "cpu", "--no-baselines", "--out", "elsewhere/x",
@@ -152,7 +169,8 @@ def test_out_folder_holds_the_study_database(tmp_path):
     # without --preset the device decides: no CUDA here, so the cpu preset, and it says so
     assert r.stdout.startswith("preset cpu (auto: no CUDA device")
     assert f"device cpu ({workers} worker(s)); proxy protocol (preset cpu)" in r.stdout
-    assert "candidates: [170, 200] MFLOPs (--band 0.85), drawn by tpe; the reference" in r.stdout
+    assert ("candidates: [170, 200] MFLOPs (--band 0.85), drawn by tpe (at random: TPE models "
+            "only after 10 trials); the reference") in r.stdout
     assert "estimate: about" in r.stdout
 
 

@@ -518,7 +518,7 @@ def test_pruners(tmp_path, space, name, kind):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--preset", "gpu"], {"prescreen": None, "pool": 200, "top": 10, "pruner": "median"}),
-    (["--preset", "cpu"], {"prescreen": "naswot", "pool": 12, "top": 3, "pruner": "none"}),
+    (["--preset", "cpu"], {"prescreen": None, "pool": 12, "top": 3, "pruner": "none"}),
     (["--preset", "cpu", "--prescreen", "none", "--pruner", "sha"],
      {"prescreen": None, "pool": 12, "top": 3, "pruner": "sha"}),
     (["--preset", "cpu", "--prescreen", "snip", "--pool", "50", "--top", "3", "--no-prune"],

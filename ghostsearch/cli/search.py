@@ -5,8 +5,8 @@ infeasible and never trained. Reference GhostNets (0.5x, 1.0x and the widest wit
 are trained under the same protocol in the same study. Rerunning the same command resumes it.
 
 Presets name a measured proxy protocol and data subset: gpu (the default: 5 epochs on the
-whole training split), cpu (3 epochs on 5,000 images, after a NASWOT prescreen of 12
-candidates that trains only the best 3) and quick (1 epoch on 1,000 images, for trying the
+whole training split), cpu (3 epochs on 5,000 images; 3 candidates drawn from the
+band are trained, beside the references) and quick (1 epoch on 1,000 images, for trying the
 tool). --epochs, --batch-size, --train-subset, --val-size, --prescreen, --pool, --top and
 --pruner override a preset.
 
@@ -53,6 +53,7 @@ from ghostsearch.search.estimate import (
 from ghostsearch.search.limits import DEFAULT_BAND, Limits
 from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
 from ghostsearch.search.presets import PRESETS, Preset, get_preset
+from ghostsearch.search.sampler import TPE_STARTUP
 from ghostsearch.search.settings import (
     OBJECTIVES,
     PRUNERS,
@@ -102,14 +103,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"0 = anything under the limit (default: {DEFAULT_BAND})")
     g.add_argument("--trials", type=int, default=None,
                    help="trained trials to reach, baselines included; over-budget candidates "
-                        "are not trained and not counted (default: 40, or --top plus the "
-                        "baselines with --prescreen)")
+                        "are not trained and not counted (default: --top plus the baselines "
+                        "with --prescreen; else "
+                        f"{PRESETS['cpu'].candidates} plus the baselines for cpu, 40 for gpu "
+                        "and quick)")
     g.add_argument("--prescreen", default=None, metavar="SCORE",
                    help="rank a pool of candidates with this training-free score (see "
                         "ghostsearch.SCORE_NAMES), or 'supernet' (validation accuracy with "
                         "weights inherited from --supernet), and train only the best --top; "
-                        "'none' trains what the sampler proposes (default: the preset's: "
-                        "naswot for cpu, none for gpu and quick)")
+                        "'none' trains what the sampler proposes (default: none)")
     g.add_argument("--supernet", default=None, metavar="DIR",
                    help="a checkpoint of ghostsearch supernet train, for --prescreen supernet")
     g.add_argument("--pool", type=int, default=None,
@@ -230,12 +232,12 @@ def _announce_estimate(settings: SearchSettings, dataset, device, preset: str,
             hint = "fewer --trials, --top or --epochs shorten it"
         else:
             cpu = PRESETS["cpu"]
-            trials = cpu.top + (len(widths) if settings.baselines else 0)
+            trials = cpu.candidates + (len(widths) if settings.baselines else 0)
             scale = (cpu.protocol.epochs / settings.protocol.epochs
                      * min(1.0, cpu.train_cap / max(1, len(dataset.train)))
                      * min(1.0, trials / settings.trials))
-            hint = (f"--preset cpu (the best {cpu.top} of a {cpu.prescreen} prescreen, 3 "
-                    f"epochs on 5,000 images) shortens it to about "
+            hint = (f"--preset cpu ({cpu.candidates} candidates, 3 epochs on 5,000 images) "
+                    f"shortens it to about "
                     f"{format_duration(scale * est.total_s)}")
         print(f"warning: this search will take up to {format_duration(est.total_s)} on this "
               f"CPU with the {preset} protocol; {hint}")
@@ -294,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trials = args.trials
     if trials is None:
         baselines = 0 if args.no_baselines else len(baseline_widths(space, limits))
-        trials = mode["top"] + baselines if mode["prescreen"] else 40
+        trials = (mode["top"] + baselines if mode["prescreen"]
+                  else preset.candidates + baselines if preset.candidates else 40)
     protocol = Recipe(
         epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
         batch_size=preset.protocol.batch_size if args.batch_size is None else args.batch_size,
@@ -325,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           + f"; storage {settings.storage}")
     how = (f"a pool of {settings.pool} drawn uniformly, its best {settings.top} by "
            f"{settings.prescreen} trained" if settings.prescreen
-           else f"drawn by {settings.sampler}")
+           else f"drawn by {settings.sampler}" + (
+               f" (at random: TPE models only after {TPE_STARTUP} trials)"
+               if settings.sampler == "tpe" and settings.trials <= TPE_STARTUP else ""))
     print(f"candidates: {limits.describe_band()} (--band {settings.band:g}), {how}; the "
           "reference GhostNets within the budget are trained beside them")
     print(f"device {device} ({settings.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "

@@ -29,10 +29,12 @@ from .space import SearchSpace, sample_band
 SAMPLERS = ("tpe", "nsga2", "random")
 # proposals asked of the wrapped sampler before a uniform draw from the band
 MAX_PROPOSALS = 64
+# trials (references included) before TPE models anything: the first ones are random draws
+TPE_STARTUP = 10
 
 
 def base_sampler(name: str, seed: int, multi_objective: bool = False,
-                 n_startup_trials: int = 10) -> BaseSampler:
+                 n_startup_trials: int = TPE_STARTUP) -> BaseSampler:
     """Optuna's sampler by name. TPE is multivariate and grouped (it models the choices
     jointly instead of one at a time) and runs with Optuna's constant liar, its documented
     mechanism for concurrent trials: a running trial counts as a poor result, so parallel
