@@ -459,3 +459,57 @@ def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkey
     for k in ("val_acc", "test_acc", "val_curve", "mflops", "params", "proxy_mflops"):
         assert resumed[k] == straight[k]
     assert not (folder / "last.pt").exists()  # the row keeps what matters
+
+
+def test_network_features_sum_depth_average_numbers_and_share_categories():
+    from benchmarks.design_space import network_features
+
+    params = {"width": 1.2, "stage1.depth": 1, "stage2.depth": 3, "stage1.se": "none",
+              "stage2.se": "all", "stage1.ghost_ratio": 2, "stage2.ghost_ratio": 4}
+    assert network_features(params) == {
+        "width": 1.2, "stage1.depth": 1.0, "stage2.depth": 3.0, "depth (total)": 4.0,
+        "ghost_ratio (mean)": 3.0, "se = all (share)": 0.5, "se = none (share)": 0.5}
+
+
+def test_choice_effects_find_an_effect_at_fixed_size_in_every_sample():
+    """Accuracy grows with log FLOPs and falls with depth; a third feature is noise. Size is
+    taken out first, so depth leads with the same sign in both samples, and FLOPs-like width
+    (which only tracks size here) does not."""
+    import pandas as pd
+
+    from benchmarks.design_space import choice_effects
+
+    rng = np.random.default_rng(0)
+    n = 60
+    mflops = rng.uniform(40, 240, n)
+    depth = rng.integers(9, 20, n).astype(float)
+    val = 40 + 5 * np.log(mflops) - 0.8 * depth + rng.normal(0, 0.5, n)
+    ids = [f"a{i}" for i in range(n)]
+    table = pd.DataFrame({"arch_id": ids, "val_acc": val, "mflops": mflops,
+                          "sample": ["first"] * 30 + ["band"] * 30})
+    feats = pd.DataFrame({"depth (total)": depth, "width": mflops ** 0.5,
+                          "noise": rng.normal(size=n)}, index=ids)
+    effects = choice_effects(table, feats).set_index("feature")
+    assert list(effects.index)[0] == "depth (total)"
+    assert effects.loc["depth (total)", "pooled rho"] < -0.8
+    assert effects.loc["depth (total)", "first rho"] < -0.6
+    assert effects.loc["depth (total)", "band rho"] < -0.6
+    assert effects.loc["depth (total)", "same sign in every sample"]
+    assert abs(effects.loc["width", "pooled rho"]) < 0.3
+    assert abs(effects.loc["noise", "pooled rho"]) < 0.3
+
+
+def test_a_subspace_check_compares_its_members_with_the_rest_at_fixed_size():
+    import pandas as pd
+
+    from benchmarks.design_space import subspace_check
+
+    mflops = np.array([50.0, 100, 200, 50, 100, 200])
+    val = 50 + 3 * np.log(mflops) + np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+    table = pd.DataFrame({"arch_id": list("abcdef"), "val_acc": val, "mflops": mflops})
+    inside = pd.Series([True, True, True, False, False, False], index=list("abcdef"))
+    check = subspace_check(table, inside)
+    assert (check["inside"], check["outside"]) == (3, 3)
+    assert check["residual_difference"] == pytest.approx(2.0)
+    assert check["val_acc_inside"] - check["val_acc_outside"] == pytest.approx(2.0)
+    assert subspace_check(table, inside & False) == {"inside": 0, "outside": 6}

@@ -115,3 +115,22 @@ def test_load_space_errors(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text(shipped_spaces()["ghostnet"].read_text())
     assert load_space(good).name == "ghostnet"
+
+
+def test_the_shallow_space_is_the_default_one_cut_at_the_papers_depths():
+    """Same choices as `ghostnet` but no stage deeper than GhostNet's (1, 2, 2, 4, 2, 5), so
+    its deepest point is the reference at every width."""
+    default, shallow = load_space("ghostnet"), load_space("ghostnet_shallow")
+    assert shallow.deployment == default.deployment
+    ref = default.reference_params(1.0)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(100):
+        trial = study.ask()
+        shallow.suggest(trial)
+        params = trial.params
+        assert default.contains(params)
+        assert all(params[f"stage{i}.depth"] <= ref[f"stage{i}.depth"] for i in range(1, 7))
+        study.tell(trial, 0.0)
+    deepest = {**ref, "width": 1.6}
+    assert shallow.contains(deepest)
+    assert not shallow.contains({**deepest, "stage6.depth": 6})
