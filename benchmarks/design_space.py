@@ -27,6 +27,7 @@ import pandas as pd
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
 from ghostsearch.search.space import load_space
+from ghostsearch.stats import size_free
 
 FIRST_TABLE = "first table"
 
@@ -58,13 +59,6 @@ def network_features(params: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def size_residual(val_acc: pd.Series, mflops: pd.Series) -> pd.Series:
-    """Validation accuracy less its least-squares fit on log FLOPs: what size does not explain."""
-    x = np.c_[np.log(mflops.to_numpy(float)), np.ones(len(mflops))]
-    coef = np.linalg.lstsq(x, val_acc.to_numpy(float), rcond=None)[0]
-    return val_acc - x @ coef
-
-
 def choice_effects(table: pd.DataFrame, features: pd.DataFrame,
                    min_size: int = 8) -> pd.DataFrame:
     """Spearman rho (and p) of each feature with the size residual, pooled and within each
@@ -84,7 +78,7 @@ def choice_effects(table: pd.DataFrame, features: pd.DataFrame,
             if x.nunique() < 2:
                 row[f"{name} rho"] = row[f"{name} p"] = float("nan")
                 continue
-            rho, p = spearmanr(x, size_residual(g.val_acc, g.mflops))
+            rho, p = spearmanr(x, size_free(g.val_acc, g.mflops))
             row[f"{name} rho"], row[f"{name} p"] = float(rho), float(p)
             if name != "pooled":
                 signs.append(np.sign(rho))
@@ -100,7 +94,7 @@ def subspace_check(table: pd.DataFrame, inside: pd.Series) -> dict[str, Any]:
     fit on log FLOPs, with Welch's p."""
     from scipy.stats import ttest_ind
 
-    resid = size_residual(table.val_acc, table.mflops).to_numpy()
+    resid = size_free(table.val_acc, table.mflops)
     mask = inside.loc[table.arch_id].to_numpy(bool)
     if mask.sum() < 2 or (~mask).sum() < 2:
         return {"inside": int(mask.sum()), "outside": int((~mask).sum())}
@@ -147,6 +141,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    narrow = load_space(args.space_check) if args.space_check else None  # refused before work
     table_dir = Path(args.ground_truth)
     truth, feats = read_table(table_dir)
     effects = choice_effects(truth, feats, args.min_size)
@@ -156,8 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + "; Spearman rho of each feature with validation accuracy less its fit on log FLOPs\n")
     print(effects.to_markdown(index=False, floatfmt=".3f"))
     check = None
-    if args.space_check:
-        narrow = load_space(args.space_check)
+    if narrow is not None:
         params = {a: json.loads((table_dir / "configs" / f"{a}.json").read_text())
                   ["metadata"]["space_params"] for a in truth.arch_id}
         check = {"space": narrow.name, **subspace_check(

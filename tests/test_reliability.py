@@ -316,7 +316,7 @@ def test_an_enqueued_trial_goes_to_exactly_one_of_several_processes(tmp_path):
 
 
 def _no_setup() -> None:
-    pass
+    """A worker initializer with nothing to prepare."""
 
 
 def test_an_interrupt_terminates_the_benchmark_pools_workers_instead_of_waiting():
