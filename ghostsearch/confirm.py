@@ -291,8 +291,15 @@ class TakenElsewhere(Exception):
     two processes that ask at the same moment (both read it before either writes)."""
 
 
+def unit_count(confirm: optuna.Study) -> int:
+    """How many (architecture, seed) units the companion holds, the seeds added by
+    --until-decided included: a unit's number runs below it."""
+    return len({(t.user_attrs["key"], t.user_attrs["seed"])
+                for t in confirm.get_trials(deepcopy=False) if "key" in t.user_attrs})
+
+
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
-              protocol: Recipe, out: Path, n_units: int, device: str = "cpu",
+              protocol: Recipe, out: Path, device: str = "cpu",
               log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S,
               link: BankLink | None = None) -> None:
     """Train waiting units until none is left; each completed unit records its accuracies,
@@ -316,6 +323,7 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         if "key" not in trial.user_attrs:  # another worker took the last unit
             confirm.tell(trial, state=optuna.trial.TrialState.PRUNED)
             break
+        n_units = unit_count(confirm)
         unit = trial.suggest_int("unit", 0, max(0, n_units - 1))
         key, seed = trial.user_attrs["key"], trial.user_attrs["seed"]
         retries = int(trial.user_attrs.get("retries", 0))
@@ -366,21 +374,20 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
 
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
-                 protocol: Recipe, out: Path, n_units: int, device: str,
-                 threads: int, stale_after_s: float = STALE_AFTER_S,
-                 link: BankLink | None = None) -> None:
+                 protocol: Recipe, out: Path, device: str, threads: int,
+                 stale_after_s: float = STALE_AFTER_S, link: BankLink | None = None) -> None:
     try:  # an interrupted unit re-enqueues itself; the parent reports, no traceback here
         stop_on_sigterm()
         torch.set_num_threads(threads)
         confirm = optuna.load_study(study_name=name, storage=make_storage(url))
-        run_units(confirm, cands, data.load(progress=False), protocol, out, n_units,
-                  device=device, stale_after_s=stale_after_s, link=link)
+        run_units(confirm, cands, data.load(progress=False), protocol, out, device=device,
+                  stale_after_s=stale_after_s, link=link)
     except KeyboardInterrupt:
         return
 
 
 def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
-                       protocol: Recipe, out: Path, n_units: int, n_jobs: int,
+                       protocol: Recipe, out: Path, n_jobs: int,
                        device: str = "cpu", stale_after_s: float = STALE_AFTER_S,
                        link: BankLink | None = None) -> None:
     """`run_units` in `n_jobs` spawned processes sharing the companion study at `url`, each
@@ -388,8 +395,8 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
     cores: on 2 cores two one-thread workers finish about 1.8x the units of one two-thread
     process."""
     threads = worker_threads(n_jobs)
-    spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, n_units, device,
-                                   threads, stale_after_s, link)] * n_jobs,
+    spawn_and_wait(_unit_worker, [(url, name, cands, data, protocol, out, device, threads,
+                                   stale_after_s, link)] * n_jobs,
                    "confirm workers")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 
 import optuna
 import pandas as pd
@@ -321,11 +323,20 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
     args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(tmp_path / "o"),
             "--top", "2", "--seeds", "1", "--n-jobs", "1", "--until-decided", "--max-seeds",
             "3", *DATA]
-    assert main(args) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no unit number out of its range
+        assert main(args) == 0
     printed = capsys.readouterr().out
     # generated images leave every model at chance: no spread, no noise estimate, never
     # decided, so the leader and the reference go to --max-seeds and nothing else does
     assert "still no noise estimate at --max-seeds 3" in printed
+    # the seeds added round by round count in the units' total: 2 found and 2 reference
+    # architectures x 1 seed, then 2 rounds of 2
+    tags = [tuple(map(int, m)) for m in re.findall(r"unit (\d+)/(\d+): ", printed)]
+    assert sorted({n for n, _ in tags}) == list(range(1, 9)) and max(t for _, t in tags) == 8
+    assert all(n <= t for n, t in tags)
+    assert main(args) == 0  # a rerun counts them too and trains nothing
+    assert "= 4 units (+4 added by --until-decided), 0 to train" in capsys.readouterr().out
     rows = pd.read_csv(tmp_path / "o" / "confirmed.csv").set_index("key")
     ref = next(k for k in rows.index if rows.loc[k, "baseline"])
     leader = json.loads((tmp_path / "o" / "best_arch.json").read_text())["metadata"][
@@ -370,7 +381,7 @@ def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monke
     monkeypatch.setattr(train_mod, "train_full", fake_train)
     said = []
     run_units(confirm, cands, load_data("synthetic", resolution=16), Recipe(epochs=1),
-              tmp_path, 2, log=said.append)
+              tmp_path, log=said.append)
     assert calls == [0, 1]
     assert any("finished by another worker; dropped here" in line for line in said)
     trials = optuna.load_study(study_name="s-confirm", storage=url).get_trials()

@@ -42,6 +42,7 @@ from ghostsearch.confirm import (
     run_units,
     run_units_parallel,
     seeds_plan,
+    unit_count,
     unit_order,
     verdicts,
     winner,
@@ -120,8 +121,8 @@ def check_split(study: Any, split_id: str) -> None:
 DECIDED = ("beats", "loses to", "equivalent")
 
 
-def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, n_units: int,
-                  run_round: Any, link: BankLink | None = None) -> None:
+def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_round: Any,
+                  link: BankLink | None = None) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
     undecided against the reference, give both one more seed and train them (a reference
     seed the bank holds is taken from it), up to `max_seeds` an arm."""
@@ -141,11 +142,10 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, n_units
             return
         new = [(k, have[k]) for k in (lead["key"], ref) if have[k] < max_seeds]
         for key, seed in new:
-            queue_unit(confirm, key, seed, n_units, link)
-            n_units += 1
+            queue_unit(confirm, key, seed, unit_count(confirm), link)
         print(f"{lead['key']} is {lead.get('decision', 'undecided')} against {ref}: one more "
               f"seed each ({', '.join(f'{k} seed {s}' for k, s in new)})")
-        run_round(n_units)
+        run_round()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,24 +202,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{plan['units']} units, about {plan['cpu_hours']:.0f} CPU-hours on a 2-core "
               f"CPU; --seeds {args.seeds} gives about ±{plan['half_at_seeds']:.1f} points")
     finished = {(r["key"], r["seed"]) for r in results(confirm)}
-    print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units, "
-          f"{len([u for u in units if u not in finished])} to train "
+    added = unit_count(confirm) - len(units)
+    print(f"confirming {len(cands)} architectures x {args.seeds} seeds = {len(units)} units"
+          + (f" (+{added} added by --until-decided)" if added > 0 else "") + ", "
+          f"{unit_count(confirm) - len(finished)} to train "
           f"({protocol.epochs} epochs on {len(data.train)} images each) on {device}, "
           f"{n_jobs} worker(s)")
     cand_by_key = {c.key: c for c in cands}
 
-    def run_round(n_units: int) -> None:
+    def run_round() -> None:
         if n_jobs == 1:
-            run_units(confirm, cand_by_key, data, protocol, out, n_units, device=str(device),
+            run_units(confirm, cand_by_key, data, protocol, out, device=str(device),
                       stale_after_s=args.stale_after, link=link)
         else:
             run_units_parallel(url, confirm.study_name, cand_by_key, spec, protocol, out,
-                               n_units, n_jobs, device=str(device),
+                               n_jobs, device=str(device),
                                stale_after_s=args.stale_after, link=link)
 
-    run_round(len(units))
+    run_round()
     if args.until_decided:
-        until_decided(confirm, cands, args.seeds, args.max_seeds, len(units), run_round, link)
+        until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link)
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
