@@ -36,6 +36,11 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     (["--budget", "-5M"], "error: argument --budget: expected one argument"),
     (["--epochs", "x"], "error: argument --epochs: invalid int value"),
     (["--epochs", "0"], "error: --epochs 0: must be >= 1"),
+    (["--latency-of", "1.0"], "error: --latency-of needs --latency-table FILE"),
+    (["--latency-of", "1.0", "--latency-ms", "5", "--latency-table", "t.json"],
+     "error: --latency-of sets the latency limit: drop --latency-ms"),
+    (["--latency-of", "2.5", "--latency-table", "t.json"],
+     "error: --latency-of 2.5: no reference GhostNet of that width in space 'ghostnet'"),
 ])
 def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
     extra = [] if "--trials" in args else ["--trials", "1"]
@@ -116,6 +121,29 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path, runtime, monke
     report = (tmp_path / "results" / "lat" / "report.md").read_text()
     assert "Measured latency of the final Pareto set" in report
     assert f"({runtime})" in report  # what ran the measured networks
+
+
+def test_latency_of_limits_to_the_tables_prediction_for_that_ghostnet(tmp_path):
+    """--latency-of 1.0 is --latency-ms at the table's prediction for GhostNet 1.0x, rounded
+    up so that GhostNet 1.0x meets it and is the widest reference within the limit."""
+    import argparse
+
+    from ghostsearch.cli.search import resolve_latency_of
+    from ghostsearch.latency.table import LatencyTable
+    from ghostsearch.search.limits import Limits
+    from ghostsearch.search.space import load_space
+    from ghostsearch.search.study import baseline_widths
+
+    space = load_space("ghostnet")
+    path = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
+                        fits={"all": [0.001, 1.0, 0.0]}).save(tmp_path / "lat.json")
+    args = argparse.Namespace(latency_of=1.0, latency_ms=None, latency_table=str(path))
+    assert resolve_latency_of(args, space) == "GhostNet 1.0x"
+    ref = space.build_config(space.reference_params(1.0))
+    predicted = LatencyTable.load(path).predict(ref)
+    assert predicted <= args.latency_ms < predicted + 1e-4
+    limits = Limits(None, args.latency_ms, 0.85, LatencyTable.load(path))
+    assert baseline_widths(space, limits)[-1] == ("GhostNet 1.0x (widest within budget)", 1.0)
 
 
 def test_a_prescreened_cpu_search_scores_its_pool_before_it_estimates(tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ from ghostsearch.search.study import (
     open_study,
     replace_unstarted,
     trained_count,
+    width_name,
 )
 from ghostsearch.search.workers import run_search
 from ghostsearch.train.loop import pick_device
@@ -126,6 +128,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--latency-ms", type=float, default=None,
                    help="hard limit on the deployment latency predicted by --latency-table; "
                         "candidates over it are never trained")
+    g.add_argument("--latency-of", type=float, default=None, metavar="WIDTH",
+                   help="set --latency-ms to the latency that --latency-table predicts for the "
+                        "reference GhostNet of this width (e.g. 1.0): a limit relative to "
+                        "GhostNet, unaffected by how fast the machine was when the table was "
+                        "timed")
     g.add_argument("--latency-table", default=None,
                    help="latency table of the target device and runtime (ghostsearch table: "
                         "eager PyTorch, onnxruntime float32 or int8), for --latency-ms and the "
@@ -180,6 +187,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--devices", default=None,
                    help="comma-separated devices to spread the workers over, e.g. cuda:0,cuda:1")
     return p.parse_args(argv)
+
+
+def resolve_latency_of(args: argparse.Namespace, space: Any) -> str | None:
+    """With --latency-of WIDTH, set args.latency_ms to the table's prediction for that
+    reference GhostNet (to 4 decimals, so that it meets its own limit) and return its name."""
+    if args.latency_of is None:
+        return None
+    if args.latency_ms is not None:
+        raise ConfigError("--latency-of sets the latency limit: drop --latency-ms")
+    if args.latency_table is None:
+        raise ConfigError("--latency-of needs --latency-table FILE (make one with ghostsearch "
+                          "table)")
+    if args.latency_of not in space.width or not space.contains(
+            space.reference_params(args.latency_of)):
+        raise ConfigError(f"--latency-of {args.latency_of:g}: no reference GhostNet of that "
+                          f"width in space {space.name!r} (widths: "
+                          f"{', '.join(f'{w:g}' for w in space.width)})")
+    cfg = space.build_config(space.reference_params(args.latency_of))
+    predicted = LatencyTable.load(args.latency_table).predict(cfg)
+    args.latency_ms = math.ceil(predicted * 1e4) / 1e4
+    return width_name(args.latency_of)
 
 
 def _measure_front(study, settings: SearchSettings) -> None:
@@ -290,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = study_dir(name, args.out)
     print(f"preset {preset.name} ({why})")
     mode = search_mode(args, preset)
+    latency_of = resolve_latency_of(args, space)
     limits_table = (LatencyTable.load(args.latency_table)
                     if args.latency_ms is not None and args.latency_table else None)
     limits = Limits(budget, args.latency_ms, args.band, limits_table)
@@ -325,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{space.deployment.num_classes} classes"
           + (f", latency <= {args.latency_ms:g} ms ({limits_table.describe()}) predicted by "
              f"{args.latency_table}" if args.latency_ms else "")
+          + (f" (its prediction for {latency_of})" if latency_of else "")
           + f"; storage {settings.storage}")
     how = (f"a pool of {settings.pool} drawn uniformly, its best {settings.top} by "
            f"{settings.prescreen} trained" if settings.prescreen
