@@ -54,9 +54,9 @@ PROTOCOLS: dict[str, tuple[Recipe, int, int]] = {
 SUFFIX = "-confirm"
 # What one run of a protocol costs and how much it varies, measured on the ground truth on a
 # 2-core CPU (docs/benchmarks.md): the standard deviation of one run's test accuracy pooled
-# over 8 architectures with 2-3 seeds (13 degrees of freedom), and the one-thread CPU-seconds
-# of a unit near 200 MFLOPs (GhostNet 1.2x: 1,245 s).
-KNOWN_NOISE = {"ground-truth": {"sd": 0.76, "df": 13, "unit_cpu_s": 1245.0}}
+# over the 14 architectures of results/ground_truth with 2-3 seeds (20 degrees of freedom),
+# and the one-thread CPU-seconds of a unit near 200 MFLOPs (GhostNet 1.2x: 1,245 s).
+KNOWN_NOISE = {"ground-truth": {"sd": 0.67, "df": 20, "unit_cpu_s": 1245.0}}
 
 
 def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,

@@ -299,7 +299,7 @@ def test_seeds_plan_at_the_protocols_known_noise():
     assert plan["seeds"] == seeds_needed(KNOWN_NOISE["ground-truth"]["sd"], 1.0, m=3)
     assert plan["units"] == plan["seeds"] * 4 and plan["source"] == "the ground truth"
     # a confirmation's own units, with more degrees of freedom, take over
-    done = [{"key": k, "test_acc": 60.0 + d} for k in "abcdefgh" for d in (0.0, 0.1, 0.2)]
+    done = [{"key": k, "test_acc": 60.0 + d} for k in "abcdefghijkl" for d in (0.0, 0.1, 0.2)]
     mine = seeds_plan("ground-truth", 3, effect=1.0, done=done)
     assert mine["source"] == "this confirmation" and mine["seeds"] < plan["seeds"]
     assert seeds_plan("other", 3) is None
