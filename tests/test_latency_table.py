@@ -122,6 +122,11 @@ def test_held_out_networks_lie_in_their_bands_and_avoid_the_excluded():
      "error: --budgets '60:40': give LO:HI MFLOPs bands with 0 < LO < HI, comma-separated, "
      "e.g. 40:60,130:150"),
     (["--kernel-archs", "2"], "error: --archs and --kernel-archs must be >= 3 and --eval >= 2"),
+    (["--kernels", "alone"], "error: --kernels chooses how onnxruntime kernels are timed: add "
+     "--runtime onnxruntime"),
+    (["--runtime", "onnxruntime", "--int8", "--kernels", "in-context"],
+     "error: --kernels in-context is for float32: an int8 graph's quantise nodes are not "
+     "attributed to kernels; drop --kernels or use alone"),
 ])
 def test_build_script_refuses_bad_runtime_options(tmp_path, args, message):
     import subprocess

@@ -1,7 +1,7 @@
 """Build a latency table for a search space on this CPU or GPU, and measure how well it
 predicts whole networks it has not seen.
 
-    ghostsearch table --space ghostnet --runtime onnxruntime --threads 1 --kernel-archs 300 \\
+    ghostsearch table --space ghostnet --runtime onnxruntime --threads 1 --archs 100 \\
         --eval 100 --budgets 40:60,90:110,130:160,180:200,220:240
     ghostsearch table --space ghostnet --runtime onnxruntime --int8 --threads 1 --eval 100
     ghostsearch table --space ghostnet --threads 1 --archs 20 --eval 50        (eager PyTorch)
@@ -13,19 +13,22 @@ Runtimes (batch 1):
   onnxruntime  the network exported as `ghostsearch deploy` exports it, in an onnxruntime CPU
                session with all graph optimisations, --threads intra-op threads. Ops are the
                kernels the runtime runs after fusion (conv + folded BN + activation, concat,
-               add, ...), each timed alone inside the runtime by its profiler. --int8 quantises
-               statically (QDQ, per-channel int8 weights, uint8 activations; random calibration
-               data, which does not change latency).
+               add, ...). float32 kernels are timed in context (--kernels in-context, the
+               default): the reference GhostNet 0.5/1.0/1.3x and --archs networks are profiled
+               whole, and each kernel gets its node's time plus the layout reorders that serve
+               it. --kernels alone times each kernel as its own graph, of --kernel-archs
+               networks. --int8 quantises statically (QDQ, per-channel int8 weights, uint8
+               activations; random calibration data, which does not change latency); its
+               kernels are timed alone.
 
-Measures every op of --kernel-archs networks (the reference GhostNet 0.5/1.0/1.3x and random
-points of the space) and fits the per-family regressions on them; measures --archs other
-networks end to end (the least disturbed of three blocks of --runs; drawn within --budgets
-when given) and fits the correction on those;
-then predicts --eval further random networks and compares with their measured latency: share
-within +-10%, mean absolute percentage error and rank correlations, before and after the
-correction. With --budgets, the held-out networks are
-drawn evenly within those FLOPs bands instead of uniformly from the space. Writes the table and
-its evaluation (with one row per held-out network) as JSON.
+Kernels the table lacks are predicted by regressions per kernel family (and input size, in
+context). The correction is fitted on --archs networks measured end to end (the least
+disturbed of three blocks of --runs; drawn within --budgets when given). Then the table
+predicts --eval further networks and compares with their measured latency: share within
++-10%, mean absolute percentage error and rank correlations, before and after the correction.
+With --budgets, the networks are drawn evenly within those FLOPs bands instead of uniformly
+from the space. Writes the table and its evaluation (with one row per held-out network) as
+JSON.
 """
 
 from __future__ import annotations
@@ -68,9 +71,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--archs", type=int, default=20,
                    help="networks measured end to end for the correction (default 20)")
+    p.add_argument("--kernels", choices=["in-context", "alone"], default=None,
+                   help="onnxruntime: time kernels inside profiled whole networks "
+                        "(in-context, the float32 default) or each as its own graph (alone, "
+                        "the int8 default and only choice)")
     p.add_argument("--kernel-archs", type=int, default=None,
-                   help="networks whose ops are timed one by one (default: --archs); ops are "
-                        "cheap to time, so more of them leave less to the regressions")
+                   help="--kernels alone: networks whose ops are timed one by one (default: "
+                        "--archs); ops are cheap to time, so more of them leave less to the "
+                        "regressions")
     p.add_argument("--eval", type=int, default=50, help="held-out networks to test (default 50)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per end-to-end measurement")
     p.add_argument("--seed", type=int, default=0)
@@ -132,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnxruntime-int8" if args.int8 else "onnxruntime")
     if args.int8 and args.runtime != "onnxruntime":
         raise ConfigError("--int8 quantises for onnxruntime: add --runtime onnxruntime")
+    if args.kernels is not None and args.runtime != "onnxruntime":
+        raise ConfigError("--kernels chooses how onnxruntime kernels are timed: add --runtime "
+                          "onnxruntime")
+    if args.kernels == "in-context" and args.int8:
+        raise ConfigError("--kernels in-context is for float32: an int8 graph's quantise nodes "
+                          "are not attributed to kernels; drop --kernels or use alone")
+    method = "in-context" if runtime == "onnxruntime" and args.kernels != "alone" else "alone"
     if runtime != "eager":
         require_deploy()
         if device.type != "cpu":
@@ -152,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     calib = refs + [space.build_config(space.random_params(rng))
                     for _ in range(max(0, n_kernel - len(refs)))]
     table = LatencyTable(device=device_name(device), torch=torch.__version__, threads=threads,
-                         resolution=space.deployment.resolution, runtime=runtime)
+                         resolution=space.deployment.resolution, runtime=runtime,
+                         method=method)
 
     def e2e(cfg):  # the least disturbed of three blocks of runs
         return table.measure(cfg, runs=args.runs, warmup=3, repeats=3)[0]
@@ -161,13 +177,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         correction = held_out_networks(space, args.archs, args.seed + 7, bands)
     else:
         correction = [space.build_config(space.random_params(rng)) for _ in range(args.archs)]
+    if method == "in-context":  # the profiled networks are the correction's: refs + --archs
+        calib = refs + [cfg for cfg in correction if cfg not in refs]
+        correction = calib
     held_out = held_out_networks(space, args.eval, args.seed + 1, bands,
                                  exclude=set(correction) | set(calib))
     if runtime != "eager":  # exports take seconds each: all of them first, then the timings
         for cfg in tqdm(correction + held_out, desc="exporting networks to ONNX"):
             onnxrt.network_onnx(cfg, int8=runtime == "onnxruntime-int8")
-    for cfg in tqdm(calib, desc="networks measured op by op"):
-        table.add_network(cfg)
+    if method == "in-context":
+        unmatched = sum(table.add_network_in_context(cfg, runs=args.runs)
+                        for cfg in tqdm(calib, desc="networks profiled kernel by kernel"))
+        if unmatched:
+            print(f"{unmatched} kernel(s) of the profiled networks matched no runtime node "
+                  "(left to the regressions)")
+    else:
+        for cfg in tqdm(calib, desc="networks measured op by op"):
+            table.add_network(cfg)
     pairs = [(cfg, e2e(cfg)) for cfg in tqdm(correction, desc="networks for the correction")]
     table.fit(calib, pairs)
     rows = []
@@ -179,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw, pred, meas = (df[c].to_numpy()
                        for c in ("sum_of_ops_ms", "predicted_ms", "measured_ms"))
     result = {"space": space.name, "device": table.device, "runtime": runtime,
-              "threads": threads, "torch": table.torch, "entries": len(table.entries),
+              "threads": threads, "torch": table.torch, "kernels": method,
+              "entries": len(table.entries),
               "correction": table.correction, "networks_measured_by_op": len(calib),
               "networks_for_correction": len(correction),
               "correction_bands_mflops": bands or None,

@@ -131,6 +131,38 @@ def kernel_model(kernel: Kernel):
 LAYOUT_OPS = ("ReorderInput", "ReorderOutput")  # NCHWc layout changes around blocked convs
 
 
+Signature = tuple[str, tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
+
+
+def node_times(sess, inputs: dict[str, np.ndarray], *, runs: int,
+               warmup: int) -> list[tuple[Signature, float]]:
+    """Each node the runtime ran, in execution order, as (op name, input shapes, output
+    shapes) with its median ms over `runs` runs, from the runtime's profiler (`sess` made with
+    a `profile_dir`). The first `warmup` runs are in the profile too; the median keeps them
+    out."""
+    time_session(sess, inputs, runs=runs, warmup=warmup)
+    path = sess.end_profiling()
+    try:
+        events = json.loads(Path(path).read_text())
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    nodes: dict[str, tuple[Signature, list[float]]] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        if e["name"] not in nodes:
+            args = e.get("args", {})
+
+            def shapes(key: str, args: dict = args) -> tuple[tuple[int, ...], ...]:
+                return tuple(tuple(next(iter(v.values()))) for v in args.get(key, []))
+
+            nodes[e["name"]] = ((args.get("op_name", ""), shapes("input_type_shape"),
+                                 shapes("output_type_shape")), [])
+        nodes[e["name"]][1].append(e["dur"] / 1e3)
+    return [(sig, float(np.median(ms))) for sig, ms in nodes.values()]
+
+
 def profiled_ms(sess, inputs: dict[str, np.ndarray], profile_dir: str, *, runs: int,
                 warmup: int) -> float:
     """Time inside the runtime's kernels of one run, from its profiler: the median over runs of
@@ -140,20 +172,16 @@ def profiled_ms(sess, inputs: dict[str, np.ndarray], profile_dir: str, *, runs: 
     sum over kernels would count it once per kernel) and the reorders, which a kernel timed
     alone always needs on its input and output but which a network runs only where a
     blocked-layout conv meets a plain-layout op (concat, add, product)."""
-    time_session(sess, inputs, runs=runs, warmup=warmup)
-    path = sess.end_profiling()
-    try:
-        events = json.loads(Path(path).read_text())
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-    per_node: dict[str, list[float]] = {}
-    for e in events:
-        if (e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
-                and e.get("args", {}).get("op_name") not in LAYOUT_OPS):
-            per_node.setdefault(e["name"], []).append(e["dur"] / 1e3)
-    # the first `warmup` runs are in the profile too; the median keeps them out
-    return float(sum(np.median(v) for v in per_node.values()))
+    return sum(ms for sig, ms in node_times(sess, inputs, runs=runs, warmup=warmup)
+               if sig[0] not in LAYOUT_OPS)
+
+
+def network_nodes(path: str | Path, threads: int, *, runs: int = 30,
+                  warmup: int = 5) -> list[tuple[Signature, float]]:
+    """`node_times` of the ONNX network at `path`: every kernel timed in its network."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = session(path, threads, profile_dir=tmp)
+        return node_times(sess, feeds(sess), runs=runs, warmup=warmup)
 
 
 def kernel_ms(kernel: Kernel, threads: int, *, int8: bool = False, runs: int = 30,

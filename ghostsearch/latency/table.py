@@ -13,6 +13,13 @@ size. The sum over ops misses per-network effects (call overhead, layout reorder
 kernels), so the table also stores a linear correction fitted on whole networks measured end
 to end on the same runtime: a * sum + b on eager PyTorch, a * convolutions + c * other
 kernels + b on onnxruntime (see `features`).
+
+An onnxruntime float32 table is better built in context (`method="in-context"`,
+`add_network_in_context`): each kernel's time is read from profiles of whole networks, with
+the layout reorders that serve it (incontext.py); an unseen kernel is predicted by a
+regression per kernel family at its input size, and the correction is a * sum + b * kernels
++ c (dispatch per node). Timed alone, kernels miss those reorders, which depend on their
+neighbours.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from ..arch.counting import block_counts
 from ..arch.layers import ConvBnAct, GhostBottleneck
 from ..arch.reparam import RepGhostBottleneck, fuse
 from ..errors import ConfigError
-from . import onnxrt
+from . import incontext, onnxrt
 from .kernels import Kernel, network_kernels
 from .measure import measure_latency, time_forward
 
@@ -136,6 +143,11 @@ class LatencyTable:
     # end-to-end = correction . features(cfg): (a, b) on eager, a * sum + b; (a, c, b) on
     # onnxruntime, a * convs + c * other kernels + b (other kernels price the reorders too)
     correction: tuple[float, ...] = (1.0, 0.0)
+    # how onnxruntime kernels were timed: "alone" (each its own graph) or "in-context"
+    # (profiled inside whole networks, with the reorders that serve them)
+    method: str = "alone"
+    # in-context times of each kernel over the networks profiled so far (not saved)
+    samples: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def device_type(self) -> str:
@@ -148,6 +160,11 @@ class LatencyTable:
                               f"{', '.join(onnxrt.RUNTIMES)}")
         if self.runtime != "eager" and self.device_type != "cpu":
             raise ConfigError("onnxruntime tables are measured on the CPU")
+        if self.method not in ("alone", "in-context"):
+            raise ConfigError(f"method={self.method!r}: choose alone or in-context")
+        if self.method == "in-context" and self.runtime != "onnxruntime":
+            raise ConfigError("kernels are timed in context on onnxruntime float32 only (an "
+                              "int8 graph's quantise nodes are not attributed to kernels)")
 
     def describe(self) -> str:
         """What the table's figures mean, e.g. "onnxruntime float32, 1 thread, cpu: ..."."""
@@ -166,6 +183,12 @@ class LatencyTable:
     def op_ms(self, op: Op) -> float:
         if op.key in self.entries:
             return self.entries[op.key]
+        if self.method == "in-context":
+            coef = (self.fits.get(incontext.size_family(op.kernel))
+                    or self.fits.get(incontext.family(op.kernel)) or self.fits.get("all"))
+            if coef is None:
+                raise ConfigError(f"latency table has no entry or fit for {op.family}")
+            return max(0.0, float(np.dot(coef, incontext.features(op.kernel))))
         coef = self.fits.get(op.family) or self.fits.get("all")
         if coef is None:
             raise ConfigError(f"latency table has no entry or fit for {op.family}")
@@ -176,11 +199,15 @@ class LatencyTable:
 
     def features(self, cfg: NetConfig) -> list[float]:
         """What the correction weighs: [sum of ops, 1] on eager PyTorch; [convolutions, other
-        kernels, 1] on onnxruntime, since the layout reorders a network adds (timed in no
-        kernel) sit around its tensor ops, so they grow with those ops and not with the convs."""
+        kernels, 1] on onnxruntime with kernels timed alone, since the layout reorders a
+        network adds (timed in no kernel) sit around its tensor ops, so they grow with those
+        ops and not with the convs; [sum, kernels, 1] in context, where the reorders are in
+        the kernels' times and what is left is the runtime's dispatch per node."""
         if self.runtime == "eager":
             return [self.raw_ms(cfg), 1.0]
         ops = self.ops(cfg)
+        if self.method == "in-context":
+            return [sum(self.op_ms(op) for op in ops), float(len(ops)), 1.0]
         convs = sum(self.op_ms(op) for op in ops if op.family.startswith("conv"))
         return [convs, sum(self.op_ms(op) for op in ops) - convs, 1.0]
 
@@ -190,9 +217,17 @@ class LatencyTable:
             raise ConfigError(f"the latency table is for {self.resolution}px, the config for "
                               f"{cfg.resolution}px; build a table at that resolution")
         features = self.features(cfg)
-        correction = (self.correction if len(self.correction) == len(features)
-                      else (1.0,) * (len(features) - 1) + (0.0,))  # not fitted yet
-        return float(np.dot(correction, features))
+        return float(np.dot(self._correction(len(features)), features))
+
+    def _correction(self, n: int) -> tuple[float, ...]:
+        """The fitted correction, or before a fit the plain sum of the ops."""
+        return self.correction if len(self.correction) == n else self._plain(n)
+
+    def _plain(self, n: int) -> tuple[float, ...]:
+        """The correction that leaves the sum of the ops as it is, for `n` features."""
+        if self.method == "in-context":
+            return (1.0,) + (0.0,) * (n - 1)
+        return (1.0,) * (n - 1) + (0.0,)
 
     # -- measuring --------------------------------------------------------------------------
 
@@ -229,6 +264,23 @@ class LatencyTable:
                 self.entries[op.key] = _time_module(module, x, runs=runs, warmup=warmup,
                                                     threads=self.threads)
 
+    def add_network_in_context(self, cfg: NetConfig, *, runs: int = 30,
+                               warmup: int = 5) -> int:
+        """Profile the exported network of `cfg` on onnxruntime and add each kernel's time in
+        it (with the reorders that serve it) to the table; an entry is the median over the
+        networks profiled so far. Returns how many kernels no runtime node was matched to."""
+        if self.method != "in-context":
+            raise ConfigError("add_network_in_context is for method='in-context' tables")
+        nodes = onnxrt.network_nodes(onnxrt.network_onnx(cfg), self.threads or 1, runs=runs,
+                                     warmup=warmup)
+        ops = self.ops(cfg)
+        times = incontext.attribute([op.kernel for op in ops], nodes)
+        for op, ms in zip(ops, times, strict=True):
+            if not np.isnan(ms):
+                self.samples.setdefault(op.key, []).append(ms)
+                self.entries[op.key] = float(np.median(self.samples[op.key]))
+        return int(np.isnan(times).sum())
+
     def fit(self, measured: list[NetConfig], calibration: list[tuple[NetConfig, float]]) -> None:
         """Fit the per-family regressions on the ops of the `measured` networks, then the
         end-to-end correction (least squares on `features`) on (config, measured ms) pairs.
@@ -240,11 +292,13 @@ class LatencyTable:
         for cfg in measured:
             for op in self.ops(cfg):
                 seen[op.key] = op
+        self.fits = {}
+        if self.method == "in-context":
+            self._fit_in_context(seen)
         for key, op in seen.items():
-            if key in self.entries:
+            if key in self.entries and self.method == "alone":
                 by_family.setdefault(op.family, []).append((op, self.entries[key]))
                 by_family.setdefault("all", []).append((op, self.entries[key]))
-        self.fits = {}
         for family, rows in by_family.items():
             if len(rows) >= 3:
                 X = np.array([[1.0, o.flops / 1e6, o.activations / 1e6] for o, _ in rows])
@@ -252,19 +306,43 @@ class LatencyTable:
                 self.fits[family] = np.linalg.lstsq(X, y, rcond=None)[0].tolist()
         X = np.array([self.features(cfg) for cfg, _ in calibration])
         measured = np.array([ms for _, ms in calibration])
-        if len(calibration) >= X.shape[1]:
+        if len(calibration) >= X.shape[1] and self.method == "in-context":
+            # relative errors count alike for a 3 ms and a 15 ms network
+            self.correction = tuple(float(c) for c in np.linalg.lstsq(
+                X / measured[:, None], np.ones(len(measured)), rcond=None)[0])
+        elif len(calibration) >= X.shape[1]:
             self.correction = tuple(float(c) for c in np.linalg.lstsq(X, measured,
                                                                      rcond=None)[0])
         else:  # too few networks to fit: the plain sum
-            self.correction = (1.0,) * (X.shape[1] - 1) + (0.0,)
+            self.correction = self._plain(X.shape[1])
+
+    # minimum distinct kernels for a regression at one input size (else the family's)
+    MIN_SIZE_FIT = 8
+
+    def _fit_in_context(self, seen: dict[str, Op]) -> None:
+        """Regressions of in-context time on `incontext.features`, per family and input size
+        where the table holds enough kernels there, per family, and over everything."""
+        groups: dict[str, list[tuple[Op, float]]] = {}
+        for key, op in seen.items():
+            if key in self.entries:  # every profiled occurrence: common kernels weigh more
+                for ms in self.samples.get(key, [self.entries[key]]):
+                    for name in (incontext.size_family(op.kernel), incontext.family(op.kernel),
+                                 "all"):
+                        groups.setdefault(name, []).append((op, ms))
+        for name, rows in groups.items():
+            if len(rows) >= (self.MIN_SIZE_FIT if "@" in name else 3):
+                X = np.array([incontext.features(op.kernel) for op, _ in rows])
+                y = np.array([ms for _, ms in rows])
+                self.fits[name] = np.linalg.lstsq(X, y, rcond=1e-6)[0].tolist()
 
     # -- storage ----------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": FORMAT, "version": 2, "device": self.device, "torch": self.torch,
-                "runtime": self.runtime, "threads": self.threads, "resolution": self.resolution,
+        data = {"format": FORMAT, "version": 3, "device": self.device, "torch": self.torch,
+                "runtime": self.runtime, "method": self.method, "threads": self.threads,
+                "resolution": self.resolution,
                 "correction": list(self.correction), "fits": self.fits,
                 "entries": self.entries}
         path.write_text(json.dumps(data, indent=1) + "\n")
@@ -281,6 +359,7 @@ class LatencyTable:
                               "ghostsearch table)")
         return cls(device=data["device"], torch=data["torch"], threads=data["threads"],
                    resolution=data["resolution"], runtime=data.get("runtime", "eager"),
+                   method=data.get("method", "alone"),
                    entries=dict(data["entries"]),
                    fits={k: list(v) for k, v in data["fits"].items()},
                    correction=tuple(data["correction"]))
