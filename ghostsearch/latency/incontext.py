@@ -21,7 +21,9 @@ RUNTIME_OP = {"Conv": "conv", "FusedConv": "conv", "Concat": "concat", "Slice": 
               "Gemm": "gemm", "AveragePool": "avgpool", "Resize": "resize"}
 # nodes that compute no kernel of their own: they serve the kernel beside them
 SERVING = ("ReorderInput", "ReorderOutput", "Reshape", "Flatten")
-BLOCK = 16  # channel padding of the blocked (NCHWc) layout on this CPU's onnxruntime
+# channel padding of onnxruntime's blocked (NCHWc) layout: 16 with AVX-512, 8 with AVX2;
+# a node matches up to 16, and the regressions' padded features take 16
+BLOCK = 16
 
 
 def matches(kernel: Kernel, sig: Signature) -> bool:
