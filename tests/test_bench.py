@@ -233,3 +233,22 @@ def test_naive_comparison_is_like_for_like():
     assert r["best_jobs"] == 4 and r["trials_per_hour_x"] == pytest.approx(300 * 76 / 3600)
     [alone] = naive_comparison(rows[:1] + rows[2:3], [], batch=512)
     assert alone["acc_compared_at_batch"] == 512 and "trials_per_hour_x" not in alone
+
+
+def test_limit_vs_budget_finds_the_same_band_when_latency_is_flops(tmp_path):
+    """With a table that predicts a network's MFLOPs as its ms, the latency band of GhostNet
+    1.0x is its FLOPs band: every candidate of either draw lies in both."""
+    from benchmarks.limit_vs_budget import main
+    from ghostsearch.latency.table import LatencyTable
+
+    space = load_space("ghostnet")
+    path = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
+                        fits={"all": [0.0, 1.0, 0.0]}).save(tmp_path / "lat.json")
+    out = tmp_path / "cmp.json"
+    assert main(["--table", str(path), "--n", "20", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["limit_ms"] == pytest.approx(got["budget_mflops"], rel=1e-6)
+    for band in ("latency_band", "flops_band"):
+        assert got[band]["n"] == 20
+        assert got[band]["in_flops_band"] == got[band]["in_latency_band"] == 20
+        assert 0.85 * got["budget_mflops"] <= got[band]["mflops_min"]
