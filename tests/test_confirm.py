@@ -74,6 +74,28 @@ def test_confirm_end_to_end_and_resume(tmp_path, capsys):
     assert len(optuna.load_study(study_name="s-confirm", storage=url).get_trials()) == done
 
 
+def test_no_train_writes_the_verdict_of_the_finished_units_and_trains_nothing(tmp_path,
+                                                                             capsys):
+    study, url = search(tmp_path)
+    out = tmp_path / "out"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--n-jobs", "1", *DATA]
+    assert main([*args, "--seeds", "1", "--no-train"]) == 0  # nothing finished: no files
+    assert "the verdict of the 0 unit(s) finished so far" in capsys.readouterr().out
+    assert not (out / "confirmed.csv").exists()
+    assert main([*args, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--seeds", "2", "--no-train"]) == 0
+    printed = capsys.readouterr().out
+    confirm = optuna.load_study(study_name="s-confirm", storage=url)
+    states = [t.state.name for t in confirm.get_trials()]
+    n = states.count("COMPLETE")
+    assert states.count("WAITING") == n  # the second seeds queued, none trained
+    assert f"the verdict of the {n} unit(s) finished so far; {n} left" in printed
+    rows = pd.read_csv(out / "confirmed.csv")
+    assert (rows.seeds == 1).all() and len(rows) == n
+
+
 def test_more_seeds_add_only_the_new_units_and_fewer_are_refused(tmp_path, capsys):
     _, url = search(tmp_path)
     out = tmp_path / "out"

@@ -83,6 +83,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="after the first round, add one seed at a time to the leading "
                         "candidate and the reference until its verdict is decided (beats, "
                         "loses to, equivalent) or --max-seeds is reached")
+    p.add_argument("--no-train", action="store_true",
+                   help="train nothing: write the verdict, confirmed.csv, the report and "
+                        "best_arch.json from the units finished so far (where a long "
+                        "confirmation stands; rerun without it to go on)")
     p.add_argument("--max-seeds", type=int, default=10,
                    help="seeds an arm at most with --until-decided (default 10)")
     p.add_argument("--effect", type=float, default=1.0,
@@ -219,9 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                n_jobs, device=str(device),
                                stale_after_s=args.stale_after, link=link)
 
-    run_round()
-    if args.until_decided:
-        until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link)
+    if args.no_train:
+        done = len(results(confirm))
+        print(f"--no-train: the verdict of the {done} unit(s) finished so far; "
+              f"{unit_count(confirm) - done} left for a rerun without --no-train")
+        if not done:
+            return 0
+    else:
+        run_round()
+        if args.until_decided:
+            until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link)
     table = verdicts(cands, results(confirm))
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
