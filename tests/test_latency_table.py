@@ -122,6 +122,9 @@ def test_held_out_networks_lie_in_their_bands_and_avoid_the_excluded():
      "error: --budgets '60:40': give LO:HI MFLOPs bands with 0 < LO < HI, comma-separated, "
      "e.g. 40:60,130:150"),
     (["--kernel-archs", "2"], "error: --archs and --kernel-archs must be >= 3 and --eval >= 2"),
+    (["--runtime", "onnxruntime", "--kernel-archs", "30"], "error: --kernel-archs times "
+     "kernels alone: in context, the kernels are those of the --archs profiled networks; drop "
+     "it or add --kernels alone"),
     (["--kernels", "alone"], "error: --kernels chooses how onnxruntime kernels are timed: add "
      "--runtime onnxruntime"),
     (["--runtime", "onnxruntime", "--int8", "--kernels", "in-context"],

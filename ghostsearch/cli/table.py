@@ -147,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--kernels in-context is for float32: an int8 graph's quantise nodes "
                           "are not attributed to kernels; drop --kernels or use alone")
     method = "in-context" if runtime == "onnxruntime" and args.kernels != "alone" else "alone"
+    if method == "in-context" and args.kernel_archs is not None:
+        raise ConfigError("--kernel-archs times kernels alone: in context, the kernels are "
+                          "those of the --archs profiled networks; drop it or add --kernels "
+                          "alone")
     if runtime != "eager":
         require_deploy()
         if device.type != "cpu":
