@@ -61,7 +61,7 @@ KNOWN_NOISE = {"ground-truth": {"sd": 0.67, "df": 20, "unit_cpu_s": 1245.0}}
 
 def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
                done: list[dict[str, Any]] | None = None, seeds: int = 3,
-               banked: int = 0) -> dict[str, Any] | None:
+               banked: int = 0, looks: int = 1) -> dict[str, Any] | None:
     """Seeds an arm that would resolve a difference of `effect` points between a candidate
     and the reference, at the noise known for `protocol` (or the noise pooled over this
     confirmation's finished units, when they hold more degrees of freedom), and what that
@@ -78,9 +78,9 @@ def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
         noise = pooled_noise(arms)
         if noise.known and noise.df > df:
             sd, df, source = noise.sd, noise.df, "this confirmation"
-    n = seeds_needed(sd, effect, m=max(1, n_candidates))
+    m = max(1, n_candidates) * max(1, looks)
+    n = seeds_needed(sd, effect, m=m)
     units = n * n_candidates + max(0, n - banked)
-    m = max(1, n_candidates)
     half = t_quantile(1 - 0.025 / m, df) * sd * math.sqrt(2 / seeds)  # at `seeds` an arm
     return {"sd": sd, "df": df, "source": source, "effect": effect, "seeds": n,
             "units": units, "cpu_hours": units * known["unit_cpu_s"] / 3600,
@@ -419,7 +419,17 @@ def confirmed_table(study: optuna.Study, storage: Any) -> list[dict[str, Any]] |
         return None
     cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
     rows = results(confirm)
-    return verdicts(cands, rows) if cands and rows else None
+    return (verdicts(cands, rows, looks=planned_looks(confirm)) if cands and rows
+            else None)
+
+
+LOOKS_KEY = "looks"  # companion study attribute: verdicts --until-decided may take
+
+
+def planned_looks(confirm: optuna.Study) -> int:
+    """The verdicts a confirmation's --until-decided may take (1 without it): every verdict
+    of that confirmation, in the report too, is adjusted for all of them."""
+    return int(confirm.user_attrs.get(LOOKS_KEY, 1))
 
 
 def winner(table: list[dict[str, Any]], seeds: int) -> dict[str, Any] | None:
@@ -483,17 +493,21 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
 
 
 def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
-             margin: float = DEFAULT_MARGIN, effect: float = 1.0) -> list[dict[str, Any]]:
+             margin: float = DEFAULT_MARGIN, effect: float = 1.0,
+             looks: int = 1) -> list[dict[str, Any]]:
     """Mean and std over seeds of each candidate, and against the reference at the budget
     width (the first baseline): the test-accuracy difference with its interval from the
-    run-to-run noise pooled over every arm, adjusted for the number of found candidates
-    (Bonferroni), the verdict in words (`stats.compare`), and Welch's interval as a check."""
+    run-to-run noise pooled over every arm, adjusted (Bonferroni) for the number of found
+    candidates times `looks`, the verdicts --until-decided may take before it stops (a
+    verdict checked after every added seed would otherwise say "beats" more often than 5% of
+    the time when nothing differs); the verdict in words (`stats.compare`), and Welch's
+    interval as a check."""
     import statistics
 
     by = {c.key: [r for r in rows if r["key"] == c.key] for c in cands}
     ref = next((c for c in cands if c.baseline), None)
     noise = pooled_noise({k: [r["test_acc"] for r in rs] for k, rs in by.items() if rs})
-    m = max(1, sum(1 for c in cands if not c.baseline and by[c.key]))
+    m = max(1, sum(1 for c in cands if not c.baseline and by[c.key])) * max(1, looks)
     out = []
     for c in cands:
         rs = by[c.key]
@@ -512,9 +526,11 @@ def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
             cmp = compare(test, ref_test, noise, m=m, margin=margin, effect=effect)
             _, welch_half = welch(test, ref_test)
             row.update(diff_vs_ref=cmp.diff, ci_half=cmp.half, noise_sd=noise.sd,
-                       noise_df=noise.df, comparisons=m, welch_half=welch_half,
-                       seeds_needed=cmp.seeds_needed, decision=cmp.verdict,
-                       verdict=verdict_text(c, ref, cmp))
+                       noise_df=noise.df, comparisons=m, looks=max(1, looks),
+                       welch_half=welch_half, seeds_needed=cmp.seeds_needed,
+                       decision=cmp.verdict, verdict=verdict_text(c, ref, cmp)
+                       + (f" (interval adjusted for up to {looks} looks)"
+                          if looks > 1 and not math.isnan(cmp.half) else ""))
         out.append(row)
     return out
 

@@ -11,6 +11,7 @@ import warnings
 import optuna
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from ghostsearch.cli import main
 from ghostsearch.confirm import Candidate, busy_seconds, verdicts
@@ -185,6 +186,14 @@ def test_verdict_words_follow_the_pooled_interval():
     assert r["verdict"] == (f"beats GhostNet 1.2x (198 MFLOPs) by 2.00 ± {r['ci_half']:.2f} "
                             "points at 181 MFLOPs")
     assert not math.isnan(r["welch_half"]) and r["welch_half"] > r["ci_half"]
+    # the same runs as one of up to 8 verdicts (--until-decided from 3 to 10 seeds): each is
+    # held to 0.05 / 8, and this one no longer clears 0
+    [r8] = [v for v in verdicts([found, ref], rows, looks=8) if v["key"] == "trial-31"]
+    assert r8["comparisons"] == 8 and r8["looks"] == 8
+    assert r8["ci_half"] == pytest.approx(
+        scipy_stats.t.ppf(1 - 0.05 / 16, 4) * sd * math.sqrt(2 / 3), rel=1e-6)
+    assert r8["decision"] == "inconclusive" and r8["verdict"].endswith(
+        "(interval adjusted for up to 8 looks)")
     rows = runs("trial-31", [68.0, 70.0, 69.0]) + runs("GhostNet 1.2x", [67.0, 68.0, 69.0])
     [r] = [v for v in verdicts([found, ref], rows) if v["key"] == "trial-31"]
     assert r["verdict"].startswith(
@@ -361,6 +370,9 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
     assert "= 4 units (+4 added by --until-decided), 0 to train" in capsys.readouterr().out
     rows = pd.read_csv(tmp_path / "o" / "confirmed.csv").set_index("key")
     ref = next(k for k in rows.index if rows.loc[k, "baseline"])
+    # 1 seed, then up to 2 more: 3 verdicts, each adjusted for all of them, in the report too
+    confirm = optuna.load_study(study_name="s-confirm", storage=url)
+    assert confirm.user_attrs["looks"] == 3 and (rows.looks.dropna() == 3).all()
     leader = json.loads((tmp_path / "o" / "best_arch.json").read_text())["metadata"][
         "confirmed"]["key"]
     assert rows.loc[leader, "seeds"] == rows.loc[ref, "seeds"] == 3

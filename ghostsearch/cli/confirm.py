@@ -1,7 +1,8 @@
 """Confirm a search: retrain its best architectures and the reference GhostNets (the widest
 within the budget, and 1.0x) with a long protocol over several seeds, and say whether the
 found architecture beats the reference at the budget, with a 95% interval from the run-to-run
-noise pooled over every arm (adjusted for several candidates).
+noise pooled over every arm (adjusted for several candidates, and with --until-decided for
+every verdict it may take before it stops).
 
     ghostsearch confirm --study-name NAME --data imagefolder --data-dir /path/to/cifar10
     ghostsearch confirm --study-name NAME --top 3 --seeds 3 --protocol ground-truth
@@ -31,12 +32,14 @@ import pandas as pd
 from ghostsearch.bank import Bank, data_fingerprint
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.confirm import (
+    LOOKS_KEY,
     PROTOCOLS,
     STALE_AFTER_S,
     BankLink,
     candidates,
     get_protocol,
     open_confirm_study,
+    planned_looks,
     queue_unit,
     results,
     run_units,
@@ -126,13 +129,13 @@ DECIDED = ("beats", "loses to", "equivalent")
 
 
 def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_round: Any,
-                  link: BankLink | None = None) -> None:
+                  link: BankLink | None = None, looks: int = 1) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
     undecided against the reference, give both one more seed and train them (a reference
     seed the bank holds is taken from it), up to `max_seeds` an arm."""
     ref = next(c.key for c in cands if c.baseline)
     while True:
-        table = verdicts(cands, results(confirm))
+        table = verdicts(cands, results(confirm), looks=looks)
         lead = winner(table, seeds)
         if lead is None:
             return
@@ -188,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
     confirm = open_confirm_study(study, make_storage(url), units, meta, link)
+    looks = planned_looks(confirm)
+    if args.until_decided and args.max_seeds - args.seeds + 1 > looks:
+        looks = args.max_seeds - args.seeds + 1  # the first round, then a seed at a time
+        confirm.set_user_attr(LOOKS_KEY, looks)
     ref = next(c.key for c in cands if c.baseline)
     banked = 0
     if link is not None:
@@ -198,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"and data; {len(from_bank)} reference unit(s) taken from it, not trained"
               + (f"; {synced} run(s) of this confirmation stored in it" if synced else ""))
     plan = seeds_plan(args.protocol, sum(not c.baseline for c in cands), args.effect,
-                      results(confirm), args.seeds, banked)
+                      results(confirm), args.seeds, banked, looks)
     if plan:
         print(f"at the noise known for this protocol (one run's sd {plan['sd']:.2f} points, "
               f"{plan['df']} df, from {plan['source']}), resolving {plan['effect']:g} point "
@@ -232,8 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         run_round()
         if args.until_decided:
-            until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link)
-    table = verdicts(cands, results(confirm))
+            until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link, looks)
+    table = verdicts(cands, results(confirm), looks=looks)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
     best = winner(table, args.seeds)
