@@ -141,7 +141,8 @@ class LatencyTable:
     entries: dict[str, float] = field(default_factory=dict)  # op key -> ms
     fits: dict[str, list[float]] = field(default_factory=dict)  # family -> [c0, c_flops, c_act]
     # end-to-end = correction . features(cfg): (a, b) on eager, a * sum + b; (a, c, b) on
-    # onnxruntime, a * convs + c * other kernels + b (other kernels price the reorders too)
+    # onnxruntime, a * convs + c * other kernels + b (other kernels price the reorders too);
+    # (a, b, c) in context, a * sum + b * kernels + c
     correction: tuple[float, ...] = (1.0, 0.0)
     # how onnxruntime kernels were timed: "alone" (each its own graph) or "in-context"
     # (profiled inside whole networks, with the reorders that serve them)
@@ -316,7 +317,7 @@ class LatencyTable:
         else:  # too few networks to fit: the plain sum
             self.correction = self._plain(X.shape[1])
 
-    # minimum distinct kernels for a regression at one input size (else the family's)
+    # profiled occurrences a regression at one input size needs (else the family's is used)
     MIN_SIZE_FIT = 8
 
     def _fit_in_context(self, seen: dict[str, Op]) -> None:
