@@ -101,8 +101,8 @@ def extend_plan(out: Path, space: SearchSpace, bands: list[Band],
         if band in done_bands:
             continue
         lo, hi = int(band.low * 1e6), int(band.high * 1e6)
-        widths = [w for w in space.width if space.contains(space.reference_params(w))
-                  and analytic_counts(space.build_config(space.reference_params(w))).flops <= hi]
+        widths = [w for w in space.reference_widths
+                  if analytic_counts(space.build_config(space.reference_params(w))).flops <= hi]
         if widths:
             w = max(widths)
             ref_id = f"ref-{w:.2f}x"

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     table = LatencyTable.load(args.table)
     space = load_space(args.space)
-    ref = space.build_config(space.reference_params(args.width))
+    ref = space.reference_config(args.width)
     limit_ms, budget = table.predict(ref), analytic_counts(ref).flops
     within_latency = lambda cfg: args.band * limit_ms <= table.predict(cfg) <= limit_ms  # noqa: E731
     by_latency = sample_band(space, args.n, args.seed, accept=within_latency)

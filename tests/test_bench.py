@@ -252,3 +252,7 @@ def test_limit_vs_budget_finds_the_same_band_when_latency_is_flops(tmp_path):
         assert got[band]["n"] == 20
         assert got[band]["in_flops_band"] == got[band]["in_latency_band"] == 20
         assert 0.85 * got["budget_mflops"] <= got[band]["mflops_min"]
+    from ghostsearch import ConfigError
+
+    with pytest.raises(ConfigError, match="--width 2.5: no reference GhostNet of that width"):
+        main(["--table", str(path), "--width", "2.5"])

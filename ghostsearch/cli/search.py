@@ -199,12 +199,7 @@ def resolve_latency_of(args: argparse.Namespace, space: Any) -> str | None:
     if args.latency_table is None:
         raise ConfigError("--latency-of needs --latency-table FILE (make one with ghostsearch "
                           "table)")
-    if args.latency_of not in space.width or not space.contains(
-            space.reference_params(args.latency_of)):
-        raise ConfigError(f"--latency-of {args.latency_of:g}: no reference GhostNet of that "
-                          f"width in space {space.name!r} (widths: "
-                          f"{', '.join(f'{w:g}' for w in space.width)})")
-    cfg = space.build_config(space.reference_params(args.latency_of))
+    cfg = space.reference_config(args.latency_of, "latency-of")
     predicted = LatencyTable.load(args.latency_table).predict(cfg)
     args.latency_ms = math.ceil(predicted * 1e4) / 1e4
     return width_name(args.latency_of)

@@ -174,6 +174,21 @@ class SearchSpace:
                 params[key] = trial.suggest_categorical(key, dist.choices)
         return self.build_config(params)
 
+    @property
+    def reference_widths(self) -> list[float]:
+        """The widths whose paper GhostNet is a point of this space (a space that leaves out
+        the paper's s, d, k or depths has none)."""
+        return [w for w in self.width if self.contains(self.reference_params(w))]
+
+    def reference_config(self, width: float, option: str = "width") -> NetConfig:
+        """The paper's GhostNet at `width`, refused in one line (naming `option`) when it is
+        not a point of this space."""
+        if width not in self.reference_widths:
+            raise ConfigError(f"--{option} {width:g}: no reference GhostNet of that width in "
+                              f"space {self.name!r} (widths: "
+                              f"{', '.join(f'{w:g}' for w in self.reference_widths)})")
+        return self.build_config(self.reference_params(width))
+
     def reference_params(self, width: float, version: int = 1) -> dict[str, Any]:
         """The point of this space that is the paper's GhostNet at `width` (s=2, d=3); with
         `version` 2 or 3, GhostNetV2 or V3 (a space without those choices has no such point)."""

@@ -75,7 +75,7 @@ def baseline_widths(space: SearchSpace, limits: Limits | None) -> list[tuple[str
     Only widths whose reference GhostNet is a point of the space (a space that leaves out the
     paper's s, d, k or depths has no baseline inside it).
     """
-    widths = [w for w in space.width if space.contains(space.reference_params(w))]
+    widths = space.reference_widths
     out = [(width_name(w), w) for w in BASELINE_WIDTHS if w in widths]
     if limits is not None and (limits.budget_flops is not None or limits.latency_ms is not None):
         fitting = [w for w in widths
