@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostsearch import analytic_counts
+from ghostsearch.arch.config import NetConfig
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.latency.table import LatencyTable
 from ghostsearch.search.limits import DEFAULT_BAND
@@ -50,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = load_space(args.space)
     ref = space.reference_config(args.width)
     limit_ms, budget = table.predict(ref), analytic_counts(ref).flops
-    within_latency = lambda cfg: args.band * limit_ms <= table.predict(cfg) <= limit_ms  # noqa: E731
+
+    def within_latency(cfg: NetConfig) -> bool:
+        return args.band * limit_ms <= table.predict(cfg) <= limit_ms
+
     by_latency = sample_band(space, args.n, args.seed, accept=within_latency)
     by_flops = sample_band(space, args.n, args.seed + 1, low_flops=int(args.band * budget),
                            high_flops=budget)

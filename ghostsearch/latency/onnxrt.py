@@ -134,6 +134,11 @@ LAYOUT_OPS = ("ReorderInput", "ReorderOutput")  # NCHWc layout changes around bl
 Signature = tuple[str, tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
 
 
+def _shapes(args: dict, key: str) -> tuple[tuple[int, ...], ...]:
+    """The tensor shapes of a profiler event's `key` list ([{"float": [1, 16, 8, 8]}, ...])."""
+    return tuple(tuple(next(iter(v.values()))) for v in args.get(key, []))
+
+
 def node_times(sess, inputs: dict[str, np.ndarray], *, runs: int,
                warmup: int) -> list[tuple[Signature, float]]:
     """Each node the runtime ran, in execution order, as (op name, input shapes, output
@@ -153,18 +158,13 @@ def node_times(sess, inputs: dict[str, np.ndarray], *, runs: int,
             continue
         if e["name"] not in nodes:
             args = e.get("args", {})
-
-            def shapes(key: str, args: dict = args) -> tuple[tuple[int, ...], ...]:
-                return tuple(tuple(next(iter(v.values()))) for v in args.get(key, []))
-
-            nodes[e["name"]] = ((args.get("op_name", ""), shapes("input_type_shape"),
-                                 shapes("output_type_shape")), [])
+            nodes[e["name"]] = ((args.get("op_name", ""), _shapes(args, "input_type_shape"),
+                                 _shapes(args, "output_type_shape")), [])
         nodes[e["name"]][1].append(e["dur"] / 1e3)
     return [(sig, float(np.median(ms))) for sig, ms in nodes.values()]
 
 
-def profiled_ms(sess, inputs: dict[str, np.ndarray], profile_dir: str, *, runs: int,
-                warmup: int) -> float:
+def profiled_ms(sess, inputs: dict[str, np.ndarray], *, runs: int, warmup: int) -> float:
     """Time inside the runtime's kernels of one run, from its profiler: the median over runs of
     each node, summed over nodes, layout reorders left out.
 
@@ -192,7 +192,7 @@ def kernel_ms(kernel: Kernel, threads: int, *, int8: bool = False, runs: int = 3
         if int8:
             model = quantize(model, calibration=None, workdir=tmp)
         sess = session(model.SerializeToString(), threads, profile_dir=tmp)
-        return profiled_ms(sess, feeds(sess), tmp, runs=runs, warmup=warmup)
+        return profiled_ms(sess, feeds(sess), runs=runs, warmup=warmup)
 
 
 # -- int8 ----------------------------------------------------------------------------------------
