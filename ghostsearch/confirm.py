@@ -298,6 +298,29 @@ def unit_count(confirm: optuna.Study) -> int:
                 for t in confirm.get_trials(deepcopy=False) if "key" in t.user_attrs})
 
 
+def unfinished(confirm: optuna.Study) -> list[tuple[str, int]]:
+    """Units queued or running but not finished (and not failed for good): while any is
+    left, a verdict would be taken on the seeds that happened to finish first."""
+    done = {(r["key"], r["seed"]) for r in results(confirm)}
+    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    return sorted({(t.user_attrs["key"], t.user_attrs["seed"])
+                   for t in confirm.get_trials(deepcopy=False, states=live)
+                   if "key" in t.user_attrs} - done)
+
+
+def free_seeds(confirm: optuna.Study, key: str, n: int) -> list[int]:
+    """The `n` lowest seeds no unit of `key` has used (a unit failed for good keeps its
+    seed, so the next seed is not simply the count of finished ones)."""
+    used = {t.user_attrs["seed"] for t in confirm.get_trials(deepcopy=False)
+            if t.user_attrs.get("key") == key}
+    out, seed = [], 0
+    while len(out) < n:
+        if seed not in used:
+            out.append(seed)
+        seed += 1
+    return out
+
+
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: Recipe, out: Path, device: str = "cpu",
               log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S,

@@ -382,6 +382,87 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
     assert "--max-seeds 0 is below --seeds 1" in capsys.readouterr().err
 
 
+def _fake_units(tmp_path, done):
+    """A companion study holding finished units `done` {(key, seed): test accuracy}, and a
+    round that finishes every waiting unit with the accuracy `acc(key, seed)` gives it."""
+    from ghostsearch.confirm import open_confirm_study
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    confirm = open_confirm_study(study, url, [], {"seeds": 2})
+    for i, ((key, seed), acc) in enumerate(done.items()):
+        confirm.add_trial(optuna.trial.create_trial(
+            params={"unit": i}, distributions={"unit": optuna.distributions.IntDistribution(
+                0, 99)}, value=acc,
+            user_attrs={"key": key, "seed": seed, "val_acc": acc, "test_acc": acc}))
+    cands = [Candidate("trial-1", {}, 1, False), Candidate("GhostNet 1.0x", {}, 1, True)]
+    return confirm, cands
+
+
+def _round(confirm, acc):
+    def run_round():
+        for _ in confirm.get_trials(states=(optuna.trial.TrialState.WAITING,)):
+            trial = confirm.ask()
+            key, seed = trial.user_attrs["key"], trial.user_attrs["seed"]
+            trial.set_user_attr("val_acc", acc(key, seed))
+            trial.set_user_attr("test_acc", acc(key, seed))
+            confirm.tell(trial, acc(key, seed))
+    return run_round
+
+
+def test_until_decided_evens_the_arms_before_it_looks(tmp_path, capsys):
+    from ghostsearch.cli.confirm import until_decided
+
+    def acc(key, seed):  # the found network 5 points up, a little noise
+        return (70.0 if key == "trial-1" else 65.0) + [0.3, -0.2, 0.1, -0.4, 0.2][seed]
+
+    # an interrupted round left the found network a seed ahead of the reference
+    done = {("trial-1", s): acc("trial-1", s) for s in range(3)}
+    done |= {("GhostNet 1.0x", s): acc("GhostNet 1.0x", s) for s in range(2)}
+    confirm, cands = _fake_units(tmp_path, done)
+    until_decided(confirm, cands, 2, 5, _round(confirm, acc), looks=4)
+    lines = capsys.readouterr().out.splitlines()
+    # the reference's missing seed first, no look at 3 against 2; then the verdict at 3 each
+    assert lines[0].startswith("trial-1 and GhostNet 1.0x have uneven seeds (3 and 2)")
+    assert lines[0].endswith(": GhostNet 1.0x seed 2")
+    assert lines[1].startswith("decided at 3 seeds: trial-1 beats GhostNet 1.0x")
+    seeds = sorted((t.user_attrs["key"], t.user_attrs["seed"]) for t in confirm.get_trials())
+    assert seeds == sorted([*done, ("GhostNet 1.0x", 2)])
+
+
+def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys):
+    from ghostsearch.cli.confirm import until_decided
+    from ghostsearch.confirm import queue_unit
+
+    done = {(k, s): 60.0 + s for k in ("trial-1", "GhostNet 1.0x") for s in range(2)}
+    confirm, cands = _fake_units(tmp_path, done)
+    queue_unit(confirm, "GhostNet 1.0x", 2, 4)
+    confirm.ask()  # a worker elsewhere holds the reference's seed 2: RUNNING, not finished
+    rounds = []
+    until_decided(confirm, cands, 2, 5, lambda: rounds.append(1), looks=4)
+    out = capsys.readouterr().out
+    assert out.startswith("1 unit(s) not finished (GhostNet 1.0x seed 2): running in another")
+    assert "no verdict looked at, rerun to go on" in out
+    assert not rounds and len(confirm.get_trials()) == 5  # nothing queued, nothing trained
+
+
+def test_until_decided_stops_when_a_round_finishes_nothing(tmp_path, capsys):
+    from ghostsearch.cli.confirm import until_decided
+
+    done = {(k, s): 60.0 + s + (k == "trial-1") for k in ("trial-1", "GhostNet 1.0x")
+            for s in range(2)}
+    confirm, cands = _fake_units(tmp_path, done)
+
+    def failing_round():  # every unit fails for good
+        for _ in confirm.get_trials(states=(optuna.trial.TrialState.WAITING,)):
+            confirm.tell(confirm.ask(), state=optuna.trial.TrialState.FAIL)
+
+    until_decided(confirm, cands, 2, 9, failing_round, looks=8)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "the round finished no unit (their failures are in the report); stopped"
+    assert len(confirm.get_trials()) == 6
+
+
 def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monkeypatch):
     """SQLite can hand one WAITING unit to two workers asking at the same moment; the one
     that finishes second drops it (no failure, no retry) and goes on with the next unit."""

@@ -37,6 +37,7 @@ from ghostsearch.confirm import (
     STALE_AFTER_S,
     BankLink,
     candidates,
+    free_seeds,
     get_protocol,
     open_confirm_study,
     planned_looks,
@@ -45,6 +46,7 @@ from ghostsearch.confirm import (
     run_units,
     run_units_parallel,
     seeds_plan,
+    unfinished,
     unit_count,
     unit_order,
     verdicts,
@@ -132,27 +134,50 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_rou
                   link: BankLink | None = None, looks: int = 1) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
     undecided against the reference, give both one more seed and train them (a reference
-    seed the bank holds is taken from it), up to `max_seeds` an arm."""
+    seed the bank holds is taken from it), up to `max_seeds` an arm.
+
+    A verdict is looked at only when every queued unit has finished and both arms have as
+    many seeds: a unit still running elsewhere stops the loop (a rerun goes on), and arms left
+    uneven (by an interrupted round) are first evened without a look, so the verdicts taken
+    stay within the `looks` their interval is adjusted for."""
     ref = next(c.key for c in cands if c.baseline)
     while True:
+        left = unfinished(confirm)
+        if left:
+            names = ", ".join(f"{k} seed {s}" for k, s in left)
+            print(f"{len(left)} unit(s) not finished ({names}): running in another "
+                  "worker, or lost and taken back after --stale-after seconds; no verdict "
+                  "looked at, rerun to go on")
+            return
         table = verdicts(cands, results(confirm), looks=looks)
         lead = winner(table, seeds)
         if lead is None:
             return
         have = {r["key"]: r["seeds"] for r in table}
-        if lead.get("decision") in DECIDED:
-            print(f"decided at {have[lead['key']]} seeds: {lead['key']} {lead['verdict']}")
-            return
-        if have[lead["key"]] >= max_seeds:
-            print(f"still {lead.get('decision', 'undecided')} at --max-seeds {max_seeds}: "
-                  f"{lead.get('verdict', '')}")
-            return
-        new = [(k, have[k]) for k in (lead["key"], ref) if have[k] < max_seeds]
+        target = max(have[lead["key"]], have[ref])
+        if have[lead["key"]] == have[ref]:  # even arms: a look at the verdict
+            if lead.get("decision") in DECIDED:
+                print(f"decided at {target} seeds: {lead['key']} {lead['verdict']}")
+                return
+            if target >= max_seeds:
+                print(f"still {lead.get('decision', 'undecided')} at --max-seeds {max_seeds}: "
+                      f"{lead.get('verdict', '')}")
+                return
+            target += 1
+            why = f"{lead['key']} is {lead.get('decision', 'undecided')} against {ref}"
+        else:
+            why = f"{lead['key']} and {ref} have uneven seeds ({have[lead['key']]} and " \
+                  f"{have[ref]}), evened before the verdict is looked at"
+        new = [(k, s) for k in (lead["key"], ref)
+               for s in free_seeds(confirm, k, target - have[k])]
         for key, seed in new:
             queue_unit(confirm, key, seed, unit_count(confirm), link)
-        print(f"{lead['key']} is {lead.get('decision', 'undecided')} against {ref}: one more "
-              f"seed each ({', '.join(f'{k} seed {s}' for k, s in new)})")
+        print(f"{why}: {', '.join(f'{k} seed {s}' for k, s in new)}")
+        done = len(results(confirm))
         run_round()
+        if len(results(confirm)) == done:
+            print("the round finished no unit (their failures are in the report); stopped")
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
