@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -256,3 +257,60 @@ def test_limit_vs_budget_finds_the_same_band_when_latency_is_flops(tmp_path):
 
     with pytest.raises(ConfigError, match="--width 2.5: no reference GhostNet of that width"):
         main(["--table", str(path), "--width", "2.5"])
+
+
+def test_flip_evaluation_averages_the_logits_of_an_image_and_its_mirror():
+    """For a linear model W.x, flip's logits W.x + W.flip(x) are those of the linear model
+    W + flip(W) evaluated plainly."""
+    from ghostsearch.train.loop import eval_loader, evaluate
+
+    data = load_data("synthetic", resolution=16)
+    loader = eval_loader(data, data.test, torch.device("cpu"))
+    torch.manual_seed(2)  # weights whose flip changes the accuracy on these images
+    linear = torch.nn.Conv2d(3, 10, 16, bias=False)  # one logit per class from the whole image
+    model = torch.nn.Sequential(linear, torch.nn.Flatten()).eval()
+    mirrored = torch.nn.Conv2d(3, 10, 16, bias=False)
+    with torch.no_grad():
+        mirrored.weight.copy_(linear.weight + linear.weight.flip(3))
+    both = torch.nn.Sequential(mirrored, torch.nn.Flatten()).eval()
+    flip = evaluate(model, loader, amp=False, flip=True)
+    assert flip == evaluate(both, loader, amp=False)
+    assert flip != evaluate(model, loader, amp=False)
+
+
+def test_tta_noise_evaluates_each_finished_unit_once_and_checks_its_record(tmp_path, capsys):
+    """Four units of two arms trained like a confirmation's: one row each, the plain test
+    accuracy the recorded one; a rerun adds nothing; other data is refused in one line."""
+    from benchmarks.tta_noise import main
+    from ghostsearch import ConfigError
+    from ghostsearch.train.full import ModelSpec, train_full
+
+    spec = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
+    data = spec.load(progress=False)
+    units = tmp_path / "study" / "confirm"
+    for width in (0.3, 0.5):
+        cfg = reference_config(width, num_classes=10, resolution=16, stem_stride=1)
+        for seed in (0, 1):
+            train_full(ModelSpec(config=cfg.to_dict()), data, Recipe(epochs=1, batch_size=32),
+                       units / f"GhostNet_{width}x-seed{seed}", seed=seed, log=lambda s: None)
+    (units / "GhostNet_0.3x-seed2").mkdir()  # a unit not started: skipped
+    out = tmp_path / "tta.csv"
+    args = ["--units", str(units), "--data", "synthetic", "--val-size", "40",
+            "--train-subset", "64", "--resolution", "16", "--out", str(out), "--boot", "50"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert sorted((r["arm"], r["seed"]) for r in rows) == [
+        (f"study/GhostNet_{w}x", s) for w in ("0.3", "0.5") for s in ("0", "1")]
+    assert all(float(r["test_plain"]) == float(r["recorded_test"]) for r in rows)
+    printed = capsys.readouterr().out
+    assert "4 runs in 2 arms" in printed and "test_flip: pooled sd" in printed
+    assert "(2 df)" in printed and "sd flip/plain" in printed
+    assert main(args) == 0  # resumed: every unit is in the CSV already
+    assert len(list(csv.DictReader(out.open()))) == 4
+    assert "seed 0: val" not in capsys.readouterr().out
+    out.unlink()  # a unit whose record says another test accuracy was trained on other data
+    record = units / "GhostNet_0.5x-seed1" / "record.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "test_acc": 99.0}))
+    with pytest.raises(ConfigError, match=r"GhostNet_0.5x-seed1: re-evaluated test 10.00% is "
+                                          r"not the recorded 99.00%"):
+        main(args)

@@ -109,13 +109,18 @@ def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> float:
-    """Top-1 accuracy in %, one host sync at the end."""
+def evaluate(model: torch.nn.Module, loader: DeviceLoader, amp: bool,
+             flip: bool = False) -> float:
+    """Top-1 accuracy in %, one host sync at the end. `flip` averages the logits of each image
+    and its mirror image (test-time augmentation: two forwards, often less run-to-run noise)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     for x, y in loader:
         with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-            correct += (model(x).argmax(1) == y).sum()
+            logits = model(x)
+            if flip:
+                logits = logits + model(x.flip(-1))
+            correct += (logits.argmax(1) == y).sum()
     return 100.0 * correct.item() / len(loader.split)
 
 
