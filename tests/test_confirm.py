@@ -430,6 +430,28 @@ def test_until_decided_evens_the_arms_before_it_looks(tmp_path, capsys):
     assert seeds == sorted([*done, ("GhostNet 1.0x", 2)])
 
 
+def test_until_decided_counts_a_reference_seed_taken_from_the_bank(tmp_path, capsys):
+    """Evening the arms with a reference seed the bank holds trains nothing, and is progress."""
+    from types import SimpleNamespace
+
+    from ghostsearch.cli.confirm import until_decided
+
+    def acc(key, seed):
+        return (70.0 if key == "trial-1" else 65.0) + [0.3, -0.2, 0.1, -0.4, 0.2][seed]
+
+    done = {("trial-1", s): acc("trial-1", s) for s in range(3)}
+    done |= {("GhostNet 1.0x", s): acc("GhostNet 1.0x", s) for s in range(2)}
+    confirm, cands = _fake_units(tmp_path, done)
+    bank = SimpleNamespace(stored=lambda key, seed: {
+        "val_acc": acc(key, seed), "test_acc": acc(key, seed), "train_seconds": 1.0}
+        if key == "GhostNet 1.0x" else None)
+    trained = []
+    until_decided(confirm, cands, 2, 5, lambda: trained.append(1), bank, looks=4)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(": GhostNet 1.0x seed 2") and trained == [1]
+    assert lines[1].startswith("decided at 3 seeds: trial-1 beats GhostNet 1.0x")
+
+
 def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys):
     from ghostsearch.cli.confirm import until_decided
     from ghostsearch.confirm import queue_unit

@@ -170,10 +170,10 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_rou
                   f"{have[ref]}), evened before the verdict is looked at"
         new = [(k, s) for k in (lead["key"], ref)
                for s in free_seeds(confirm, k, target - have[k])]
+        done = len(results(confirm))  # before queueing: a seed the bank holds counts as done
         for key, seed in new:
             queue_unit(confirm, key, seed, unit_count(confirm), link)
         print(f"{why}: {', '.join(f'{k} seed {s}' for k, s in new)}")
-        done = len(results(confirm))
         run_round()
         if len(results(confirm)) == done:
             print("the round finished no unit (their failures are in the report); stopped")
