@@ -127,6 +127,16 @@ def check_split(study: Any, split_id: str) -> None:
                       "study's) so that no image the search selected on is trained on")
 
 
+def protocol_data_spec(args: argparse.Namespace, train: int, val: int) -> DataSpec:
+    """The data options of `add_data_args`, with the protocol's training subset and validation
+    size where the command line left them out."""
+    return DataSpec(args.data, args.data_dir,
+                    val_size=val if args.val_size is None else args.val_size,
+                    train_subset=train if args.train_subset is None else args.train_subset,
+                    resolution=args.resolution, split_seed=args.split_seed,
+                    max_data_gb=args.max_data_gb)
+
+
 DECIDED = ("beats", "loses to", "equivalent")
 
 
@@ -197,11 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = study_dir(args.study_name, args.out)
     device = pick_device(args.device)
     n_jobs = default_n_jobs(device.type) if args.n_jobs is None else args.n_jobs
-    spec = DataSpec(args.data, args.data_dir,
-                    val_size=val if args.val_size is None else args.val_size,
-                    train_subset=train if args.train_subset is None else args.train_subset,
-                    resolution=args.resolution, split_seed=args.split_seed,
-                    max_data_gb=args.max_data_gb)
+    spec = protocol_data_spec(args, train, val)
     data = spec.load()  # bad data is refused here, once, before any worker starts
     check_split(study, data.split_id)
     print(data.summary())
