@@ -57,7 +57,7 @@ from ghostsearch.search.limits import Limits
 from ghostsearch.search.space import load_space
 from ghostsearch.search.study import baseline_widths
 from ghostsearch.train.data import DATASETS, load_data
-from ghostsearch.train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL, Recipe
+from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,8 +73,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "sampled ones (default 6)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--epochs", type=int, default=GROUND_TRUTH_PROTOCOL.epochs)
-    p.add_argument("--train-subset", type=int, default=GROUND_TRUTH_DATA["train_subset"])
+    p.add_argument("--recipe", default="ground-truth", metavar="NAME|FILE",
+                   help="the training recipe of every unit: a named one or a YAML/JSON file "
+                        "(default: ground-truth, 12 epochs on 10,000 images)")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="override the recipe's training images")
     p.add_argument("--val-size", type=int, default=GROUND_TRUTH_DATA["val_size"])
     p.add_argument("--retrain-top", type=int, default=0,
                    help="after the table: retrain the references and this many best sampled "
@@ -102,10 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--archs, --workers and --threads must be >= 1")
     if args.retrain_top < 0 or args.retrain_seeds < 1:
         raise ConfigError("--retrain-top must be >= 0 and --retrain-seeds >= 1")
-    protocol = dataclasses.replace(GROUND_TRUTH_PROTOCOL, epochs=args.epochs)
+    protocol = load_recipe(args.recipe)
+    if args.epochs is not None:
+        protocol = dataclasses.replace(protocol, epochs=args.epochs)
+    if args.train_subset is None:
+        args.train_subset = protocol.train_images
     data_kwargs = {"name": args.data, "data_dir": args.data_dir, "val_size": args.val_size,
                    "train_subset": args.train_subset, "seed": GROUND_TRUTH_DATA["split_seed"]}
-    identity = {"budget_flops": budget, "protocol": dataclasses.asdict(protocol),
+    identity = {"budget_flops": budget, "protocol": protocol.identity(),
                 "data": {k: v for k, v in data_kwargs.items() if k != "data_dir"}}
     out = Path(args.out)
     if (out / "protocol.json").exists():
@@ -124,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids = [a["arch_id"] for a in archs]
         units = [Unit(i, 0) for i in ids] + [Unit(i, 1) for i in ids[:args.second_seed]]
         write_plan(out, space, archs, units, {
-            **identity, "images_seen": protocol.epochs * args.train_subset,
+            **identity, "recipe": protocol.to_dict(),
+            "images_seen": protocol.epochs * (args.train_subset or 0) or None,
             "test": "the full test split", "threads_per_worker": args.threads,
             "workers": args.workers, "machine": machine(), "provenance": provenance(args)})
     bands = [Band.parse(b) for b in args.band]

@@ -44,7 +44,10 @@ def data_fingerprint(data: Any) -> str:
 def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
     """The bank key of a model `spec` (a `ModelSpec` as a dict) trained with `protocol` (a
     `Recipe`, or its dict) on data with fingerprint `data_id`."""
-    proto = dataclasses.asdict(protocol) if dataclasses.is_dataclass(protocol) else protocol
+    if hasattr(protocol, "identity"):  # a Recipe: the knobs that determine a run
+        proto = protocol.identity()
+    else:
+        proto = dataclasses.asdict(protocol) if dataclasses.is_dataclass(protocol) else protocol
     text = json.dumps([spec, proto, data_id], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -15,6 +15,9 @@ import contextlib
 import dataclasses
 import datetime
 import math
+import os
+import socket
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,14 +47,27 @@ from .stats import (
     t_quantile,
     welch,
 )
-from .train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL, Recipe
+from .train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 
-# Named long protocols: (proxy protocol, training images, held-out images)
-PROTOCOLS: dict[str, tuple[Recipe, int, int]] = {
-    "ground-truth": (GROUND_TRUTH_PROTOCOL, GROUND_TRUTH_DATA["train_subset"],
-                     GROUND_TRUTH_DATA["val_size"]),
-}
+DEFAULT_RECIPE = "ground-truth"  # the recipe whose companion and folders keep the plain names
 SUFFIX = "-confirm"
+
+
+def companion_name(study_name: str, recipe: Recipe) -> str:
+    """The companion study of a confirmation under `recipe`: `<study>-confirm` for the
+    ground-truth recipe (the name confirmations had before recipes were data), else
+    `<study>-confirm-<recipe name>`."""
+    if recipe.name in ("", DEFAULT_RECIPE):
+        return study_name + SUFFIX
+    return f"{study_name}{SUFFIX}-{recipe.name}"
+
+
+def units_folder(out: Path, recipe: Recipe) -> Path:
+    """Where the units of a confirmation under `recipe` checkpoint (out/confirm for the
+    ground-truth recipe, out/confirm-<recipe name> else)."""
+    if recipe.name in ("", DEFAULT_RECIPE):
+        return Path(out) / "confirm"
+    return Path(out) / f"confirm-{recipe.name}"
 # What one run of a protocol costs and how much it varies, measured on the ground truth on a
 # 2-core CPU (docs/benchmarks.md): the standard deviation of one run's test accuracy pooled
 # over the 14 architectures of results/ground_truth with 2-3 seeds (20 degrees of freedom),
@@ -152,19 +168,20 @@ def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
     return False
 
 
-def get_protocol(name: str, epochs: int | None = None) -> tuple[Recipe, int, int]:
-    if name not in PROTOCOLS:
-        raise ConfigError(f"--protocol {name!r}: unknown (known: {', '.join(PROTOCOLS)})")
-    protocol, train, val = PROTOCOLS[name]
+def get_protocol(name: str, epochs: int | None = None) -> tuple[Recipe, int | None, int]:
+    """A recipe by name or file, its training images (None: all after the hold-out) and the
+    held-out validation images of confirmations (the ground truth's 2,000)."""
+    recipe = load_recipe(name)
     if epochs is not None:
-        protocol = dataclasses.replace(protocol, epochs=epochs)
-    return protocol, train, val
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    return recipe, recipe.train_images, GROUND_TRUTH_DATA["val_size"]
 
 
-def candidates(study: optuna.Study, top: int) -> list[Candidate]:
+def candidates(study: optuna.Study, top: int, with_1x: bool = True) -> list[Candidate]:
     """The `top` completed feasible trials by proxy validation accuracy, then the reference at
     the widest width within the study's limits (FLOPs, and latency when it had a limit) and
-    1.0x, trained under the confirmation's protocol whatever the study did."""
+    1.0x (unless `with_1x` is False), trained under the confirmation's recipe whatever the
+    study did."""
     if top < 1:
         raise ConfigError(f"--top {top}: must be >= 1")
     done = [t for t in study.get_trials(deepcopy=False,
@@ -182,7 +199,7 @@ def candidates(study: optuna.Study, top: int) -> list[Candidate]:
     stored = study.user_attrs.get(REFERENCE_WIDTHS_KEY)  # what the study itself compared with
     widths = (dict(stored) if stored is not None else  # a study made before they were stored
               dict(baseline_widths(space, Limits(settings.get("budget_flops"), band=0))))
-    wanted = [w for name, w in widths.items() if "widest" in name] + [1.0]
+    wanted = [w for name, w in widths.items() if "widest" in name] + ([1.0] if with_1x else [])
     for w in dict.fromkeys(wanted):
         if w not in widths.values():
             continue
@@ -202,13 +219,14 @@ def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
 
 
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
-                       meta: dict[str, Any], link: BankLink | None = None) -> optuna.Study:
+                       meta: dict[str, Any], link: BankLink | None = None,
+                       recipe: Recipe | None = None) -> optuna.Study:
     """The companion study; its units are enqueued once, by whoever creates it. Rerun with
     more seeds, it enqueues the new seeds' units (to narrow the intervals without retraining
     what is done); a companion made for other architectures, another protocol or more seeds
     is refused. Reference runs that the bank of `link` holds are added finished instead of
     queued."""
-    name = study.study_name + SUFFIX
+    name = companion_name(study.study_name, recipe or Recipe(name=DEFAULT_RECIPE))
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         confirm.set_user_attr("meta", meta)
@@ -239,7 +257,8 @@ def _say(line: str) -> None:
 
 
 MAX_RETRIES = 2  # a unit that failed this many times more is left failed, with its reasons
-STALE_AFTER_S = 900.0  # a RUNNING unit silent this long lost its worker (an epoch beats)
+STALE_AFTER_S = 900.0  # a RUNNING unit silent this long lost its worker
+BEAT_EVERY_S = 60.0  # a training unit beats this often (between steps), whatever its epochs
 
 
 def _requeue(confirm: optuna.Study, key: str, seed: int, unit: int, retries: int,
@@ -259,22 +278,62 @@ def _requeue(confirm: optuna.Study, key: str, seed: int, unit: int, retries: int
     return True
 
 
+def _utc(moment: datetime.datetime | str | None) -> datetime.datetime | None:
+    """A beat or a trial's start as an aware UTC time (a naive one is this machine's local
+    time: beats written before they carried a zone, and Optuna's own timestamps)."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.datetime.fromisoformat(moment)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (signal 0 tests without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def worker_gone(attrs: dict[str, Any]) -> bool:
+    """A unit's worker ran on this machine and its process no longer exists: killed (even by
+    SIGKILL, which no handler sees), so the unit can be taken back at once."""
+    host, pid = attrs.get("host"), attrs.get("pid")
+    if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    return not pid_alive(pid)
+
+
 def reclaim_stale(confirm: optuna.Study, stale_after_s: float = STALE_AFTER_S,
                   log: Callable[[str], None] | None = None) -> int:
-    """Take back units left RUNNING by a worker that died (killed, out of memory): a unit
-    whose last beat (its start or its last finished epoch) is older than `stale_after_s` is
-    failed with that reason and queued again. Returns how many were taken back."""
-    now = datetime.datetime.now()
+    """Take back units left RUNNING by a worker that died (killed, out of memory): at once
+    when the worker ran on this machine and its process is gone (`worker_gone`), else when
+    its last beat (every `BEAT_EVERY_S` while it trains) is older than `stale_after_s`. Each
+    is failed with the reason and queued again (it resumes from its last checkpoint).
+    Returns how many were taken back."""
+    now = datetime.datetime.now(datetime.timezone.utc)
     n = 0
     for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if "key" not in t.user_attrs:
             continue
-        beat = t.user_attrs.get("alive_at")
-        last = datetime.datetime.fromisoformat(beat) if beat else t.datetime_start
-        if last is None or (now - last).total_seconds() < stale_after_s:
+        last = _utc(t.user_attrs.get("alive_at")) or _utc(t.datetime_start)
+        silent = (now - last).total_seconds() if last is not None else math.inf
+        if worker_gone(t.user_attrs):
+            reason = (f"its worker (pid {t.user_attrs['pid']} on this machine) is gone "
+                      "(killed)")
+        elif silent >= stale_after_s:
+            reason = f"stale: no beat for {silent:.0f} s (worker lost)"
+        else:
             continue
         key, seed = t.user_attrs["key"], t.user_attrs["seed"]
-        reason = f"stale: no beat for {(now - last).total_seconds():.0f} s (worker lost)"
         with warnings.catch_warnings():  # telling another process's trial is the point here
             warnings.simplefilter("ignore", UserWarning)
             confirm.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -356,20 +415,35 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         cfg = NetConfig.from_dict(cands[key].config)
         pcfg = proxy_config(cfg, data, protocol)
         spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
-        folder = out / "confirm" / f"{key.replace(' ', '_')}-seed{seed}"
+        folder = units_folder(out, protocol) / f"{key.replace(' ', '_')}-seed{seed}"
         tag = f"unit {unit + 1}/{n_units}: {key}, seed {seed}"
         log(f"{tag}: started" + (f" (retry {retries})" if retries else ""))
 
         def beat(message: str, tag: str = tag, trial: optuna.Trial = trial) -> None:
             try:
-                trial.set_user_attr("alive_at", datetime.datetime.now().isoformat())
+                trial.set_user_attr("alive_at", now_utc())
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise TakenElsewhere from None
             log(f"{tag}: {message}")
 
+        last_beat = [time.monotonic()]
+
+        def step_beat(step: int, trial: optuna.Trial = trial, last: list = last_beat) -> None:
+            """A beat every `BEAT_EVERY_S` within an epoch, so that an epoch longer than the
+            stale time is never taken for a lost worker."""
+            if time.monotonic() - last[0] >= BEAT_EVERY_S:
+                last[0] = time.monotonic()
+                try:
+                    trial.set_user_attr("alive_at", now_utc())
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    raise TakenElsewhere from None
+
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         try:
             beat("training")
-            record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat)
+            record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat,
+                                on_step=step_beat)
             for k in ("val_acc", "test_acc", "train_seconds"):
                 trial.set_user_attr(k, record[k])
         except (TakenElsewhere, optuna.exceptions.UpdateFinishedTrialError):
@@ -423,13 +497,15 @@ def run_units_parallel(url: str, name: str, cands: dict[str, Candidate], data: D
                    "confirm workers")
 
 
-def companion(study: optuna.Study, storage: Any) -> optuna.Study | None:
-    """The confirmation study of `study` in `storage` (the URL or storage `study` was loaded
-    from), or None when it has none."""
+def companion(study: optuna.Study, storage: Any,
+              recipe: Recipe | None = None) -> optuna.Study | None:
+    """The confirmation study of `study` under `recipe` (default: the ground-truth recipe) in
+    `storage` (the URL or storage `study` was loaded from), or None when it has none."""
     if isinstance(storage, str):
         storage = make_storage(storage)
+    name = companion_name(study.study_name, recipe or Recipe(name=DEFAULT_RECIPE))
     try:
-        return optuna.load_study(study_name=study.study_name + SUFFIX, storage=storage)
+        return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
 
@@ -517,20 +593,23 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
 
 def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
              margin: float = DEFAULT_MARGIN, effect: float = 1.0,
-             looks: int = 1) -> list[dict[str, Any]]:
+             looks: int = 1, recipes: int = 1) -> list[dict[str, Any]]:
     """Mean and std over seeds of each candidate, and against the reference at the budget
     width (the first baseline): the test-accuracy difference with its interval from the
-    run-to-run noise pooled over every arm, adjusted (Bonferroni) for the number of found
-    candidates times `looks`, the verdicts --until-decided may take before it stops (a
-    verdict checked after every added seed would otherwise say "beats" more often than 5% of
-    the time when nothing differs); the verdict in words (`stats.compare`), and Welch's
-    interval as a check."""
+    run-to-run noise pooled over the compared arms (`compared_arms`), adjusted (Bonferroni)
+    for the number of found candidates times `looks`, the verdicts --until-decided may take
+    before it stops (a verdict checked after every added seed would otherwise say "beats"
+    more often than 5% of the time when nothing differs), times `recipes`, the recipes an
+    across-recipe verdict reads together (`verdict.across_recipes`); the verdict in words
+    (`stats.compare`), and Welch's interval as a check."""
     import statistics
 
     by = {c.key: [r for r in rows if r["key"] == c.key] for c in cands}
     ref = next((c for c in cands if c.baseline), None)
-    noise = pooled_noise({k: [r["test_acc"] for r in rs] for k, rs in by.items() if rs})
-    m = max(1, sum(1 for c in cands if not c.baseline and by[c.key])) * max(1, looks)
+    noise = pooled_noise({c.key: [r["test_acc"] for r in by[c.key]]
+                          for c in compared_arms(cands)})
+    m = (max(1, sum(1 for c in cands if not c.baseline and by[c.key])) * max(1, looks)
+         * max(1, recipes))
     out = []
     for c in cands:
         rs = by[c.key]
@@ -556,6 +635,14 @@ def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
                           if looks > 1 and not math.isnan(cmp.half) else ""))
         out.append(row)
     return out
+
+
+def compared_arms(cands: list[Candidate]) -> list[Candidate]:
+    """The arms whose runs the verdict's noise is pooled over: the found candidates and the
+    reference at the budget (the first baseline). Other references (over the budget, such as
+    GhostNet 1.0x) are reported, never pooled into someone else's interval."""
+    ref = next((c for c in cands if c.baseline), None)
+    return [c for c in cands if not c.baseline or c is ref]
 
 
 def verdict_text(c: Candidate, ref: Candidate, cmp: Comparison) -> str:

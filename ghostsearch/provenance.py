@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +41,28 @@ def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
     if args is not None:
         info["args"] = {k: v for k, v in vars(args).items() if not callable(v)}
     return info
+
+
+def runtime_info(device: Any = "cpu") -> dict[str, Any]:
+    """What ran a unit: versions, commit, host, device and its threads (beside its figures)."""
+    import torch
+
+    from . import __version__
+
+    return {"ghostsearch": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+            "python": platform.python_version(), "host": socket.gethostname(),
+            "device": str(device), "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine()}
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` so that a kill at any moment leaves the old file or the new one,
+    never a broken one: a temporary file beside it, flushed to disk, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path

@@ -525,3 +525,100 @@ def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monke
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # no FAIL, no retry
     assert trials[0].value == 55.0 and trials[1].value == 51.0
     assert sorted((r["key"], r["seed"]) for r in results(confirm)) == [("a", 0), ("a", 1)]
+
+
+def test_a_worker_killed_here_is_taken_back_at_once_without_waiting_for_the_stale_time(
+        tmp_path):
+    """SIGKILL of the worker mid-unit, then an immediate rerun with the default stale time:
+    the worker ran on this machine and its process is gone, so its unit is taken back at once
+    and every unit completes exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    study, url = search(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    args = [sys.executable, str(root / "scripts" / "confirm.py"), "--study-name", "s",
+            "--storage", url, "--out", str(tmp_path / "o"), "--top", "1", "--seeds", "2",
+            "--n-jobs", "1", *DATA[:-2], "--epochs", "20"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            running = [t for t in _units(url) if t.state == optuna.trial.TrialState.RUNNING]
+        except KeyError:
+            continue
+        if running and running[0].user_attrs.get("pid") == proc.pid:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert [t.state for t in _units(url)].count(optuna.trial.TrialState.RUNNING) == 1
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900)  # 900 s stale time
+    assert r.returncode == 0, r.stderr
+    assert f"(its worker (pid {proc.pid} on this machine) is gone (killed))" in r.stdout
+    trials = _units(url)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    done = [(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    planned = {(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials}
+    assert len(done) == len(set(done)) and set(done) == planned
+    rows = pd.read_csv(tmp_path / "o" / "confirmed.csv")
+    assert (rows.seeds == 2).all()  # no arm short of the seeds asked
+
+
+def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, monkeypatch):
+    """Beats come every BEAT_EVERY_S between steps, not only at epoch ends: a worker that
+    checks for lost units while a slow unit trains finds it alive, and the unit is trained
+    once."""
+    import time
+
+    import ghostsearch.confirm as confirm_mod
+    import ghostsearch.train.full as full
+    from ghostsearch.confirm import reclaim_stale
+
+    study, url = search(tmp_path)
+    stale = 0.4
+    monkeypatch.setattr(confirm_mod, "BEAT_EVERY_S", 0.05)
+    seen: list[int] = []
+    calls: list[str] = []
+
+    def slow_train(spec, data, recipe, out, *, seed, device, log, on_step):
+        calls.append(f"{json.dumps(spec.config, sort_keys=True)}-{seed}")
+        start = time.monotonic()
+        step = 0
+        while time.monotonic() - start < 3 * stale:  # one "epoch" three stale times long
+            time.sleep(0.02)
+            step += 1
+            on_step(step)
+            if step % 15 == 0:  # another worker looks for lost units meanwhile
+                seen.append(reclaim_stale(companion, stale))
+        return {"val_acc": 50.0, "test_acc": 50.0, "train_seconds": 1.0, "history": []}
+
+    monkeypatch.setattr(full, "train_full", slow_train)
+    out = tmp_path / "o"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--seeds", "1", "--n-jobs", "1", "--stale-after", str(stale), "--no-bank",
+            "--budget-reference-only", *DATA]
+    companion = None
+
+    original = confirm_mod.run_units
+
+    def run_units(confirm, *a, **k):
+        nonlocal companion
+        companion = confirm
+        return original(confirm, *a, **k)
+
+    monkeypatch.setattr(confirm_mod, "run_units", run_units)
+    import ghostsearch.cli.confirm as cli_confirm
+
+    monkeypatch.setattr(cli_confirm, "run_units", run_units)
+    assert main(args) == 0
+    assert seen and not any(seen)  # every check found the unit alive
+    assert len(calls) == len(set(calls)) == 2  # the candidate and the reference, once each
+    units = _units(url)
+    assert [t.state for t in units].count(optuna.trial.TrialState.COMPLETE) == 2
+    assert [t.state for t in units].count(optuna.trial.TrialState.FAIL) == 0

@@ -82,3 +82,28 @@ def load_data_args(args: Any) -> Any:
                      seed=args.split_seed, max_data_gb=args.max_data_gb)
     print(data.summary(), flush=True)
     return data
+
+
+RECIPE_FLAGS = ("epochs", "batch_size", "lr", "schedule", "warmup", "weight_decay",
+                "label_smoothing")
+
+
+def add_recipe_arg(group: Any, default_text: str) -> None:
+    """`--recipe NAME|FILE`: a named recipe or a user's YAML/JSON file of recipe fields."""
+    from ..train.recipe import recipe_names
+
+    group.add_argument("--recipe", default=None, metavar="NAME|FILE",
+                       help=f"the training recipe: a named one ({', '.join(recipe_names())}) "
+                            "or a YAML/JSON file of recipe fields (docs/recipes.md); the "
+                            f"flags below override its fields (default: {default_text})")
+
+
+def recipe_from_args(args: Any, base: Any) -> Any:
+    """`--recipe` (else `base`), with every recipe flag the command line gave put over it."""
+    import dataclasses
+
+    from ..train.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else base
+    given = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f, None) is not None}
+    return dataclasses.replace(recipe, **given) if given else recipe

@@ -32,8 +32,8 @@ import pandas as pd
 from ghostsearch.bank import Bank, data_fingerprint
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.confirm import (
+    DEFAULT_RECIPE,
     LOOKS_KEY,
-    PROTOCOLS,
     STALE_AFTER_S,
     BankLink,
     candidates,
@@ -53,6 +53,7 @@ from ghostsearch.confirm import (
     winner,
 )
 from ghostsearch.errors import ConfigError
+from ghostsearch.provenance import write_atomic
 from ghostsearch.report.export import export_trial
 from ghostsearch.report.render import write_report
 from ghostsearch.search.estimate import default_n_jobs
@@ -64,6 +65,8 @@ from ghostsearch.search.storage import (
     study_dir,
 )
 from ghostsearch.train.loop import pick_device
+from ghostsearch.train.recipe import recipe_names
+from ghostsearch.verdict import across_recipes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -78,10 +81,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3,
                    help="seeds per architecture (default: 3); rerun with more to narrow the "
                         "intervals: only the new seeds are trained")
-    p.add_argument("--protocol", default="ground-truth",
-                   help=f"long protocol: {', '.join(PROTOCOLS)} (default: ground-truth, 12 "
-                        "epochs on 10,000 images)")
-    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    p.add_argument("--recipe", action="append", default=None, metavar="NAME|FILE",
+                   help="the training recipe of the units: a named one "
+                        f"({', '.join(recipe_names())}) or a YAML/JSON file of recipe fields "
+                        "(docs/recipes.md); repeat it for a verdict under each recipe and "
+                        "one across them (default: ground-truth, 12 epochs on 10,000 images)")
+    p.add_argument("--protocol", default=None, help=argparse.SUPPRESS)  # the old name
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--budget-reference-only", action="store_true",
+                   help="train only the reference at the budget, not GhostNet 1.0x beside it "
+                        "(an arm over the budget is reported, never in the verdict's noise)")
     add_data_args(p, val_help="to select the winner on")
     p.add_argument("--device", default="auto")
     p.add_argument("--until-decided", action="store_true",
@@ -127,7 +136,7 @@ def check_split(study: Any, split_id: str) -> None:
                       "study's) so that no image the search selected on is trained on")
 
 
-def protocol_data_spec(args: argparse.Namespace, train: int, val: int) -> DataSpec:
+def protocol_data_spec(args: argparse.Namespace, train: int | None, val: int) -> DataSpec:
     """The data options of `add_data_args`, with the protocol's training subset and validation
     size where the command line left them out."""
     return DataSpec(args.data, args.data_dir,
@@ -141,7 +150,7 @@ DECIDED = ("beats", "loses to", "equivalent")
 
 
 def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_round: Any,
-                  link: BankLink | None = None, looks: int = 1) -> None:
+                  link: BankLink | None = None, looks: int = 1, recipes: int = 1) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
     undecided against the reference, give both one more seed and train them (a reference
     seed the bank holds is taken from it), up to `max_seeds` an arm.
@@ -159,7 +168,7 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_rou
                   "worker, or lost and taken back after --stale-after seconds; no verdict "
                   "looked at, rerun to go on")
             return
-        table = verdicts(cands, results(confirm), looks=looks)
+        table = verdicts(cands, results(confirm), looks=looks, recipes=recipes)
         lead = winner(table, seeds)
         if lead is None:
             return
@@ -200,28 +209,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--max-seeds {args.max_seeds} is below --seeds {args.seeds}")
     if args.n_jobs is not None and args.n_jobs < 1:
         raise ConfigError(f"--n-jobs {args.n_jobs}: must be >= 1")
-    protocol, train, val = get_protocol(args.protocol, args.epochs)
+    names = args.recipe or [args.protocol or DEFAULT_RECIPE]
+    recipes = [get_protocol(n, args.epochs) for n in names]  # every recipe refused up front
+    labels = [r.name for r, _, _ in recipes]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--recipe: two recipes share the name {labels!r}; give each file "
+                          "its own name")
     url = existing_study_url(args.study_name, args.storage, args.out)
     study = load_existing_study(args.study_name, url)
-    cands = candidates(study, args.top)
+    cands = candidates(study, args.top, with_1x=not args.budget_reference_only)
     out = study_dir(args.study_name, args.out)
     device = pick_device(args.device)
     n_jobs = default_n_jobs(device.type) if args.n_jobs is None else args.n_jobs
+    tables = {}
+    for protocol, train, val in recipes:
+        tables[protocol.name] = confirm_under(args, study, url, cands, out, device, n_jobs,
+                                              protocol, train, val, len(recipes))
+        if protocol is recipes[0][0]:
+            first = tables[protocol.name]
+    if len(recipes) > 1:
+        across = across_recipes(tables)
+        pd.DataFrame(across).to_csv(out / "confirmed-recipes.csv", index=False)
+        print(f"across {len(recipes)} recipes (intervals adjusted for them too, Bonferroni):")
+        for row in across:
+            print(f"  {row['key']}: {row['verdict']}")
+        print(f"wrote {out / 'confirmed-recipes.csv'}")
+    best = winner(first, args.seeds)
+    if best is not None:
+        path = export_trial(study, best["trial"], out / "best_arch.json")
+        data_json = json.loads(path.read_text())
+        data_json["metadata"]["confirmed"] = {
+            **{k: v for k, v in best.items() if k != "baseline"},
+            "protocol": recipes[0][0].identity(), "recipe": recipes[0][0].to_dict(),
+            "all": first}
+        write_atomic(path, json.dumps(data_json, indent=2) + "\n")
+        print(f"confirmed winner under {recipes[0][0].name}: {best['key']}: "
+              f"{best.get('verdict', '')}; wrote {path}")
+    files = write_report([study], out, url)
+    print(f"report: {files['md']}")
+    return 0
+
+
+def confirm_under(args: argparse.Namespace, study: Any, url: str, cands: list, out: Path,
+                  device: Any, n_jobs: int, protocol: Any, train: int | None,
+                  val: int, n_recipes: int = 1) -> list[dict[str, Any]]:
+    """One recipe's confirmation: its companion study, units, bank and verdict table
+    (written to confirmed.csv for the ground-truth recipe, confirmed-<recipe>.csv else), its
+    intervals adjusted for the `n_recipes` read together."""
     spec = protocol_data_spec(args, train, val)
     data = spec.load()  # bad data is refused here, once, before any worker starts
     check_split(study, data.split_id)
-    print(data.summary())
+    print(f"{protocol.describe()}\n{data.summary()}")
     link = None
     if not args.no_bank:
         bank = Bank(Path(args.bank)) if args.bank else Bank.beside(out)
         link = BankLink.make(bank, cands, data, protocol, data_fingerprint(data),
                              f"confirm {args.study_name}")
     units = unit_order(cands, args.seeds)
-    meta = {"protocol": dataclasses.asdict(protocol), "seeds": args.seeds,
+    meta = {"protocol": protocol.identity(), "seeds": args.seeds,
             "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
-    confirm = open_confirm_study(study, make_storage(url), units, meta, link)
+    confirm = open_confirm_study(study, make_storage(url), units, meta, link, protocol)
     looks = planned_looks(confirm)
     if args.until_decided and args.max_seeds - args.seeds + 1 > looks:
         looks = args.max_seeds - args.seeds + 1  # the first round, then a seed at a time
@@ -232,13 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         synced = link.sync(confirm)
         banked = len(link.bank.runs(link.keys[ref]))
         from_bank = [r for r in results(confirm) if r["from_bank"]]
-        print(f"reference bank {link.bank.path}: {banked} run(s) of {ref} under this protocol "
+        print(f"reference bank {link.bank.path}: {banked} run(s) of {ref} under this recipe "
               f"and data; {len(from_bank)} reference unit(s) taken from it, not trained"
               + (f"; {synced} run(s) of this confirmation stored in it" if synced else ""))
-    plan = seeds_plan(args.protocol, sum(not c.baseline for c in cands), args.effect,
+    plan = seeds_plan(protocol.name, sum(not c.baseline for c in cands), args.effect,
                       results(confirm), args.seeds, banked, looks)
     if plan:
-        print(f"at the noise known for this protocol (one run's sd {plan['sd']:.2f} points, "
+        print(f"at the noise known for this recipe (one run's sd {plan['sd']:.2f} points, "
               f"{plan['df']} df, from {plan['source']}), resolving {plan['effect']:g} point "
               f"against the reference takes about {plan['seeds']} seeds an arm: "
               f"{plan['units']} units, about {plan['cpu_hours']:.0f} CPU-hours on a 2-core "
@@ -265,29 +314,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = len(results(confirm))
         print(f"--no-train: the verdict of the {done} unit(s) finished so far; "
               f"{unit_count(confirm) - done} left for a rerun without --no-train")
-        if not done:
-            return 0
     else:
         run_round()
         if args.until_decided:
-            until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link, looks)
-    table = verdicts(cands, results(confirm), looks=looks)
+            until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link, looks,
+                          n_recipes)
+    table = verdicts(cands, results(confirm), looks=looks, recipes=n_recipes)
+    for row in table:
+        row["recipe"] = protocol.name
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(table).to_csv(out / "confirmed.csv", index=False)
-    best = winner(table, args.seeds)
-    if best is not None:
-        path = export_trial(study, best["trial"], out / "best_arch.json")
-        data_json = json.loads(path.read_text())
-        data_json["metadata"]["confirmed"] = {
-            **{k: v for k, v in best.items() if k != "baseline"},
-            "protocol": meta["protocol"], "all": table}
-        path.write_text(json.dumps(data_json, indent=2) + "\n")
-        print(f"confirmed winner: {best['key']}: {best.get('verdict', '')}; wrote {path}")
+    csv_name = ("confirmed.csv" if protocol.name == DEFAULT_RECIPE
+                else f"confirmed-{protocol.name}.csv")
+    write_atomic(out / csv_name, pd.DataFrame(table).to_csv(index=False))
     for r in table:
         spread = "" if math.isnan(r["test_std"]) else f" ± {r['test_std']:.2f}"
-        print(f"{r['key']}: test {r['test_mean']:.2f}{spread}, val "
+        print(f"[{protocol.name}] {r['key']}: test {r['test_mean']:.2f}{spread}, val "
               f"{r['val_mean']:.2f} over {r['seeds']} seed(s)" +
               (f"; {r['verdict']}" if r.get("verdict") else ""))
-    files = write_report([study], out, url)
-    print(f"report: {files['md']}")
-    return 0
+    return table

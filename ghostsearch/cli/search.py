@@ -32,12 +32,18 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.arch.budget import format_flops
 from ghostsearch.arch.counting import analytic_counts
-from ghostsearch.cli.common import ArgumentParser, add_data_args
+from ghostsearch.cli.common import (
+    ArgumentParser,
+    add_data_args,
+    add_recipe_arg,
+    recipe_from_args,
+)
 from ghostsearch.latency.table import LatencyTable
 from ghostsearch.provenance import provenance
 from ghostsearch.report.export import confirmed_winner, export_best
@@ -150,14 +156,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
                    help="; ".join(f"{k}: {v.about}" for k, v in PRESETS.items())
                    + " (default: auto, gpu on a CUDA device and cpu otherwise)")
+    add_recipe_arg(g, "the preset's proxy recipe")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs per candidate (default: the preset's)")
     g.add_argument("--batch-size", type=int, default=None,
                    help="images per step (default: the preset's)")
-    g.add_argument("--lr", type=float, default=DEFAULTS.lr,
+    g.add_argument("--lr", type=float, default=None,
                    help=f"peak SGD learning rate at batch 512, scaled linearly with the batch "
                         f"size (default: {DEFAULTS.lr})")
-    g.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help=f"learning-rate schedule (default: {DEFAULTS.schedule})")
     g.add_argument("--device", default="auto",
                    help="cuda, cuda:N or cpu (default: cuda when available)")
@@ -307,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset, why = resolve_preset(args.preset, args.devices.split(",")[0] if args.devices
                                  else args.device)
     # the preset is in the default name: a study of another protocol is another study
-    name = args.study_name or f"{space.name}-{budget / 1e6:g}M-{args.data}-{preset.name}"
+    name = args.study_name or (f"{space.name}-{budget / 1e6:g}M-{args.data}-{preset.name}"
+                               + (f"-{Path(args.recipe).stem}" if args.recipe else ""))
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
     out = study_dir(name, args.out)
@@ -322,12 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         baselines = 0 if args.no_baselines else len(baseline_widths(space, limits))
         trials = (mode["top"] + baselines if mode["prescreen"]
                   else preset.candidates + baselines if preset.candidates else 40)
-    protocol = Recipe(
-        epochs=preset.protocol.epochs if args.epochs is None else args.epochs,
-        batch_size=preset.protocol.batch_size if args.batch_size is None else args.batch_size,
-        lr=args.lr, schedule=args.schedule)
+    protocol = recipe_from_args(args, preset.protocol)
+    train_cap = preset.train_cap if protocol.train_images is None else protocol.train_images
     data = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
-                    args.split_seed, args.max_data_gb, preset.train_cap, preset.val_cap)
+                    args.split_seed, args.max_data_gb, train_cap, preset.val_cap)
     settings = SearchSettings(
         study_name=name, storage=args.storage or default_storage(out),
         space=space, data=data, protocol=protocol, budget_flops=budget,

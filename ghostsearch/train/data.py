@@ -344,16 +344,20 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
 
 
 class DeviceLoader:
-    """Batches from a device-resident uint8 split: random crop with padding and flip on device,
-    normalised to float, channels_last. One index permutation per epoch, no host round-trips."""
+    """Batches from a device-resident uint8 split: random crop with padding, flip and cutout
+    (each per image, as a recipe asks) on device, normalised to float, channels_last. One
+    index permutation per epoch, no host round-trips."""
 
     def __init__(self, split: Split, batch_size: int, mean: tuple[float, ...],
                  std: tuple[float, ...], *, train: bool, pad: int = 4, seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", flip: bool = True,
+                 cutout: int = 0) -> None:
         self.split = split.to(device)
         self.batch_size = min(batch_size, len(split)) if train else batch_size
         self.train = train
         self.pad = pad
+        self.flip = flip
+        self.cutout = cutout
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
@@ -374,8 +378,20 @@ class DeviceLoader:
             cols = (dx[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
             chans = torch.arange(x.shape[1], device=self.device)[None, :, None, None]
             x = padded[torch.arange(b, device=self.device)[:, None, None, None], chans, rows, cols]
-        flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self.flip:
+            flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self.cutout > 0:  # one square per image, its centre anywhere (it may overhang)
+            cy = torch.randint(0, h, (b,), device=self.device, generator=self.generator)
+            cx = torch.randint(0, w, (b,), device=self.device, generator=self.generator)
+            half = self.cutout // 2
+            ys = torch.arange(h, device=self.device)[None, :]
+            xs = torch.arange(w, device=self.device)[None, :]
+            in_y = (ys >= (cy - half)[:, None]) & (ys < (cy - half + self.cutout)[:, None])
+            in_x = (xs >= (cx - half)[:, None]) & (xs < (cx - half + self.cutout)[:, None])
+            hole = in_y[:, None, :, None] & in_x[:, None, None, :]
+            x = x.masked_fill(hole, 0.0)  # zero before normalisation: a black square
+        return x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.split)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,16 @@ from ..arch.config import NetConfig
 from ..arch.model import build_model
 from ..compress.zoo import make_model
 from ..errors import ConfigError
+from ..provenance import runtime_info, write_atomic
 from .data import Dataset
-from .loop import eval_loader, evaluate, make_optimizer, proxy_loaders, train_epoch
+from .loop import (
+    eval_loader,
+    evaluate,
+    make_ema,
+    make_optimizer,
+    proxy_loaders,
+    train_epoch,
+)
 from .recipe import Recipe
 
 
@@ -81,16 +90,22 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
 
 def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Path, *,
                seed: int = 0, device: str | torch.device = "cpu", init: str | None = None,
-               log: Any = print) -> dict[str, Any]:
+               log: Any = print, on_step: Callable[[int], None] | None = None,
+               ) -> dict[str, Any]:
     """Train to the end of `recipe`, checkpointing to `out_dir/last.pt` after every epoch.
 
     If `out_dir/last.pt` exists, training resumes from it (same spec and recipe required).
-    Returns and writes `out_dir/record.json`: history, final validation/test accuracy, time.
+    `on_step(step)` is called after every optimiser step (a unit's heartbeat). Returns and
+    writes `out_dir/record.json` (atomically): history, final validation/test accuracy, time,
+    and what ran it (versions, commit, device, threads).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    amp = device.type == "cuda"
+    amp = recipe.amp(device.type)
+    if recipe.threads and device.type == "cpu":
+        torch.set_num_threads(recipe.threads)
+    wall0 = time.time()
     ckpt_path = out / "last.pt"
     torch.manual_seed(seed)
     model = spec.build()
@@ -98,8 +113,8 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["spec"] != dataclasses.asdict(spec) or state["recipe"] != dataclasses.asdict(
-                recipe):
+        if state["spec"] != dataclasses.asdict(spec) or _identity(state["recipe"]) != \
+                recipe.identity():
             raise ConfigError(f"{ckpt_path} was written for another model or recipe; use a new "
                               "--out or the original options")
         model.load_state_dict(state["model"])
@@ -111,33 +126,44 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
     model = model.to(device).to(memory_format=torch.channels_last)
     train_loader, val_loader = proxy_loaders(data, recipe, seed, device)
     opt = make_optimizer(model, recipe)
+    ema = make_ema(model, recipe)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         train_loader.generator.set_state(state["loader_rng"])
         torch.set_rng_state(state["torch_rng"])
     total = recipe.epochs * len(train_loader)
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
-        loss = train_epoch(model, train_loader, opt, recipe, epoch, total, amp)
-        val = evaluate(model, val_loader, amp)
+        loss = train_epoch(model, train_loader, opt, recipe, epoch, total, amp, ema, on_step)
+        val = evaluate(ema if ema is not None else model, val_loader, amp)
         seconds += time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "loss": loss, "val_acc": val, "seconds": seconds})
         _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "ema": ema.state_dict() if ema is not None else None,
                           "epoch": epoch + 1, "history": history, "seconds": seconds,
-                          "spec": dataclasses.asdict(spec), "recipe": dataclasses.asdict(recipe),
+                          "spec": dataclasses.asdict(spec), "recipe": recipe.to_dict(),
                           "loader_rng": train_loader.generator.get_state(),
                           "torch_rng": torch.get_rng_state(), "seed": seed})
         log(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, val {val:.2f}%, "
             f"{seconds:.1f} s")
+    final = ema if ema is not None else model
     record = {
         "model": spec.describe(), "spec": dataclasses.asdict(spec),
-        "recipe": dataclasses.asdict(recipe), "seed": seed, "device": str(device),
+        "recipe": recipe.to_dict(), "seed": seed, "device": str(device),
         "params": sum(p.numel() for p in model.parameters()),
         "history": history, "val_acc": history[-1]["val_acc"] if history else None,
-        "test_acc": evaluate(model, eval_loader(data, data.test, device), amp),
+        "test_acc": evaluate(final, eval_loader(data, data.test, device), amp),
         "train_seconds": seconds,
         "data": data.summary(),
         "preprocessing": data.preprocessing(),
+        "ran_on": {**runtime_info(device), "wall_seconds_this_run": time.time() - wall0},
     }
-    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "record.json", json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _identity(stored: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a recipe stored in a checkpoint (as written by any version)."""
+    return Recipe.from_dict({k: v for k, v in stored.items() if k != "format"}).identity()

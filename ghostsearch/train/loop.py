@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..arch.config import NetConfig
 from ..arch.model import build_model
@@ -52,9 +53,57 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: torch.nn.Module, protocol: Recipe) -> torch.optim.SGD:
-    return torch.optim.SGD(_param_groups(model, protocol.weight_decay), lr=protocol.lr,
-                           momentum=protocol.momentum, nesterov=True)
+def make_optimizer(model: torch.nn.Module, protocol: Recipe) -> torch.optim.Optimizer:
+    groups = _param_groups(model, protocol.weight_decay)
+    if protocol.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=protocol.lr, betas=(protocol.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=protocol.lr, momentum=protocol.momentum, nesterov=True)
+
+
+def make_ema(model: torch.nn.Module, protocol: Recipe) -> AveragedModel | None:
+    """The exponential moving average of the weights and BatchNorm buffers that a recipe with
+    `ema` evaluates instead of the weights (None without it)."""
+    if not protocol.ema:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(protocol.ema),
+                         use_buffers=True)
+
+
+def _beta(alpha: float, generator: torch.Generator, device: torch.device) -> float:
+    """One draw of Beta(alpha, alpha) from the loader's generator (a ratio of two gammas), so
+    that a seed fixes the mixing as it fixes the crops."""
+    g = torch._standard_gamma(torch.full((2,), float(alpha), device=device),
+                              generator=generator)
+    return float(g[0] / g.sum().clamp_min(1e-12))
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, protocol: Recipe,
+              generator: torch.Generator | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup or cutmix of a batch with a shuffled copy of itself, as the recipe asks (with
+    both, each batch picks one at even odds). Returns the images, both label vectors and the
+    weight of the first; images come back unchanged with weight 1 when the recipe mixes
+    nothing."""
+    kinds = [k for k in ("mixup", "cutmix") if getattr(protocol, k) > 0]
+    if not kinds:
+        return x, y, y, 1.0
+    dev = x.device
+    kind = kinds[0] if len(kinds) == 1 else kinds[int(torch.randint(
+        0, 2, (1,), device=dev, generator=generator))]
+    lam = _beta(getattr(protocol, kind), generator, dev)
+    perm = torch.randperm(x.shape[0], device=dev, generator=generator)
+    if kind == "mixup":
+        return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+    h, w = x.shape[-2:]
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy = int(torch.randint(0, h, (1,), device=dev, generator=generator))
+    cx = int(torch.randint(0, w, (1,), device=dev, generator=generator))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch - ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw - cw // 2, w)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
+    return x, y, y[perm], lam
 
 
 def graph_model(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> torch.nn.Module:
@@ -77,10 +126,16 @@ def graph_model(model: torch.nn.Module, loader: DeviceLoader, amp: bool) -> torc
 
 
 def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-               opt: torch.optim.Optimizer, label_smoothing: float, amp: bool) -> torch.Tensor:
-    """One SGD step on a batch; returns the detached loss (no host sync)."""
+               opt: torch.optim.Optimizer, label_smoothing: float, amp: bool,
+               y2: torch.Tensor | None = None, lam: float = 1.0) -> torch.Tensor:
+    """One step on a batch; returns the detached loss (no host sync). With `y2`, the loss is
+    `lam` of the loss on `y` and the rest on `y2` (a mixed batch)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if y2 is not None and lam < 1.0:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y2,
+                                                            label_smoothing=label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -88,8 +143,11 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.Optimizer,
-                protocol: Recipe, epoch: int, total_steps: int, amp: bool) -> float:
-    """One pass over `loader` with the protocol's schedule; returns the mean loss.
+                protocol: Recipe, epoch: int, total_steps: int, amp: bool,
+                ema: AveragedModel | None = None,
+                on_step: Callable[[int], None] | None = None) -> float:
+    """One pass over `loader` with the protocol's schedule; returns the mean loss. `ema` is
+    updated after every step; `on_step(step)` is called after every step (a heartbeat).
 
     Raises TrainingDiverged when the loss is NaN or infinite (checked once per epoch: a host
     sync per step would cost more than the check is worth)."""
@@ -97,11 +155,17 @@ def train_epoch(model: torch.nn.Module, loader: DeviceLoader, opt: torch.optim.O
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     step = epoch * len(loader)
+    generator = getattr(loader, "generator", None)  # mixing draws from the loader's RNG
     for x, y in loader:
         for group in opt.param_groups:
             group["lr"] = protocol.lr_at(step, total_steps)
-        loss_sum += train_step(model, x, y, opt, protocol.label_smoothing, amp)
+        x, y, y2, lam = mix_batch(x, y, protocol, generator)
+        loss_sum += train_step(model, x, y, opt, protocol.label_smoothing, amp, y2, lam)
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
+        if on_step is not None:
+            on_step(step)
     mean = loss_sum.item() / max(1, len(loader))
     if not math.isfinite(mean):
         raise TrainingDiverged(f"loss is {mean} in epoch {epoch + 1}")
@@ -142,7 +206,8 @@ def proxy_loaders(data: Dataset, protocol: Recipe, seed: int,
                   device: torch.device) -> tuple[DeviceLoader, DeviceLoader]:
     """Training and validation loaders with the splits moved to `device`."""
     train = DeviceLoader(data.train, protocol.batch_size, data.mean, data.std, train=True,
-                         seed=seed, device=device)
+                         seed=seed, device=device, pad=protocol.crop_pad, flip=protocol.flip,
+                         cutout=protocol.cutout)
     return train, eval_loader(data, data.val, device)
 
 
@@ -164,18 +229,19 @@ def train_proxy(
     `cuda_graphs` replays the training forward and backward as CUDA graphs (see graph_model).
     """
     device = torch.device(device)
-    amp = device.type == "cuda"  # bf16 autocast; CPU stays fp32 for exact reproducibility
+    amp = protocol.amp(device.type)  # auto: bf16 on CUDA; CPU fp32 (bf16 measured slower)
     model = build_proxy_model(cfg, seed, device)
     train_loader, val_loader = proxy_loaders(data, protocol, seed, device)
     if cuda_graphs:
         model = graph_model(model, train_loader, amp)
     opt = make_optimizer(model, protocol)
+    ema = make_ema(model, protocol)
     total = protocol.epochs * len(train_loader)
     result = ProxyResult(val_acc=0.0, test_acc=None)
     start = time.perf_counter()
     for epoch in range(protocol.epochs):
-        train_epoch(model, train_loader, opt, protocol, epoch, total, amp)
-        acc = evaluate(model, val_loader, amp)
+        train_epoch(model, train_loader, opt, protocol, epoch, total, amp, ema)
+        acc = evaluate(ema if ema is not None else model, val_loader, amp)
         result.val_curve.append(acc)
         result.val_acc = acc
         result.epochs_run = epoch + 1
@@ -183,5 +249,6 @@ def train_proxy(
         if on_epoch is not None:
             on_epoch(epoch, acc)
     if evaluate_test:
-        result.test_acc = evaluate(model, eval_loader(data, data.test, device), amp)
+        final = ema if ema is not None else model
+        result.test_acc = evaluate(final, eval_loader(data, data.test, device), amp)
     return result
