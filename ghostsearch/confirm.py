@@ -16,10 +16,12 @@ import dataclasses
 import datetime
 import math
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,6 +347,30 @@ def reclaim_stale(confirm: optuna.Study, stale_after_s: float = STALE_AFTER_S,
     return n
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the block runs (recording a finished unit: its
+    accuracies, its state, the bank's row), then act on them: an interrupt never leaves a
+    trained unit RUNNING with its result unrecorded. Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if held:
+            handler = old[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            raise KeyboardInterrupt
+
+
 class TakenElsewhere(Exception):
     """Another worker finished this unit's trial first: SQLite can hand one WAITING trial to
     two processes that ask at the same moment (both read it before either writes)."""
@@ -444,8 +470,6 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
             beat("training")
             record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat,
                                 on_step=step_beat)
-            for k in ("val_acc", "test_acc", "train_seconds"):
-                trial.set_user_attr(k, record[k])
         except (TakenElsewhere, optuna.exceptions.UpdateFinishedTrialError):
             log(f"{tag}: finished by another worker; dropped here")
             continue
@@ -463,9 +487,16 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
             log(f"{tag}: failed ({reason}); " + ("queued again" if again else
                                                  f"given up after {retries + 1} tries"))
             continue
-        confirm.tell(trial, record["val_acc"], skip_if_finished=True)
-        if link is not None and link.store(key, seed, record):
-            log(f"{tag}: stored in the reference bank {link.bank.path}")
+        with deferred_interrupts():  # a finished unit is recorded whole, or not at all
+            try:
+                for k in ("val_acc", "test_acc", "train_seconds"):
+                    trial.set_user_attr(k, record[k])
+            except optuna.exceptions.UpdateFinishedTrialError:
+                log(f"{tag}: finished by another worker; dropped here")
+                continue
+            confirm.tell(trial, record["val_acc"], skip_if_finished=True)
+            if link is not None and link.store(key, seed, record):
+                log(f"{tag}: stored in the reference bank {link.bank.path}")
         log(f"{tag}: done, val {record['val_acc']:.2f}%, test {record['test_acc']:.2f}%, "
             f"{record['train_seconds'] / 60:.1f} min")
 
@@ -525,10 +556,30 @@ def confirmed_table(study: optuna.Study, storage: Any) -> list[dict[str, Any]] |
 LOOKS_KEY = "looks"  # companion study attribute: verdicts --until-decided may take
 
 
+LOOKS_TAKEN_KEY = "looks_taken"  # companion study attribute: the seeds an arm at each look
+
+
 def planned_looks(confirm: optuna.Study) -> int:
-    """The verdicts a confirmation's --until-decided may take (1 without it): every verdict
-    of that confirmation, in the report too, is adjusted for all of them."""
-    return int(confirm.user_attrs.get(LOOKS_KEY, 1))
+    """The looks a confirmation's every verdict is adjusted for: the most of the looks its
+    design planned (--until-decided's, 1 without it) and the looks already taken (a rerun
+    with more --seeds is a look too). Every verdict, in the report too, uses it."""
+    taken = confirm.user_attrs.get(LOOKS_TAKEN_KEY, [])
+    return max(int(confirm.user_attrs.get(LOOKS_KEY, 1)), len(taken))
+
+
+def record_look(confirm: optuna.Study, rows: list[dict[str, Any]],
+                arms: list[Candidate]) -> int:
+    """Count a look at the verdict of `rows` when the compared arms have even seeds (once per
+    seed count: rerunning on the same units is the same look; arms left uneven by an
+    interrupted round are evened before a look, see `until_decided`); returns the looks the
+    verdict must now be adjusted for."""
+    have = {c.key: sum(1 for r in rows if r["key"] == c.key) for c in compared_arms(arms)}
+    state = sorted([k, n] for k, n in have.items())
+    taken = list(confirm.user_attrs.get(LOOKS_TAKEN_KEY, []))
+    if state not in taken and min(have.values(), default=0) > 0 and len(set(have.values())) == 1:
+        taken.append(state)
+        confirm.set_user_attr(LOOKS_TAKEN_KEY, taken)
+    return planned_looks(confirm)
 
 
 def winner(table: list[dict[str, Any]], seeds: int) -> dict[str, Any] | None:

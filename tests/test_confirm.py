@@ -622,3 +622,60 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
     units = _units(url)
     assert [t.state for t in units].count(optuna.trial.TrialState.COMPLETE) == 2
     assert [t.state for t in units].count(optuna.trial.TrialState.FAIL) == 0
+
+
+def test_a_rerun_with_more_seeds_is_a_look_and_the_adjustment_counts_it(tmp_path, capsys):
+    _, url = search(tmp_path)
+    out = tmp_path / "o"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--n-jobs", "1", "--budget-reference-only", *DATA]
+
+    def comparisons() -> int:
+        rows = pd.read_csv(out / "confirmed.csv").to_dict("records")
+        return int(next(r["comparisons"] for r in rows if not r["baseline"]))
+
+    assert main([*args, "--seeds", "2"]) == 0
+    assert comparisons() == 1  # one candidate, one look
+    assert main([*args, "--seeds", "2"]) == 0  # the same units: the same look
+    assert comparisons() == 1
+    assert main([*args, "--seeds", "3"]) == 0  # new seeds: a second look
+    assert comparisons() == 2
+    assert main([*args, "--seeds", "3", "--no-train"]) == 0
+    assert comparisons() == 2
+    confirm = optuna.load_study(study_name="s-confirm", storage=url)
+    assert [sorted(n for _, n in s) for s in confirm.user_attrs["looks_taken"]] == [[2, 2],
+                                                                                  [3, 3]]
+
+
+def test_an_interrupt_while_a_finished_unit_is_recorded_waits_for_the_record(tmp_path,
+                                                                             monkeypatch):
+    """Ctrl-C that lands between a unit's training and its record: the record completes
+    first, then the interrupt stops the worker; the unit is COMPLETE, not lost or requeued."""
+    import os
+    import signal
+
+    from ghostsearch.confirm import Candidate as C
+    from ghostsearch.confirm import results, run_units
+    from ghostsearch.train.data import load_data
+
+    _, url = search(tmp_path)
+    confirm = optuna.create_study(study_name="s-confirm", storage=url, direction="maximize")
+    study = optuna.load_study(study_name="s", storage=url)
+    t = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+             and t.user_attrs.get("config"))
+    cand = C("trial-x", t.user_attrs["config"], t.user_attrs["flops"], False)
+    confirm.enqueue_trial({"unit": 0}, user_attrs={"key": "trial-x", "seed": 0})
+    real_tell = confirm.tell
+
+    def tell_after_sigint(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the record
+        return real_tell(*a, **k)
+
+    monkeypatch.setattr(confirm, "tell", tell_after_sigint)
+    data = load_data("synthetic", resolution=16, train_subset=64, val_size=40, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_units(confirm, {"trial-x": cand}, data, Recipe(epochs=1, batch_size=32),
+                  tmp_path / "o", log=lambda m: None)
+    assert [(r["key"], r["seed"]) for r in results(confirm)] == [("trial-x", 0)]
+    states = [t.state for t in confirm.get_trials()]
+    assert states == [optuna.trial.TrialState.COMPLETE]

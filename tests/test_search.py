@@ -555,3 +555,36 @@ def test_auto_preset_follows_the_device():
     preset, why = resolve_preset("auto", "cpu")
     assert preset.name == "cpu" and why.startswith("auto: no CUDA device")
     assert resolve_preset("quick", "cpu")[0].name == "quick"
+
+
+def test_a_search_whose_every_trial_fails_exits_2_in_one_line(tmp_path, monkeypatch, capsys):
+    import ghostsearch.search.objective as objective
+    from ghostsearch.cli import main
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(objective, "train_proxy", broken)
+    out = tmp_path / "out"
+    code = main(["search", "--budget", "200MFLOPs", "--data", "synthetic", "--trials", "2",
+                 "--epochs", "1", "--device", "cpu", "--preset", "quick", "--n-jobs", "1",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: every trial of study ")
+    assert "RuntimeError: out of memory (simulated)" in err[-1]
+    assert (out / "run.json").exists() and (out / "trials.csv").exists()  # nothing lost
+
+
+def test_run_json_keeps_every_invocation(tmp_path):
+    from ghostsearch.cli import main
+
+    out = tmp_path / "out"
+    args = ["search", "--budget", "200MFLOPs", "--data", "synthetic", "--trials", "1",
+            "--epochs", "1", "--device", "cpu", "--preset", "quick", "--n-jobs", "1",
+            "--no-baselines", "--out", str(out)]
+    assert main(args) == 0
+    assert main([*args[:-2], "--trials", "2", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["history"]) == 1 and run["history"][0]["args"]["trials"] == 1
+    assert run["args"]["trials"] == 2

@@ -119,3 +119,31 @@ def test_recipe_verdict_words():
                           "G")[0] == "loses under every recipe"
     assert recipe_verdict({"a": row(0.1, math.nan, "one seed")}, "G")[1] == \
         "no recipe decides against G (a +0.10)"
+
+
+def test_the_sequential_design_keeps_false_beats_under_five_percent():
+    """--until-decided's design: 3 seeds an arm, then one more each until decided or 10, every
+    look adjusted for the 8 looks it may take. With no true difference a false "beats" comes in
+    at most 5% of simulated confirmations (a look without the adjustment is shown to exceed
+    it, so the test can tell)."""
+    rng = np.random.default_rng(9)
+    first, most = 3, 10
+    looks = most - first + 1
+
+    def run(adjust: int) -> bool:
+        runs = {CAND.key: list(rng.normal(67, 0.7, first)),
+                REF.key: list(rng.normal(67, 0.7, first))}
+        while True:
+            rows = [{"key": k, "seed": i, "test_acc": a, "val_acc": a}
+                    for k, accs in runs.items() for i, a in enumerate(accs)]
+            decision = verdicts([CAND, REF], rows, looks=adjust, margin=0.0)[0]["decision"]
+            if decision in ("beats", "loses to") or len(runs[CAND.key]) >= most:
+                return decision == "beats"
+            for k in runs:
+                runs[k].append(float(rng.normal(67, 0.7)))
+
+    n = 400
+    adjusted = sum(run(looks) for _ in range(n))
+    naive = sum(run(1) for _ in range(n))
+    assert adjusted <= 0.05 * n
+    assert naive > adjusted  # peeking without the adjustment says "beats" more often

@@ -42,6 +42,7 @@ from ghostsearch.confirm import (
     open_confirm_study,
     planned_looks,
     queue_unit,
+    record_look,
     results,
     run_units,
     run_units_parallel,
@@ -168,6 +169,7 @@ def until_decided(confirm: Any, cands: list, seeds: int, max_seeds: int, run_rou
                   "worker, or lost and taken back after --stale-after seconds; no verdict "
                   "looked at, rerun to go on")
             return
+        looks = record_look(confirm, results(confirm), cands)
         table = verdicts(cands, results(confirm), looks=looks, recipes=recipes)
         lead = winner(table, seeds)
         if lead is None:
@@ -319,6 +321,9 @@ def confirm_under(args: argparse.Namespace, study: Any, url: str, cands: list, o
         if args.until_decided:
             until_decided(confirm, cands, args.seeds, args.max_seeds, run_round, link, looks,
                           n_recipes)
+    if not args.no_train:  # a verdict on new seeds is a look, whatever made them
+        looks = record_look(confirm, results(confirm), cands)
+    looks = planned_looks(confirm)
     table = verdicts(cands, results(confirm), looks=looks, recipes=n_recipes)
     for row in table:
         row["recipe"] = protocol.name

@@ -44,8 +44,9 @@ from ghostsearch.cli.common import (
     add_recipe_arg,
     recipe_from_args,
 )
+from ghostsearch.errors import StudyError
 from ghostsearch.latency.table import LatencyTable
-from ghostsearch.provenance import provenance
+from ghostsearch.provenance import provenance, write_atomic
 from ghostsearch.report.export import confirmed_winner, export_best
 from ghostsearch.report.frame import summary_table
 from ghostsearch.report.measure import measure_front
@@ -285,6 +286,30 @@ def band_record(study, settings: SearchSettings) -> dict[str, Any]:
                                   "max": max(draws, default=0)}}
 
 
+def run_history(path: Path) -> list[dict[str, Any]]:
+    """The earlier invocations recorded in an existing run.json (their arguments, commit and
+    versions), oldest first, so that a rerun adds to the record instead of replacing it."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    keep = ("ghostsearch", "git_commit", "torch", "python", "argv", "args")
+    return [*old.get("history", []), {k: old.get(k) for k in keep}]
+
+
+def refuse_if_all_failed(study: Any) -> None:
+    """A search in which trials ran and every one failed is an error (exit 2, one line with
+    the first reason), not a finished search: a rerun would train nothing new."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    if failed and not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        why = failed[0].user_attrs.get("reason") or "no reason recorded"
+        raise StudyError(f"every trial of study {study.study_name!r} failed ({len(failed)}; "
+                         f"the first: {why}); fix the cause and rerun with a new --study-name")
+
+
 def resolve_preset(name: str, device: str) -> tuple[Preset, str]:
     """The preset and why it was chosen: `auto` follows the device, since the gpu protocol on
     a CPU takes a day."""
@@ -389,8 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if interrupted:
         print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
               f"{settings.storage}; rerun the same command to resume", file=sys.stderr)
-    run = {**provenance(args), "band": band_record(study, settings)}
-    (out / "run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
+    run = {**provenance(args), "band": band_record(study, settings),
+           "history": run_history(out / "run.json")}
+    write_atomic(out / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+    if not interrupted:
+        refuse_if_all_failed(study)
     best_path = export_best(study, out)
     table = summary_table(study)
     if not table.empty:

@@ -51,6 +51,7 @@ from ghostsearch.compress.deploy import require_deploy
 from ghostsearch.latency import onnxrt
 from ghostsearch.latency.measure import device_name
 from ghostsearch.latency.table import LatencyTable
+from ghostsearch.provenance import write_atomic
 from ghostsearch.search.space import load_space, sample_band
 from ghostsearch.stats import rank_correlations
 from ghostsearch.train.loop import pick_device
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "onnxruntime-int8": f"ort-int8-{threads}t"}[runtime] if device.type == "cpu" else "cuda"
     out = Path(args.out or Path("results") / "latency" / f"{space.name}-{tag}.json")
     table.save(out)
-    out.with_name(out.stem + "-eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out.with_name(out.stem + "-eval.json"), json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "held_out"}, indent=2))
     print(f"table: {out}")
     return 0

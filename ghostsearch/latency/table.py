@@ -37,6 +37,7 @@ from ..arch.counting import block_counts
 from ..arch.layers import ConvBnAct, GhostBottleneck
 from ..arch.reparam import RepGhostBottleneck, fuse
 from ..errors import ConfigError
+from ..provenance import write_atomic
 from . import incontext, onnxrt
 from .kernels import Kernel, network_kernels
 from .measure import measure_latency, time_forward
@@ -346,7 +347,7 @@ class LatencyTable:
                 "resolution": self.resolution,
                 "correction": list(self.correction), "fits": self.fits,
                 "entries": self.entries}
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        write_atomic(path, json.dumps(data, indent=1) + "\n")
         return path
 
     @classmethod

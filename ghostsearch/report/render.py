@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 
 from ..errors import StudyError
+from ..provenance import write_atomic
 from .frame import (
     NOTES,
     OPTIONAL_COLUMNS,
@@ -260,7 +261,7 @@ def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
              "MFLOPs": r["flops"] / 1e6, "arch": r["arch"]}
             for name, pool in pools for r in pool["pool"]]
     table = pd.DataFrame(rows).sort_values(["study", "rank"])
-    table.to_csv(out / "pool.csv", index=False)
+    write_atomic(out / "pool.csv", table.to_csv(index=False))
     picked = table[table.picked].merge(df[["study", "trial", "arch", "val_acc", "test_acc"]],
                                        on=["study", "arch"], how="left")
     name, pool = pools[0]
@@ -288,9 +289,9 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
     budgets = {s.get("budget_flops") for s in settings if s.get("budget_flops")}
     names = ", ".join(s.study_name for s in studies)
     files: dict[str, Path] = {"trials": out / "trials.csv", "pareto": out / "pareto.csv"}
-    df.to_csv(files["trials"], index=False)
+    write_atomic(files["trials"], df.to_csv(index=False))
     front = pareto_front(df)
-    front.to_csv(files["pareto"], index=False)
+    write_atomic(files["pareto"], front.to_csv(index=False))
     costs = ["MFLOPs"] + (["latency_ms"] if df.latency_ms.notna().any() else [])
     for cost in costs:
         key = "pareto_flops" if cost == "MFLOPs" else "pareto_latency"
@@ -357,7 +358,7 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
     for key in images:
         md += [f"![{key}]({key}.png)", ""]
     files["md"] = out / "report.md"
-    files["md"].write_text("\n".join(md))
+    write_atomic(files["md"], "\n".join(md))
 
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
@@ -377,8 +378,8 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
             parts.append(body.html())
     parts.append(f"<p>{html.escape(NOTES)}</p></body></html>")
     files["html"] = out / "report.html"
-    files["html"].write_text("\n".join(parts))
-    (out / "report.json").write_text(json.dumps(
+    write_atomic(files["html"], "\n".join(parts))
+    write_atomic(out / "report.json", json.dumps(
         {"studies": [s.study_name for s in studies], "files": {k: v.name for k, v in
                                                                files.items()}}, indent=2))
     return files

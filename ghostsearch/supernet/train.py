@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..progress import progress_bar
+from ..provenance import write_atomic
 from ..search.space import SearchSpace, sample_band, space_from_dict
 from ..train.data import Dataset
 from ..train.loop import make_optimizer, proxy_loaders
@@ -190,5 +191,5 @@ def train_supernet(space: SearchSpace, data: Dataset, plan: Plan, out_dir: str |
     record = {"space": space.name, "task": dataclasses.asdict(task), "plan": plan.to_dict(),
               "history": history, "train_seconds": seconds,
               "threads": torch.get_num_threads(), "data": data.summary()}
-    (out / "supernet.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "supernet.json", json.dumps(record, indent=2) + "\n")
     return record

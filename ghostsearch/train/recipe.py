@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..provenance import write_atomic
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -221,7 +222,7 @@ def save_recipe(recipe: Recipe, path: str | Path) -> Path:
     d = recipe.to_dict()
     text = (json.dumps(d, indent=2) + "\n" if path.suffix == ".json"
             else yaml.safe_dump(d, sort_keys=False))
-    path.write_text(text)
+    write_atomic(path, text)
     return path
 
 
