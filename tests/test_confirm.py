@@ -147,7 +147,8 @@ def test_parallel_workers_split_the_units_each_once(tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--top", "0"], "error: --top 0: must be >= 1"),
     (["--seeds", "0"], "error: --seeds 0: must be >= 1"),
-    (["--protocol", "forever"], "error: --protocol 'forever': unknown (known: ground-truth)"),
+    (["--recipe", "forever"], "error: --recipe forever: neither a named recipe "
+                              "(full-data, ground-truth, onecycle-cutout) nor a file"),
     (["--n-jobs", "0"], "error: --n-jobs 0: must be >= 1"),
 ])
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, extra, message):
@@ -299,7 +300,7 @@ def test_a_worker_killed_mid_unit_is_taken_back_by_a_rerun(tmp_path):
     r = subprocess.run([*args, "--stale-after", "0"], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stderr
-    assert "taken back (stale: no beat for" in r.stdout
+    assert "taken back (its worker (pid" in r.stdout  # gone from this machine: at once
     trials = _units(url)
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     done = [(t.user_attrs["key"], t.user_attrs["seed"]) for t in trials
@@ -501,7 +502,7 @@ def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monke
     cands = {"a": Candidate("a", cfg, 1.0, False)}
     calls = []
 
-    def fake_train(spec, data, protocol, folder, *, seed, device, log):
+    def fake_train(spec, data, protocol, folder, *, seed, device, log, on_step=None):
         calls.append(seed)
         if len(calls) == 1:  # the other worker finishes this very trial meanwhile
             storage = make_storage(url)
@@ -679,3 +680,33 @@ def test_an_interrupt_while_a_finished_unit_is_recorded_waits_for_the_record(tmp
     assert [(r["key"], r["seed"]) for r in results(confirm)] == [("trial-x", 0)]
     states = [t.state for t in confirm.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_a_silent_unit_of_another_machine_is_taken_back_after_the_stale_time(tmp_path):
+    """A worker elsewhere cannot be checked for life: its unit is taken back once its last
+    beat (an aware UTC time, or a naive local one written before beats carried a zone) is
+    older than the stale time, and not before."""
+    import datetime
+
+    from ghostsearch.confirm import reclaim_stale
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    confirm = optuna.create_study(study_name="c", storage=url)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    beats = {"fresh": now.isoformat(),
+             "old": (now - datetime.timedelta(seconds=120)).isoformat(),
+             "old-naive": (datetime.datetime.now() - datetime.timedelta(seconds=120)
+                           ).isoformat()}
+    for i, (key, beat) in enumerate(beats.items()):
+        confirm.enqueue_trial({"unit": i}, user_attrs={"key": key, "seed": 0})
+        t = confirm.ask()
+        t.suggest_int("unit", 0, 2)
+        t.set_user_attr("alive_at", beat)
+        t.set_user_attr("host", "another-machine")
+        t.set_user_attr("pid", 1)
+    said = []
+    assert reclaim_stale(confirm, 60.0, said.append) == 2
+    assert sorted(line.split(",")[0] for line in said) == ["old", "old-naive"]
+    assert all("stale: no beat for 12" in line for line in said)
+    waiting = confirm.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["key"] for t in waiting) == ["old", "old-naive"]

@@ -123,9 +123,9 @@ def test_proxy_learns_and_is_reproducible_on_cpu():
 
 
 def test_protocol_validation_and_schedule():
-    with pytest.raises(ConfigError, match="--epochs 0"):
+    with pytest.raises(ConfigError, match="epochs=0: must be >= 1"):
         Recipe(epochs=0)
-    with pytest.raises(ConfigError, match="--schedule 'step'"):
+    with pytest.raises(ConfigError, match="schedule='step': choose one of"):
         Recipe(schedule="step")
     p = Recipe(lr=0.4, batch_size=256, warmup=0.2)
     lrs = [p.lr_at(s, 100) for s in range(100)]

@@ -104,6 +104,16 @@ def recipe_from_args(args: Any, base: Any) -> Any:
 
     from ..train.recipe import load_recipe
 
+    from ..errors import ConfigError
+
     recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else base
     given = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f, None) is not None}
-    return dataclasses.replace(recipe, **given) if given else recipe
+    try:
+        return dataclasses.replace(recipe, **given) if given else recipe
+    except ConfigError as e:  # name the flag the user typed, not the recipe field
+        for f, v in given.items():
+            marker = f"{f}={v!r}: "
+            if marker in str(e):
+                why = str(e).split(marker, 1)[1]
+                raise ConfigError(f"--{f.replace('_', '-')} {v}: {why}") from None
+        raise

@@ -225,14 +225,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_jobs = default_n_jobs(device.type) if args.n_jobs is None else args.n_jobs
     tables = {}
     for protocol, train, val in recipes:
-        tables[protocol.name] = confirm_under(args, study, url, cands, out, device, n_jobs,
-                                              protocol, train, val, len(recipes))
-        if protocol is recipes[0][0]:
-            first = tables[protocol.name]
-    if len(recipes) > 1:
+        table = confirm_under(args, study, url, cands, out, device, n_jobs, protocol, train,
+                              val, len(recipes))
+        if table is not None:
+            tables[protocol.name] = table
+    if not tables:  # --no-train before any unit finished
+        return 0
+    first = tables.get(recipes[0][0].name, [])
+    if len(tables) > 1:
         across = across_recipes(tables)
         pd.DataFrame(across).to_csv(out / "confirmed-recipes.csv", index=False)
-        print(f"across {len(recipes)} recipes (intervals adjusted for them too, Bonferroni):")
+        print(f"across {len(tables)} recipes (intervals adjusted for them too, Bonferroni):")
         for row in across:
             print(f"  {row['key']}: {row['verdict']}")
         print(f"wrote {out / 'confirmed-recipes.csv'}")
@@ -245,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "protocol": recipes[0][0].identity(), "recipe": recipes[0][0].to_dict(),
             "all": first}
         write_atomic(path, json.dumps(data_json, indent=2) + "\n")
-        print(f"confirmed winner under {recipes[0][0].name}: {best['key']}: "
+        print(f"confirmed winner: {best['key']} (under {recipes[0][0].name}): "
               f"{best.get('verdict', '')}; wrote {path}")
     files = write_report([study], out, url)
     print(f"report: {files['md']}")
@@ -254,10 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def confirm_under(args: argparse.Namespace, study: Any, url: str, cands: list, out: Path,
                   device: Any, n_jobs: int, protocol: Any, train: int | None,
-                  val: int, n_recipes: int = 1) -> list[dict[str, Any]]:
+                  val: int, n_recipes: int = 1) -> list[dict[str, Any]] | None:
     """One recipe's confirmation: its companion study, units, bank and verdict table
     (written to confirmed.csv for the ground-truth recipe, confirmed-<recipe>.csv else), its
-    intervals adjusted for the `n_recipes` read together."""
+    intervals adjusted for the `n_recipes` read together; None when --no-train finds no
+    finished unit."""
     spec = protocol_data_spec(args, train, val)
     data = spec.load()  # bad data is refused here, once, before any worker starts
     check_split(study, data.split_id)
@@ -316,6 +320,8 @@ def confirm_under(args: argparse.Namespace, study: Any, url: str, cands: list, o
         done = len(results(confirm))
         print(f"--no-train: the verdict of the {done} unit(s) finished so far; "
               f"{unit_count(confirm) - done} left for a rerun without --no-train")
+        if not done:
+            return None  # nothing to say: no file is written
     else:
         run_round()
         if args.until_decided:

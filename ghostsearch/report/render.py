@@ -210,12 +210,22 @@ def _confirmed_section(rows: list[dict[str, Any]], out: Path) -> tuple[str, Any,
                         "val_std", "proxy_val", "diff_vs_ref", "ci_half", "verdict")
             if c in table]
     title = ("Confirmed (long protocol, mean ± std over seeds; difference to the reference at "
-             "the budget width with a Welch 95% interval)")
+             "the budget width with a 95% interval from the noise pooled over the compared "
+             "arms, adjusted for the candidates and looks)")
     return title, _fmt(table[cols]), plot_confirmed(rows, out / "confirmed.png")
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
+
+
+def _seeds_text(rows: list[dict[str, Any]], planned: int) -> str:
+    """The seeds each arm has, beside the seeds the confirmation started with."""
+    have = sorted({int(r["seeds"]) for r in rows})
+    if have == [planned]:
+        return f"{planned} seeds an arm"
+    arms = ", ".join(f"{r['key']} {int(r['seeds'])}" for r in rows)
+    return f"seeds an arm: {arms} (started with {planned})"
 
 
 def _verdict_section(study: optuna.Study, storage: Any,
@@ -236,7 +246,8 @@ def _verdict_section(study: optuna.Study, storage: Any,
         if best else f"no verdict yet: no found architecture has all {summary['seeds']} "
                      "seeds done",
         f"protocol: {p['epochs']} epochs on {d['train']:,} training images, batch "
-        f"{p['batch_size']}, {summary['seeds']} seeds; validated on {d['val']:,} held-out "
+        f"{p['batch_size']}, {_seeds_text(rows, summary['seeds'])}; validated on "
+        f"{d['val']:,} held-out "
         "images (the winner is chosen on them), tested on the full test split",
         f"units: {summary['units_done']} of {summary['units']} done, "
         f"{summary['train_seconds'] / 3600:.2f} h of training in all",

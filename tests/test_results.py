@@ -1,0 +1,45 @@
+"""README's headline verdicts, recomputed from the committed storage in results/: the test fails
+when a figure in README.md is not what the units in results/ give under today's statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ghostsearch.confirm import Candidate, companion, planned_looks, results, verdicts
+from ghostsearch.search.storage import make_storage
+from ghostsearch.train.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+# (study, recipe, the number of recipes its README verdict is read with)
+HEADLINE = [
+    ("cpu-shallow-100M", "ground-truth", 1),
+    ("cpu-shallow-200M", "ground-truth", 1),
+    ("cpu-shallow-100M", "full-data", 1),
+]
+
+
+def verdict_row(study_name: str, recipe: str, n_recipes: int) -> dict:
+    db = ROOT / "results" / study_name / "study.db"
+    if not db.exists():
+        pytest.skip(f"{db} is not in this checkout")
+    storage = make_storage(f"sqlite:///{db}")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    confirm = companion(study, storage, load_recipe(recipe))
+    assert confirm is not None, f"{study_name} has no confirmation under {recipe}"
+    cands = [Candidate(**c) for c in confirm.user_attrs["meta"]["candidates"]]
+    table = verdicts(cands, results(confirm), looks=planned_looks(confirm), recipes=n_recipes)
+    return next(r for r in table if not r["baseline"])
+
+
+@pytest.mark.parametrize("study_name, recipe, n_recipes", HEADLINE)
+def test_readme_states_the_verdict_the_units_give(study_name, recipe, n_recipes):
+    row = verdict_row(study_name, recipe, n_recipes)
+    figure = f"{row['diff_vs_ref']:+.2f} ± {row['ci_half']:.2f}"
+    assert figure in README, f"README lacks {study_name} under {recipe}: {figure}"
+    seeds = f"{row['seeds']} seeds an arm"
+    assert seeds in README, f"README lacks {study_name} under {recipe}: {seeds}"
