@@ -102,9 +102,8 @@ def recipe_from_args(args: Any, base: Any) -> Any:
     """`--recipe` (else `base`), with every recipe flag the command line gave put over it."""
     import dataclasses
 
-    from ..train.recipe import load_recipe
-
     from ..errors import ConfigError
+    from ..train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else base
     given = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f, None) is not None}
