@@ -238,9 +238,15 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     except optuna.exceptions.DuplicatedStudyError:
         confirm = optuna.load_study(study_name=name, storage=storage)
     old = confirm.user_attrs.get("meta", {})
-    if {**old, "seeds": None} != {**meta, "seeds": None}:
+    # the same recipe and data; the arms asked may leave out arms the companion holds (a
+    # reference over the budget, with --budget-reference-only), never add new ones
+    asked, held = meta.get("candidates", []), old.get("candidates", [])
+    same = {**old, "seeds": None, "candidates": None} == {**meta, "seeds": None,
+                                                          "candidates": None}
+    if not same or any(c not in held for c in asked):
         raise StudyError(f"study {name!r} confirms other architectures or another protocol; "
                          "rerun with its original options")
+    meta = {**meta, "candidates": held}
     if meta["seeds"] < old["seeds"]:
         raise StudyError(f"study {name!r} was started with {old['seeds']} seeds; pass --seeds "
                          f"{old['seeds']} or more")

@@ -710,3 +710,19 @@ def test_a_silent_unit_of_another_machine_is_taken_back_after_the_stale_time(tmp
     assert all("stale: no beat for 12" in line for line in said)
     waiting = confirm.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert sorted(t.user_attrs["key"] for t in waiting) == ["old", "old-naive"]
+
+
+def test_a_rerun_may_leave_out_the_reference_over_the_budget_but_not_add_arms(tmp_path,
+                                                                              capsys):
+    _, url = search(tmp_path)
+    out = tmp_path / "o"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--seeds", "1",
+            "--n-jobs", "1", *DATA]
+    assert main([*args, "--top", "1"]) == 0
+    keys = set(pd.read_csv(out / "confirmed.csv").key)
+    assert "GhostNet 1.0x" in keys
+    assert main([*args, "--top", "1", "--budget-reference-only", "--no-train"]) == 0
+    assert set(pd.read_csv(out / "confirmed.csv").key) == keys - {"GhostNet 1.0x"}
+    capsys.readouterr()
+    assert main([*args, "--top", "2", "--no-train"]) == 2
+    assert "confirms other architectures" in capsys.readouterr().err
