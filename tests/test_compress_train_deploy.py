@@ -89,11 +89,13 @@ def test_ghostify_options():
         ghostify(model, 2, 2)
 
 
-def test_train_resume_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "mixup": 0.4, "cutmix": 1.0, "cutout": 4}],
+                         ids=["plain", "ema-mixing-cutout"])
+def test_train_resume_equals_an_uninterrupted_run(tmp_path, extra):
     data = load_data("synthetic", resolution=16, train_subset=96, val_size=40, progress=False)
     spec = ModelSpec(config=reference_config(0.3, num_classes=10, resolution=16,
                                              stem_stride=1).to_dict())
-    recipe = Recipe(epochs=3, batch_size=32, schedule="cosine")
+    recipe = Recipe(epochs=3, batch_size=32, schedule="cosine", **extra)
     straight = train_full(spec, data, recipe, tmp_path / "a", seed=1, log=lambda m: None)
 
     def stop_after_first_epoch(message: str) -> None:

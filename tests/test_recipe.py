@@ -115,24 +115,6 @@ def test_two_recipes_give_two_runs_and_two_bank_keys(tmp_path):
                                                      dataclasses.replace(a, name="z"), "d")
 
 
-def test_resume_with_ema_and_mixing_equals_an_uninterrupted_run(tmp_path):
-    data = load_data("synthetic", resolution=16, train_subset=96, val_size=40, progress=False)
-    spec = ModelSpec(config=reference_config(0.3, num_classes=10, resolution=16,
-                                             stem_stride=1).to_dict())
-    recipe = Recipe(epochs=2, batch_size=32, ema=0.9, mixup=0.4, cutmix=1.0, cutout=4)
-    straight = train_full(spec, data, recipe, tmp_path / "a", seed=3, log=lambda m: None)
-
-    def stop(message: str) -> None:
-        if message.startswith("epoch 1/"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_full(spec, data, recipe, tmp_path / "b", seed=3, log=stop)
-    resumed = train_full(spec, data, recipe, tmp_path / "b", seed=3, log=lambda m: None)
-    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in straight["history"]]
-    assert resumed["test_acc"] == straight["test_acc"]
-
-
 def test_cutout_zeroes_one_square_per_image_and_flip_can_be_turned_off():
     images = torch.full((64, 3, 16, 16), 200, dtype=torch.uint8)
     split = Split(images, torch.zeros(64, dtype=torch.int64))
