@@ -222,12 +222,13 @@ def unit_order(cands: list[Candidate], seeds: int) -> list[tuple[str, int]]:
 
 def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str, int]],
                        meta: dict[str, Any], link: BankLink | None = None,
-                       recipe: Recipe | None = None) -> optuna.Study:
+                       recipe: Recipe | None = None, read_only: bool = False) -> optuna.Study:
     """The companion study; its units are enqueued once, by whoever creates it. Rerun with
     more seeds, it enqueues the new seeds' units (to narrow the intervals without retraining
     what is done); a companion made for other architectures, another protocol or more seeds
     is refused. Reference runs that the bank of `link` holds are added finished instead of
-    queued."""
+    queued. `read_only` (a verdict of what is done: --no-train) takes the seeds the companion
+    was started with when fewer are asked, instead of refusing."""
     name = companion_name(study.study_name, recipe or Recipe(name=DEFAULT_RECIPE))
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
@@ -247,6 +248,8 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
         raise StudyError(f"study {name!r} confirms other architectures or another protocol; "
                          "rerun with its original options")
     meta = {**meta, "candidates": held}
+    if read_only and meta["seeds"] < old["seeds"]:
+        return confirm
     if meta["seeds"] < old["seeds"]:
         raise StudyError(f"study {name!r} was started with {old['seeds']} seeds; pass --seeds "
                          f"{old['seeds']} or more")

@@ -276,7 +276,8 @@ def confirm_under(args: argparse.Namespace, study: Any, url: str, cands: list, o
             "data": {"name": args.data, "train": len(data.train), "val": len(data.val),
                      "split": data.split_id},
             "candidates": [dataclasses.asdict(c) for c in cands]}
-    confirm = open_confirm_study(study, make_storage(url), units, meta, link, protocol)
+    confirm = open_confirm_study(study, make_storage(url), units, meta, link, protocol,
+                                 read_only=args.no_train)
     looks = planned_looks(confirm)
     if args.until_decided and args.max_seeds - args.seeds + 1 > looks:
         looks = args.max_seeds - args.seeds + 1  # the first round, then a seed at a time
