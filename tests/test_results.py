@@ -17,9 +17,10 @@ README = (ROOT / "README.md").read_text()
 
 # (study, recipe, the number of recipes its README verdict is read with)
 HEADLINE = [
-    ("cpu-shallow-100M", "ground-truth", 1),
+    ("cpu-shallow-100M", "ground-truth", 3),
+    ("cpu-shallow-100M", "full-data", 3),
+    ("cpu-shallow-100M", "onecycle-cutout", 3),
     ("cpu-shallow-200M", "ground-truth", 1),
-    ("cpu-shallow-100M", "full-data", 1),
 ]
 
 
