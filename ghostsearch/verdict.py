@@ -31,9 +31,8 @@ def recipe_verdict(per: Mapping[str, Mapping[str, Any]], ref: str) -> tuple[str,
     figures = "; ".join(_part(r, per[r]) for r in per)
     if len(beats) == len(per):
         return "beats under every recipe", f"beats {ref} under every recipe ({figures})"
-    if loses and not beats:
-        if len(loses) == len(per):
-            return "loses under every recipe", f"loses to {ref} under every recipe ({figures})"
+    if len(loses) == len(per):
+        return "loses under every recipe", f"loses to {ref} under every recipe ({figures})"
     if beats:
         fails = ", ".join(f"{r} ({decisions[r]})" for r in other + loses)
         return ("beats under some recipes",
@@ -50,14 +49,16 @@ def across_recipes(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[di
     verdict table, each made with the number of recipes in its adjustment): its difference,
     interval and decision under each recipe, and the verdict across them."""
     names = list(tables)
-    rows_by = {r: {row["key"]: row for row in tables[r] if "diff_vs_ref" in row}
-               for r in names}
-    refs = {row["key"] for r in names for row in tables[r] if row.get("baseline")}
+    rows_by = {r: {row["key"]: row for row in tables[r]
+                   if "diff_vs_ref" in row and not row.get("baseline")} for r in names}
+    # the reference the verdicts compare with: the first baseline (the one at the budget;
+    # a reference over the budget follows it)
+    ref_name = next((row["key"] for row in tables[names[0]] if row.get("baseline")),
+                    "the reference")
     keys = [k for k in rows_by[names[0]] if all(k in rows_by[r] for r in names)]
     out = []
     for key in keys:
         per = {r: rows_by[r][key] for r in names}
-        ref_name = next(iter(sorted(refs)), "the reference")
         decision, words = recipe_verdict(per, ref_name)
         row: dict[str, Any] = {"key": key, "recipes": len(names), "decision": decision,
                                "verdict": f"{key} {words}"}
