@@ -33,6 +33,7 @@ from .arch.config import NetConfig
 from .arch.counting import analytic_counts
 from .bank import Bank, model_key
 from .errors import ConfigError, StudyError
+from .log import logger
 from .search.estimate import worker_threads
 from .search.limits import Limits
 from .search.settings import DataSpec
@@ -264,7 +265,7 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)  # workers write to a shared stdout, often a file: no buffering
+    logger.info(line)
 
 
 MAX_RETRIES = 2  # a unit that failed this many times more is left failed, with its reasons

@@ -1,6 +1,9 @@
 """Progress bars that suit where the output goes: tqdm's bar in a terminal; without one
 (nohup, a CI log, a file) a plain line at most every `interval` seconds and a last line at the
-end, instead of a carriage-return frame at every refresh."""
+end, instead of a carriage-return frame at every refresh.
+
+Bars are off in the library until `show_progress(True)` (the command line turns them on):
+one switch, so that a program using ghostsearch gets no bars it did not ask for."""
 
 from __future__ import annotations
 
@@ -11,6 +14,17 @@ from typing import Any
 from tqdm import tqdm
 
 LOG_INTERVAL_S = 30.0
+_SHOWN = False
+
+
+def show_progress(on: bool = True) -> None:
+    """Turn every progress bar of the library on or off (off by default)."""
+    global _SHOWN
+    _SHOWN = bool(on)
+
+
+def progress_shown() -> bool:
+    return _SHOWN
 
 
 class LineBar(tqdm):
@@ -51,7 +65,9 @@ class LineBar(tqdm):
 
 
 def progress_bar(*args: Any, interactive: bool | None = None, **kwargs: Any) -> tqdm:
-    """A tqdm bar in a terminal, else a `LineBar` (see the module docstring)."""
+    """A tqdm bar in a terminal, else a `LineBar` (see the module docstring); disabled
+    unless `show_progress` turned bars on."""
+    kwargs["disable"] = bool(kwargs.get("disable", False)) or not _SHOWN
     file = kwargs.get("file") or sys.stderr
     if interactive is None:
         interactive = bool(getattr(file, "isatty", lambda: False)())

@@ -42,3 +42,12 @@ def random_config(rng: random.Random) -> NetConfig:
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(0)
+
+
+@pytest.fixture(autouse=True)
+def library_lines_on_stdout():
+    """Tests read the library's lines as the command line shows them (on stdout)."""
+    from ghostsearch import log
+
+    log.to_stdout()
+    yield

@@ -172,6 +172,19 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hold a library's logger at ERROR for one call, then give it back as it was: fvcore
+    warns about every operator it skips, and its level is the application's to set."""
+    other = logging.getLogger(name)
+    level = other.level
+    other.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        other.setLevel(level)
+
+
 def fvcore_flops(model: nn.Module, resolution: int = 224) -> dict[str, int]:
     """fvcore's count by operator, with `paper` (conv + linear) and `total` (all it counts),
     of `model` exactly as given (`count_flops` fuses GhostNetV3 branches first)."""
@@ -181,8 +194,7 @@ def fvcore_flops(model: nn.Module, resolution: int = 224) -> dict[str, int]:
         warnings.simplefilter("ignore", DeprecationWarning)
         from fvcore.nn import FlopCountAnalysis
 
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with _eval_mode(model), warnings.catch_warnings():
+    with _eval_mode(model), _quiet("fvcore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         analysis = FlopCountAnalysis(model, _input_for(model, resolution))

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import log
 from ..errors import GhostsearchError, WorkerError
+from ..progress import show_progress
 from ..search.workers import stop_on_sigterm
 
 EXIT_USAGE = 2
@@ -25,6 +27,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None],
             argv: Sequence[str] | None = None) -> int:
     """Run a script's `main`; a ConfigError becomes `error: <line>` and exit code 2."""
     quiet_libraries()
+    log.to_stdout()  # the library's lines are this command's output
+    show_progress(True)
     stop_on_sigterm()
     try:
         return int(main(argv) or 0)

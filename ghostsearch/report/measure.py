@@ -17,6 +17,7 @@ from ..arch.config import NetConfig
 from ..errors import ConfigError
 from ..latency.measure import device_name
 from ..latency.table import LatencyTable
+from ..log import logger
 from .frame import MEASURED_KEY, pareto_front, trials_frame
 
 
@@ -57,5 +58,5 @@ def measure_front(study: optuna.Study, table: LatencyTable, *, limit_ms: float |
         stored[str(number)] = row
     study.set_user_attr(MEASURED_KEY, stored)
     if here != table.device:
-        print(f"note: the table was built on {table.device!r}, measured here on {here!r}")
+        logger.warning(f"note: the table was built on {table.device!r}, measured here on {here!r}")
     return pd.DataFrame(rows)

@@ -14,7 +14,10 @@ from typing import Any
 import optuna
 import torch
 
+from .. import log
 from ..errors import WorkerError
+from ..log import logger
+from ..progress import progress_shown, show_progress
 from ..train.data import Dataset
 from ..train.loop import pick_device
 from .estimate import format_duration, remaining_seconds, worker_threads
@@ -67,8 +70,9 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
     if objective.interrupted or INTERRUPTS.requested:
         raise KeyboardInterrupt
     if streak[0] >= MAX_INFEASIBLE_STREAK:
-        print(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; the budget "
-              "leaves too little of the space (raise --budget or narrow the space)")
+        logger.warning(f"stopped: {MAX_INFEASIBLE_STREAK} over-budget candidates in a row; "
+                       "the budget leaves too little of the space (raise --budget or narrow "
+                       "the space)")
     return study
 
 
@@ -113,7 +117,8 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
     WorkerError when any of them exited non-zero.
     """
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=target, args=a) for a in args]
+    saved = {"log": log.state(), "progress": progress_shown()}
+    procs = [ctx.Process(target=_as_parent, args=(target, saved, *a)) for a in args]
     for p in procs:
         p.start()
     try:
@@ -134,6 +139,13 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
     if failed:
         raise WorkerError(f"{len(failed)} of {len(procs)} {what} exited with codes {failed}; "
                           "their messages are above")
+
+
+def _as_parent(target: Callable[..., None], saved: dict[str, Any], *args: Any) -> None:
+    """In a spawned process: log and show progress as the parent does, then run `target`."""
+    log.restore(saved["log"])
+    show_progress(saved["progress"])
+    target(*args)
 
 
 def _spawned_worker(settings: SearchSettings, device: str, deadline: float | None,
