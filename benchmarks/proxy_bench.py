@@ -223,14 +223,14 @@ def trials_per_hour(settings: Any, jobs: int, *, devices: list[str] | None = Non
     once, not per trial), and over the whole wall time. `settings` is a `SearchSettings` whose
     storage, trials and n_jobs are replaced."""
     from ghostsearch.search.study import trained_count
-    from ghostsearch.search.workers import run_search
+    from ghostsearch.search.workers import run_trials
 
     with tempfile.TemporaryDirectory(prefix="ghostsearch-bench-") as tmp:
         run = dataclasses.replace(settings, study_name=f"bench-k{jobs}",
                                   storage=f"journal:{Path(tmp) / 'study.log'}",
                                   trials=jobs * trials_per_job, n_jobs=jobs)
         start = time.perf_counter()
-        study = run_search(run, devices=devices, show_progress=False)
+        study = run_trials(run, devices=devices, show_progress=False)
         wall = time.perf_counter() - start
         trained = trained_count(study)
         done = [t for t in study.trials if t.datetime_complete is not None]

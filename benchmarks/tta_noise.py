@@ -31,12 +31,13 @@ import numpy as np
 import torch
 
 from ghostsearch.cli.common import ArgumentParser, add_data_args
-from ghostsearch.cli.confirm import protocol_data_spec
 from ghostsearch.confirm import get_protocol
 from ghostsearch.errors import ConfigError
+from ghostsearch.search.settings import DataSpec
 from ghostsearch.stats import pooled_noise, t_quantile
 from ghostsearch.train.full import ModelSpec
 from ghostsearch.train.loop import eval_loader, evaluate
+from ghostsearch.workflow.confirm import protocol_data_spec
 
 MODES = ("val_plain", "val_flip", "test_plain", "test_flip")
 FIELDS = ("arm", "seed", *MODES, "recorded_test")
@@ -134,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = [u for u in units if (u[0], u[1]) not in done]
     if todo:
         _, train, val = get_protocol(args.protocol)
-        data = protocol_data_spec(args, train, val).load()
+        given = DataSpec(args.data, args.data_dir, val_size=args.val_size,
+                         train_subset=args.train_subset, resolution=args.resolution,
+                         split_seed=args.split_seed, max_data_gb=args.max_data_gb)
+        data = protocol_data_spec(given, train, val).load()
         out.parent.mkdir(parents=True, exist_ok=True)
         new = not out.exists()
         for i, (arm, seed, folder) in enumerate(todo, 1):

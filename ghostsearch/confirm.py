@@ -171,10 +171,11 @@ def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
     return False
 
 
-def get_protocol(name: str, epochs: int | None = None) -> tuple[Recipe, int | None, int]:
-    """A recipe by name or file, its training images (None: all after the hold-out) and the
-    held-out validation images of confirmations (the ground truth's 2,000)."""
-    recipe = load_recipe(name)
+def get_protocol(name: str | Recipe,
+                 epochs: int | None = None) -> tuple[Recipe, int | None, int]:
+    """A recipe (or one by name or file), its training images (None: all after the hold-out)
+    and the held-out validation images of confirmations (the ground truth's 2,000)."""
+    recipe = load_recipe(name) if isinstance(name, str) else name
     if epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=epochs)
     return recipe, recipe.train_images, GROUND_TRUTH_DATA["val_size"]

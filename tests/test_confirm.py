@@ -3,6 +3,7 @@ report and best_arch.json, resume, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -17,7 +18,7 @@ from ghostsearch.cli import main
 from ghostsearch.confirm import Candidate, busy_seconds, verdicts
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.search.space import space_from_dict
-from ghostsearch.search.workers import run_search
+from ghostsearch.search.workers import run_trials
 from ghostsearch.train.recipe import Recipe
 
 SPACE = {
@@ -40,7 +41,7 @@ def search(tmp_path, trials=4, name="s"):
         data=DataSpec("synthetic", val_size=40, train_subset=64, resolution=16),
         protocol=Recipe(epochs=1, batch_size=32), budget_flops=9_000_000, trials=trials,
         device="cpu")
-    return run_search(settings, show_progress=False), url
+    return run_trials(settings, show_progress=False), url
 
 
 def test_confirm_end_to_end_and_resume(tmp_path, capsys):
@@ -416,7 +417,7 @@ def _round(confirm, acc):
 
 
 def test_until_decided_evens_the_arms_before_it_looks(tmp_path, capsys):
-    from ghostsearch.cli.confirm import until_decided
+    from ghostsearch.workflow.confirm import until_decided
 
     def acc(key, seed):  # the found network 5 points up, a little noise
         return (70.0 if key == "trial-1" else 65.0) + [0.3, -0.2, 0.1, -0.4, 0.2][seed]
@@ -439,7 +440,7 @@ def test_until_decided_counts_a_reference_seed_taken_from_the_bank(tmp_path, cap
     """Evening the arms with a reference seed the bank holds trains nothing, and is progress."""
     from types import SimpleNamespace
 
-    from ghostsearch.cli.confirm import until_decided
+    from ghostsearch.workflow.confirm import until_decided
 
     def acc(key, seed):
         return (70.0 if key == "trial-1" else 65.0) + [0.3, -0.2, 0.1, -0.4, 0.2][seed]
@@ -458,8 +459,8 @@ def test_until_decided_counts_a_reference_seed_taken_from_the_bank(tmp_path, cap
 
 
 def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys):
-    from ghostsearch.cli.confirm import until_decided
     from ghostsearch.confirm import queue_unit
+    from ghostsearch.workflow.confirm import until_decided
 
     done = {(k, s): 60.0 + s for k in ("trial-1", "GhostNet 1.0x") for s in range(2)}
     confirm, cands = _fake_units(tmp_path, done)
@@ -474,7 +475,7 @@ def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys
 
 
 def test_until_decided_stops_when_a_round_finishes_nothing(tmp_path, capsys):
-    from ghostsearch.cli.confirm import until_decided
+    from ghostsearch.workflow.confirm import until_decided
 
     done = {(k, s): 60.0 + s + (k == "trial-1") for k in ("trial-1", "GhostNet 1.0x")
             for s in range(2)}
@@ -575,9 +576,9 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
         return original(confirm, *a, **k)
 
     monkeypatch.setattr(confirm_mod, "run_units", run_units)
-    import ghostsearch.cli.confirm as cli_confirm
+    import ghostsearch.workflow.confirm as confirm_workflow
 
-    monkeypatch.setattr(cli_confirm, "run_units", run_units)
+    monkeypatch.setattr(confirm_workflow, "run_units", run_units)
     assert main(args) == 0
     assert seen and not any(seen)  # every check found the unit alive
     assert len(calls) == len(set(calls)) == 2  # the candidate and the reference, once each
@@ -687,3 +688,42 @@ def test_a_rerun_may_leave_out_the_reference_over_the_budget_but_not_add_arms(tm
     capsys.readouterr()
     assert main([*args, "--top", "2", "--no-train"]) == 2
     assert "confirms other architectures" in capsys.readouterr().err
+
+
+def test_run_confirm_is_the_command_as_a_call(tmp_path):
+    """`ghostsearch.run_confirm(ConfirmSettings(...))` gives a Verdict holding what
+    confirmed.csv and best_arch.json hold; a second call with no_train trains nothing and
+    gives the same rows."""
+    import ghostsearch
+
+    _, url = search(tmp_path)
+    out = tmp_path / "out"
+    data = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
+    s = ghostsearch.ConfirmSettings(study_name="s", storage=url, out=str(out), top=1, seeds=2,
+                                    recipes=(Recipe(epochs=1, batch_size=32,
+                                                    name="ground-truth"),),
+                                    budget_reference_only=True, data=data, device="cpu",
+                                    n_jobs=1)
+    v = ghostsearch.run_confirm(s)
+    assert v.recipes == ("ground-truth",) and v.across is None
+    rows = pd.read_csv(out / "confirmed.csv").to_dict("records")
+    assert [r["key"] for r in v.tables["ground-truth"]] == [r["key"] for r in rows]
+    assert len(rows) == 2 and all(r["seeds"] == 2 for r in rows)  # no 1.0x arm
+    assert v.winner is not None and v.of(v.winner["key"])["verdict"] == v.winner["verdict"]
+    meta = json.loads(v.best_path.read_text())["metadata"]["confirmed"]
+    assert meta["key"] == v.winner["key"] and v.report["md"].exists()
+    assert list(v.frame().recipe.unique()) == ["ground-truth"]
+    again = ghostsearch.run_confirm(dataclasses.replace(s, no_train=True))
+    assert [r["test_mean"] for r in again.tables["ground-truth"]] == [
+        r["test_mean"] for r in v.tables["ground-truth"]]
+    with pytest.raises(KeyError, match="'trial-999' is not among"):
+        v.of("trial-999")
+
+
+def test_confirm_settings_refuse_bad_counts_in_one_line():
+    import ghostsearch
+
+    with pytest.raises(ghostsearch.ConfigError, match=r"^--seeds 0: must be >= 1$"):
+        ghostsearch.ConfirmSettings(study_name="s", seeds=0)
+    with pytest.raises(ghostsearch.ConfigError, match=r"^--max-seeds 2 is below --seeds 3$"):
+        ghostsearch.ConfirmSettings(study_name="s", until_decided=True, max_seeds=2)

@@ -30,7 +30,7 @@ def test_state_and_restore_carry_the_setting_to_a_worker() -> None:
     log.to_stdout()
     saved = log.state()
     assert saved == {"stdout": True, "level": logging.INFO}
-    code = ("import ghostsearch.log as l; l.restore(%r); l.logger.info('from a worker')" % saved)
+    code = f"import ghostsearch.log as l; l.restore({saved!r}); l.logger.info('from a worker')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert run.stdout == "from a worker\n"

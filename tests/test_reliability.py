@@ -23,7 +23,7 @@ from ghostsearch import reference_config
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import SearchSettings
 from ghostsearch.search.study import trained_count
-from ghostsearch.search.workers import run_search
+from ghostsearch.search.workers import run_trials
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import TrainingDiverged, train_proxy
 from ghostsearch.train.recipe import Recipe
@@ -226,7 +226,7 @@ def test_faults_fail_the_trial_with_a_reason_and_the_search_goes_on(tmp_path, sp
 
     monkeypatch.setattr(objective_mod, "train_proxy", faulty_train)
     monkeypatch.setattr(loop_mod, "build_model", faulty_build)
-    study = run_search(settings(tmp_path, space, trials=6), show_progress=False)
+    study = run_trials(settings(tmp_path, space, trials=6), show_progress=False)
     failed = [t for t in study.get_trials() if t.state == State.FAIL]
     reasons = sorted(t.user_attrs["reason"] for t in failed)
     assert reasons == ["OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",

@@ -126,23 +126,20 @@ def test_latency_limited_search_measures_its_pareto_set(tmp_path, runtime, monke
 def test_latency_of_limits_to_the_tables_prediction_for_that_ghostnet(tmp_path):
     """--latency-of 1.0 is --latency-ms at the table's prediction for GhostNet 1.0x, rounded
     up so that GhostNet 1.0x meets it and is the widest reference within the limit."""
-    import argparse
-
-    from ghostsearch.cli.search import resolve_latency_of
     from ghostsearch.latency.table import LatencyTable
     from ghostsearch.search.limits import Limits
     from ghostsearch.search.space import load_space
     from ghostsearch.search.study import baseline_widths
+    from ghostsearch.workflow.search import latency_of
 
     space = load_space("ghostnet")
     path = LatencyTable("cpu: synthetic", "x", 1, space.deployment.resolution,
                         fits={"all": [0.001, 1.0, 0.0]}).save(tmp_path / "lat.json")
-    args = argparse.Namespace(latency_of=1.0, latency_ms=None, latency_table=str(path))
-    assert resolve_latency_of(args, space) == "GhostNet 1.0x"
+    limit = latency_of(1.0, str(path), space)
     ref = space.build_config(space.reference_params(1.0))
     predicted = LatencyTable.load(path).predict(ref)
-    assert predicted <= args.latency_ms < predicted + 1e-4
-    limits = Limits(None, args.latency_ms, 0.85, LatencyTable.load(path))
+    assert predicted <= limit < predicted + 1e-4
+    limits = Limits(None, limit, 0.85, LatencyTable.load(path))
     assert baseline_widths(space, limits)[-1] == ("GhostNet 1.0x (widest within budget)", 1.0)
 
 

@@ -24,7 +24,7 @@ from ghostsearch.search.limits import Limits
 from ghostsearch.search.settings import DataSpec, SearchSettings, smallest_flops
 from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
-from ghostsearch.search.workers import run_search
+from ghostsearch.search.workers import run_trials
 from ghostsearch.train.recipe import Recipe
 
 TINY_SPACE = {
@@ -73,7 +73,7 @@ def trained_configs(monkeypatch):
 def test_search_trains_only_within_the_band_and_records_everything(tmp_path, space,
                                                                    trained_configs):
     s = settings(tmp_path, space, budget_flops=2_500_000)  # about 70% of the space is over it
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     trials = study.get_trials()
     assert trained_count(study) == 6 == len(trained_configs)
     sampled = [t for t in trials if not t.user_attrs.get("baseline")]
@@ -104,7 +104,7 @@ def test_a_point_outside_the_limits_is_infeasible_never_trained_never_valued(
     assert analytic_counts(space.build_config(small)).flops < 0.85 * 2_500_000
     study.enqueue_trial(big)
     study.enqueue_trial(small)
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     over, below = study.get_trials()[:2]
     for t in (over, below):
         assert t.state == optuna.trial.TrialState.PRUNED and t.value is None
@@ -118,7 +118,7 @@ def test_a_point_outside_the_limits_is_infeasible_never_trained_never_valued(
                   study_name="t0")
     study0 = study_mod.open_study(s0)
     study0.enqueue_trial(small)
-    study0 = run_search(s0, show_progress=False)
+    study0 = run_trials(s0, show_progress=False)
     assert study0.get_trials()[0].user_attrs["trained"]
 
 
@@ -133,7 +133,7 @@ def test_baselines_are_in_the_study(tmp_path, space):
     names = [n for n, _ in baseline_widths(space, Limits.of(s))]
     assert names[:2] == ["GhostNet 0.5x", "GhostNet 1.0x"]
     assert "widest within budget" in names[-1]
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     marked = {t.user_attrs.get("baseline") for t in study.get_trials()} - {None}
     assert marked == set(names)
     for t in study.get_trials():
@@ -142,11 +142,11 @@ def test_baselines_are_in_the_study(tmp_path, space):
 
 
 def test_resume_grows_the_study_and_loses_nothing(tmp_path, space):
-    first = run_search(settings(tmp_path, space, trials=4), show_progress=False)
+    first = run_trials(settings(tmp_path, space, trials=4), show_progress=False)
     before = {t.number: (t.params, t.user_attrs.get("val_acc")) for t in first.get_trials()}
-    again = run_search(settings(tmp_path, space, trials=4), show_progress=False)
+    again = run_trials(settings(tmp_path, space, trials=4), show_progress=False)
     assert len(again.get_trials()) == len(before)  # already done: nothing runs
-    more = run_search(settings(tmp_path, space, trials=7), show_progress=False)
+    more = run_trials(settings(tmp_path, space, trials=7), show_progress=False)
     assert trained_count(more) == 7
     after = {t.number: (t.params, t.user_attrs.get("val_acc")) for t in more.get_trials()}
     assert all(after[n] == v for n, v in before.items())
@@ -156,20 +156,20 @@ def test_resume_grows_the_study_and_loses_nothing(tmp_path, space):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, space):
-    run_search(settings(tmp_path, space, trials=3), show_progress=False)
+    run_trials(settings(tmp_path, space, trials=3), show_progress=False)
     with pytest.raises(StudyError, match="created with other budget_flops.*new --study-name"):
-        run_search(settings(tmp_path, space, trials=3, budget_flops=10_000_000),
+        run_trials(settings(tmp_path, space, trials=3, budget_flops=10_000_000),
                    show_progress=False)
 
 
 def test_pruning_never_discards_a_finished_training(tmp_path, space, monkeypatch):
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
-    study = run_search(settings(tmp_path, space, trials=5), show_progress=False)  # 2 epochs
+    study = run_trials(settings(tmp_path, space, trials=5), show_progress=False)  # 2 epochs
     searched = [t for t in study.get_trials() if t.user_attrs.get("decision") == "train"
                 and not t.user_attrs.get("baseline")]
     assert searched and all(t.state == optuna.trial.TrialState.PRUNED for t in searched)
     assert {t.user_attrs["reason"].split(" (")[0] for t in searched} == {"pruned after epoch 1"}
-    one_epoch = run_search(settings(tmp_path, space, trials=5, study_name="one",
+    one_epoch = run_trials(settings(tmp_path, space, trials=5, study_name="one",
                                     protocol=Recipe(epochs=1, batch_size=32)),
                            show_progress=False)
     assert not [t for t in one_epoch.get_trials() if t.state == optuna.trial.TrialState.PRUNED]
@@ -184,18 +184,18 @@ def test_sampler_seeds_of_workers_differ():
 
 
 def test_one_process_search_is_reproducible(tmp_path, space):
-    runs = [run_search(settings(tmp_path, space, trials=5, study_name=f"r{i}"),
+    runs = [run_trials(settings(tmp_path, space, trials=5, study_name=f"r{i}"),
                        show_progress=False) for i in range(2)]
     assert [t.params for t in runs[0].trials] == [t.params for t in runs[1].trials]
 
 
 def test_budget_below_the_smallest_architecture(tmp_path, space):
     with pytest.raises(ConfigError, match=r"below the smallest architecture .* MFLOPs"):
-        run_search(settings(tmp_path, space, budget_flops=1000), show_progress=False)
+        run_trials(settings(tmp_path, space, budget_flops=1000), show_progress=False)
 
 
 def test_export_round_trip_equals_the_trained_model(tmp_path, space):
-    study = run_search(settings(tmp_path, space), show_progress=False)
+    study = run_trials(settings(tmp_path, space), show_progress=False)
     path = export_best(study, tmp_path / "out")
     best = best_feasible(study)
     data = json.loads(path.read_text())
@@ -213,7 +213,7 @@ def test_export_round_trip_equals_the_trained_model(tmp_path, space):
 
 def test_multi_objective_runs_without_pruning(tmp_path, space):
     s = settings(tmp_path, space, objectives=("accuracy", "flops"), sampler="nsga2", trials=4)
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     assert len(study.directions) == 2
     done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     assert all(len(t.values) == 2 for t in done)
@@ -221,14 +221,14 @@ def test_multi_objective_runs_without_pruning(tmp_path, space):
 
 
 def test_same_seed_same_architectures_and_accuracies(tmp_path, space):
-    a = run_search(settings(tmp_path / "a", space, trials=5), show_progress=False)
-    b = run_search(settings(tmp_path / "b", space, trials=5), show_progress=False)
+    a = run_trials(settings(tmp_path / "a", space, trials=5), show_progress=False)
+    b = run_trials(settings(tmp_path / "b", space, trials=5), show_progress=False)
     key = [(t.params, t.user_attrs.get("val_acc")) for t in a.get_trials()]
     assert key == [(t.params, t.user_attrs.get("val_acc")) for t in b.get_trials()]
 
 
 def test_report_tables(tmp_path, space):
-    study = run_search(settings(tmp_path, space), show_progress=False)
+    study = run_trials(settings(tmp_path, space), show_progress=False)
     df = trials_frame(study)
     assert len(df) == len(study.get_trials())
     assert {"trial", "state", "baseline", "s", "d", "k", "MFLOPs", "val_acc",
@@ -247,7 +247,7 @@ def test_report_tables(tmp_path, space):
 ])
 def test_bad_settings(tmp_path, space, kw, message):
     with pytest.raises(ConfigError, match=message):
-        run_search(settings(tmp_path, space, **kw), show_progress=False)
+        run_trials(settings(tmp_path, space, **kw), show_progress=False)
 
 
 def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
@@ -260,7 +260,7 @@ def test_latency_limit_is_hard_and_reported(tmp_path, space, trained_configs):
     path = table.save(tmp_path / "lat.json")
     s = settings(tmp_path, space, budget_flops=None, latency_ms=5.0, latency_table=str(path),
                  objectives=("accuracy", "latency"), sampler="nsga2", trials=4)
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     for t in study.get_trials():
         a = t.user_attrs
         cfg = load_config_from(a)
@@ -341,7 +341,7 @@ def test_the_library_leaves_optunas_log_level_alone(tmp_path, space):
     before = optuna.logging.get_verbosity()
     try:
         optuna.logging.set_verbosity(optuna.logging.DEBUG)
-        run_search(settings(tmp_path, space, trials=2, baselines=False), show_progress=False)
+        run_trials(settings(tmp_path, space, trials=2, baselines=False), show_progress=False)
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
@@ -356,7 +356,7 @@ def test_ctrl_c_records_the_trial_as_interrupted_and_logs_no_failure(tmp_path, s
     optuna.logging.enable_propagation()  # let caplog see Optuna's records
     try:
         with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
-            run_search(settings(tmp_path, space, baselines=False), show_progress=False)
+            run_trials(settings(tmp_path, space, baselines=False), show_progress=False)
     finally:
         optuna.logging.disable_propagation()
     assert not [r for r in caplog.records if r.name.startswith("optuna")]
@@ -399,11 +399,11 @@ def test_studies_on_different_validation_splits_are_not_merged(tmp_path, space):
     from ghostsearch.errors import StudyError
     from ghostsearch.report.render import write_report
 
-    a = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="a"),
+    a = run_trials(settings(tmp_path, space, trials=1, baselines=False, study_name="a"),
                    show_progress=False)
-    same = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="b",
+    same = run_trials(settings(tmp_path, space, trials=1, baselines=False, study_name="b",
                                seed=5), show_progress=False)
-    other = run_search(settings(tmp_path, space, trials=1, baselines=False, study_name="c",
+    other = run_trials(settings(tmp_path, space, trials=1, baselines=False, study_name="c",
                                 data=DataSpec("synthetic", val_size=40, train_subset=64,
                                               resolution=16, split_seed=1)),
                        show_progress=False)
@@ -415,7 +415,7 @@ def test_studies_on_different_validation_splits_are_not_merged(tmp_path, space):
 
 
 def test_best_arch_carries_the_preprocessing(tmp_path, space):
-    study = run_search(settings(tmp_path, space, trials=2), show_progress=False)
+    study = run_trials(settings(tmp_path, space, trials=2), show_progress=False)
     path = export_best(study, tmp_path / "out")
     meta = json.loads(path.read_text())["metadata"]
     pre = meta["preprocessing"]
@@ -460,7 +460,7 @@ def test_prescreen_trains_only_the_best_of_a_scored_pool(tmp_path, space):
     from ghostsearch.report.render import write_report
 
     s = settings(tmp_path, space, prescreen="snip", pool=8, top=2, trials=2, baselines=False)
-    study = run_search(s, show_progress=False)
+    study = run_trials(s, show_progress=False)
     pool = study.user_attrs["prescreen"]
     assert len(pool["pool"]) == 8 and pool["score"] == "snip"
     assert all(0.85 * s.budget_flops <= r["flops"] <= s.budget_flops for r in pool["pool"])
@@ -543,14 +543,14 @@ def test_an_unstarted_study_with_other_settings_is_replaced_a_started_one_never(
     other = dataclasses.replace(first, band=0.5)
     assert replace_unstarted(other) == ["band"]
     assert open_study(other).user_attrs["settings"]["band"] == 0.5
-    run_search(other, show_progress=False)  # one trained trial
+    run_trials(other, show_progress=False)  # one trained trial
     assert replace_unstarted(first) == []
     with pytest.raises(StudyError, match="created with other band"):
         open_study(first)
 
 
 def test_auto_preset_follows_the_device():
-    from ghostsearch.cli.search import resolve_preset
+    from ghostsearch.workflow.search import resolve_preset
 
     preset, why = resolve_preset("auto", "cpu")
     assert preset.name == "cpu" and why.startswith("auto: no CUDA device")
@@ -588,3 +588,38 @@ def test_run_json_keeps_every_invocation(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert len(run["history"]) == 1 and run["history"][0]["args"]["trials"] == 1
     assert run["args"]["trials"] == 2
+
+
+def test_run_search_is_the_command_as_a_call(tmp_path):
+    """`ghostsearch.run_search(ghostsearch.search_settings(...))` trains, reports and exports
+    as `ghostsearch search` does, names the study as the command would, and its best
+    architecture rebuilds from best_arch.json with the FLOPs it was scored at."""
+    import ghostsearch
+    from ghostsearch.arch.counting import analytic_counts
+
+    s = ghostsearch.search_settings(
+        "200MFLOPs", data=DataSpec("synthetic", val_size=40, train_subset=64),
+        preset="quick", recipe=Recipe(epochs=1, batch_size=32), trials=2, baselines=False,
+        device="cpu", n_jobs=1, out=tmp_path / "out")
+    assert s.study_name == "ghostnet-200M-synthetic-quick" and s.preset == "quick"
+    assert s.out == str(tmp_path / "out") and s.data.train_cap == 1_000
+    res = ghostsearch.run_search(s, record={"why": "a test"})
+    assert not res.interrupted and len(res.table) == 2
+    assert set(res.report) >= {"md", "html"} and res.report["md"].exists()
+    assert res.best is not None and res.best["flops"] <= 200_000_000
+    cfg = ghostsearch.load_config(res.best_path)
+    assert analytic_counts(cfg).flops == res.best["flops"]
+    run = json.loads((res.out / "run.json").read_text())
+    assert run["args"] == {"why": "a test"} and run["history"] == []
+    again = ghostsearch.run_search(s)  # resumes: nothing new to train
+    assert len(again.table) == 2 and len(json.loads(
+        (res.out / "run.json").read_text())["history"]) == 1
+
+
+def test_search_settings_refuses_a_bad_option_in_one_line(tmp_path):
+    import ghostsearch
+
+    with pytest.raises(ConfigError, match=r"^--study-name 'a b': use letters"):
+        ghostsearch.search_settings("200MFLOPs", study_name="a b", out=tmp_path)
+    with pytest.raises(ConfigError, match="--latency-of needs --latency-table"):
+        ghostsearch.search_settings("200MFLOPs", latency_of_width=1.0, out=tmp_path)

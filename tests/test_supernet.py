@@ -254,7 +254,7 @@ def test_a_search_prescreens_its_pool_with_the_supernet(tmp_path):
 
     from ghostsearch.search.prescreen import PRESCREEN_KEY
     from ghostsearch.search.settings import DataSpec, SearchSettings
-    from ghostsearch.search.workers import run_search
+    from ghostsearch.search.workers import run_trials
     from ghostsearch.supernet.train import Plan, train_supernet
     from ghostsearch.train.recipe import Recipe
 
@@ -269,7 +269,7 @@ def test_a_search_prescreens_its_pool_with_the_supernet(tmp_path):
                   baselines=False)
     settings = SearchSettings(**common, supernet=str(tmp_path / "sn"))
     assert settings.identity()["prescreen"]["supernet"].endswith("-e1")
-    study = run_search(settings, show_progress=False)
+    study = run_trials(settings, show_progress=False)
     pool = study.user_attrs[PRESCREEN_KEY]
     assert pool["score"] == "supernet" and len(pool["pool"]) == 6
     assert pool["supernet"]["epoch"] == 1 and pool["cpu_seconds"] > 0

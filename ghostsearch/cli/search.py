@@ -26,66 +26,25 @@ arguments, versions, commit).
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from ghostsearch import ConfigError, parse_budget
-from ghostsearch.arch.budget import format_flops
-from ghostsearch.arch.counting import analytic_counts
 from ghostsearch.cli.common import (
+    RECIPE_FLAGS,
     ArgumentParser,
     add_data_args,
     add_recipe_arg,
     recipe_from_args,
 )
-from ghostsearch.errors import StudyError
-from ghostsearch.latency.table import LatencyTable
-from ghostsearch.provenance import provenance, write_atomic
-from ghostsearch.report.export import confirmed_winner, export_best
-from ghostsearch.report.frame import summary_table
-from ghostsearch.report.measure import measure_front
-from ghostsearch.report.render import write_report
-from ghostsearch.search.estimate import (
-    busy_warning,
-    default_n_jobs,
-    estimate_search,
-    format_duration,
-    trial_threads,
-)
-from ghostsearch.search.limits import DEFAULT_BAND, Limits
-from ghostsearch.search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
-from ghostsearch.search.presets import PRESETS, Preset, get_preset
-from ghostsearch.search.sampler import TPE_STARTUP
-from ghostsearch.search.settings import (
-    OBJECTIVES,
-    PRUNERS,
-    SAMPLERS,
-    DataSpec,
-    SearchSettings,
-)
-from ghostsearch.search.space import load_space
-from ghostsearch.search.storage import default_storage, study_dir
-from ghostsearch.search.study import (
-    baseline_widths,
-    best_feasible,
-    open_study,
-    replace_unstarted,
-    trained_count,
-    width_name,
-)
-from ghostsearch.search.workers import run_search
-from ghostsearch.train.loop import pick_device
+from ghostsearch.search.limits import DEFAULT_BAND
+from ghostsearch.search.presets import PRESETS, Preset
+from ghostsearch.search.settings import OBJECTIVES, PRUNERS, SAMPLERS, DataSpec, SearchSettings
+from ghostsearch.search.study import trained_count
 from ghostsearch.train.recipe import SCHEDULES, Recipe
+from ghostsearch.workflow.search import resolve_preset, run_search, search_settings
 
 DEFAULTS = Recipe()
-# a CPU estimate above this many seconds is announced before the search starts
-LONG_SEARCH_S = 3600
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -197,131 +156,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def resolve_latency_of(args: argparse.Namespace, space: Any) -> str | None:
-    """With --latency-of WIDTH, set args.latency_ms to the table's prediction for that
-    reference GhostNet (to 4 decimals, so that it meets its own limit) and return its name."""
-    if args.latency_of is None:
-        return None
-    if args.latency_ms is not None:
-        raise ConfigError("--latency-of sets the latency limit: drop --latency-ms")
-    if args.latency_table is None:
-        raise ConfigError("--latency-of needs --latency-table FILE (make one with ghostsearch "
-                          "table)")
-    cfg = space.reference_config(args.latency_of, "latency-of")
-    predicted = LatencyTable.load(args.latency_table).predict(cfg)
-    args.latency_ms = math.ceil(predicted * 1e4) / 1e4
-    return width_name(args.latency_of)
-
-
-def _measure_front(study, settings: SearchSettings) -> None:
-    """Measure the final Pareto set where the latency table was built (all training is over)."""
-    table = LatencyTable.load(settings.latency_table)
-    try:
-        measured = measure_front(study, table, limit_ms=settings.latency_ms)
-    except ConfigError as e:
-        print(f"the final Pareto set was not measured: {e}")
-        return
-    if measured.empty:
-        return
-    over = measured[(measured.within_limit == False) & (measured.baseline == "")]  # noqa: E712
-    print(f"measured the final Pareto set ({len(measured)} architectures, baselines included) "
-          f"on {table.describe()}: predicted vs measured mean absolute error "
-          f"{measured.error_pct.abs().mean():.1f}%"
-          + (f"; found architectures over the limit when measured: trials "
-             f"{', '.join(map(str, over.trial))}"
-             if len(over) else ""))
-
-
-def _announce_estimate(settings: SearchSettings, dataset, device, preset: str,
-                       load: float = 0.0) -> None:
-    """On a CPU, say how long the search will take before it starts: run the prescreen (if
-    any) first, then time a few training steps of what will be trained (the picked candidates
-    and the references, else the widest reference); a GPU-sized protocol on a CPU is named as
-    such, with the way out."""
-    space = settings.space
-    widths = [w for _, w in baseline_widths(space, Limits.of(settings))]
-    refs = [space.build_config(space.reference_params(w)) for w in widths] or [
-        space.build_config(space.smallest_params())]
-    cfgs = [max(refs, key=lambda c: analytic_counts(c).flops)]
-    if settings.prescreen:
-        study = open_study(settings)
-        ensure_prescreen(study, settings, dataset, progress=True)
-        pool = study.user_attrs[PRESCREEN_KEY]
-        print(f"prescreen: {len(pool['pool'])} candidates within the limits scored with "
-              f"{pool['score']} in {pool['cpu_seconds']:.0f} CPU-s; training the best "
-              f"{pool['top']} (every candidate goes to pool.csv)")
-        picked = [space.build_config(p) for p in picked_params(study)]
-        cfgs = picked + (refs if settings.baselines and widths else []) or cfgs
-    warning = busy_warning(load, trial_threads(settings.n_jobs))
-    if warning:
-        print(warning)
-    est = estimate_search(settings, dataset, cfgs, device)
-    print(f"estimate: {est.describe(settings.trials, settings.n_jobs)}"
-          + ("; pruning shortens it" if settings.pruner != "none" else ""))
-    if est.total_s > LONG_SEARCH_S:
-        if preset == "cpu":
-            hint = "fewer --trials, --top or --epochs shorten it"
-        else:
-            cpu = PRESETS["cpu"]
-            trials = cpu.candidates + (len(widths) if settings.baselines else 0)
-            scale = (cpu.protocol.epochs / settings.protocol.epochs
-                     * min(1.0, cpu.train_cap / max(1, len(dataset.train)))
-                     * min(1.0, trials / settings.trials))
-            hint = (f"--preset cpu ({cpu.candidates} candidates, 3 epochs on 5,000 images) "
-                    f"shortens it to about "
-                    f"{format_duration(scale * est.total_s)}")
-        print(f"warning: this search will take up to {format_duration(est.total_s)} on this "
-              f"CPU with the {preset} protocol; {hint}")
-
-
-def band_record(study, settings: SearchSettings) -> dict[str, Any]:
-    """Where the candidates lay and what the rejection cost: the prescreen pool's draws and
-    the sampler's proposals per sampled trial (a value above 64 is a uniform fallback)."""
-    pool = study.user_attrs.get(PRESCREEN_KEY, {})
-    draws = [t.user_attrs["band_draws"] for t in study.get_trials(deepcopy=False)
-             if t.user_attrs.get("band_draws")]
-    return {"band": settings.band, "range": Limits.of(settings).describe_band(),
-            "prescreen_draws": pool.get("draws"),
-            "sampler_proposals": {"trials": len(draws), "total": sum(draws),
-                                  "max": max(draws, default=0)}}
-
-
-def run_history(path: Path) -> list[dict[str, Any]]:
-    """The earlier invocations recorded in an existing run.json (their arguments, commit and
-    versions), oldest first, so that a rerun adds to the record instead of replacing it."""
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    keep = ("ghostsearch", "git_commit", "torch", "python", "argv", "args")
-    return [*old.get("history", []), {k: old.get(k) for k in keep}]
-
-
-def refuse_if_all_failed(study: Any) -> None:
-    """A search in which trials ran and every one failed is an error (exit 2, one line with
-    the first reason), not a finished search: a rerun would train nothing new."""
-    import optuna
-
-    trials = study.get_trials(deepcopy=False)
-    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    if failed and not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
-        why = failed[0].user_attrs.get("reason") or "no reason recorded"
-        raise StudyError(f"every trial of study {study.study_name!r} failed ({len(failed)}; "
-                         f"the first: {why}); fix the cause and rerun with a new --study-name")
-
-
-def resolve_preset(name: str, device: str) -> tuple[Preset, str]:
-    """The preset and why it was chosen: `auto` follows the device, since the gpu protocol on
-    a CPU takes a day."""
-    if name != "auto":
-        return get_preset(name), "chosen with --preset"
-    dev = pick_device(device)
-    if dev.type == "cuda":
-        return get_preset("gpu"), f"auto: {dev} found; --preset cpu for the CPU protocol"
-    return get_preset("cpu"), ("auto: no CUDA device, so the protocol measured on a 2-core "
-                               "CPU; --preset gpu for the GPU one")
-
-
 def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
     """The prescreen, pool, top and pruner: each flag given, else the preset's."""
     prescreen = preset.prescreen if args.prescreen is None else args.prescreen
@@ -331,117 +165,53 @@ def search_mode(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
             "pruner": "none" if args.no_prune else (args.pruner or preset.pruner)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    load = os.getloadavg()[0]  # before this command adds its own work
-    args = parse_args(argv)
-    budget = parse_budget(args.budget)
-    space = load_space(args.space)
-    preset, why = resolve_preset(args.preset, args.devices.split(",")[0] if args.devices
-                                 else args.device)
-    # the preset is in the default name: a study of another protocol is another study
-    name = args.study_name or (f"{space.name}-{budget / 1e6:g}M-{args.data}-{preset.name}"
-                               + (f"-{Path(args.recipe).stem}" if args.recipe else ""))
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError(f"--study-name {name!r}: use letters, digits, '-', '_' and '.'")
-    out = study_dir(name, args.out)
-    print(f"preset {preset.name} ({why})")
+def settings_from_args(args: argparse.Namespace) -> SearchSettings:
+    """The SearchSettings the options describe (`ghostsearch.search_settings` fills the rest
+    as the preset says)."""
+    device = args.devices.split(",")[0] if args.devices else args.device
+    preset, _ = resolve_preset(args.preset, device)
     mode = search_mode(args, preset)
-    latency_of = resolve_latency_of(args, space)
-    limits_table = (LatencyTable.load(args.latency_table)
-                    if args.latency_ms is not None and args.latency_table else None)
-    limits = Limits(budget, args.latency_ms, args.band, limits_table)
-    trials = args.trials
-    if trials is None:
-        baselines = 0 if args.no_baselines else len(baseline_widths(space, limits))
-        trials = (mode["top"] + baselines if mode["prescreen"]
-                  else preset.candidates + baselines if preset.candidates else 40)
-    protocol = recipe_from_args(args, preset.protocol)
-    train_cap = preset.train_cap if protocol.train_images is None else protocol.train_images
     data = DataSpec(args.data, args.data_dir, args.val_size, args.train_subset, args.resolution,
-                    args.split_seed, args.max_data_gb, train_cap, preset.val_cap)
-    settings = SearchSettings(
-        study_name=name, storage=args.storage or default_storage(out),
-        space=space, data=data, protocol=protocol, budget_flops=budget,
-        objectives=tuple(o.strip() for o in args.objectives.split(",")), sampler=args.sampler,
-        trials=trials, timeout=args.timeout, seed=args.seed, device=args.device,
-        n_jobs=1 if args.n_jobs is None else args.n_jobs,
-        pruner=mode["pruner"], baselines=not args.no_baselines, prescreen=mode["prescreen"],
-        pool=mode["pool"] if mode["prescreen"] else 0, top=mode["top"] if mode["prescreen"] else 0,
-        heartbeat_s=args.heartbeat, latency_ms=args.latency_ms,
-        latency_table=args.latency_table, cuda_graphs=args.cuda_graphs, band=args.band,
-        supernet=args.supernet)
-    dataset = data.load()  # bad data is refused here, once, before any worker starts
-    device = pick_device(args.devices.split(",")[0] if args.devices else args.device)
-    if args.n_jobs is None:
-        settings = replace(settings, n_jobs=default_n_jobs(device.type))
-    print(dataset.summary())
-    print(f"study {name!r}: budget {format_flops(budget)}FLOPs at "
-          f"{space.deployment.resolution}x{space.deployment.resolution}, "
-          f"{space.deployment.num_classes} classes"
-          + (f", latency <= {args.latency_ms:g} ms ({limits_table.describe()}) predicted by "
-             f"{args.latency_table}" if args.latency_ms else "")
-          + (f" (its prediction for {latency_of})" if latency_of else "")
-          + f"; storage {settings.storage}")
-    how = (f"a pool of {settings.pool} drawn uniformly, its best {settings.top} by "
-           f"{settings.prescreen} trained" if settings.prescreen
-           else f"drawn by {settings.sampler}" + (
-               f" (at random: TPE models only after {TPE_STARTUP} trials)"
-               if settings.sampler == "tpe" and settings.trials <= TPE_STARTUP else ""))
-    print(f"candidates: {limits.describe_band()} (--band {settings.band:g}), {how}; the "
-          "reference GhostNets within the budget are trained beside them")
-    print(f"device {device} ({settings.n_jobs} worker(s)); proxy protocol (preset {preset.name}): "
-          f"{protocol.epochs} epochs on {len(dataset.train)} images, batch "
-          f"{protocol.batch_size}, {protocol.schedule} lr {protocol.lr} at batch 512, "
-          f"{len(dataset.val)} held out for selection")
-    replaced = replace_unstarted(settings)
-    if replaced:
-        print(f"study {name!r} had no trained trial and other {', '.join(replaced)}: "
-              "replaced by this command's")
-    if device.type == "cpu":
-        _announce_estimate(settings, dataset, device, preset.name, load)
-    devices = args.devices.split(",") if args.devices else None
-    interrupted = False
-    try:
-        run_search(settings, dataset, devices=devices)
-    except KeyboardInterrupt:
-        interrupted = True
-    study = open_study(settings)
-    if settings.latency_table is not None and not interrupted:
-        _measure_front(study, settings)
+                    args.split_seed, args.max_data_gb)
+    return search_settings(
+        args.budget, space=args.space, data=data, preset=args.preset,
+        recipe=recipe_from_args(args, preset.protocol) if args.recipe or any(
+            getattr(args, f, None) is not None for f in RECIPE_FLAGS) else None,
+        study_name=args.study_name, out=args.out, storage=args.storage, device=device,
+        n_jobs=args.n_jobs, trials=args.trials, prescreen=mode["prescreen"] or "none",
+        pool=mode["pool"], top=mode["top"], pruner=mode["pruner"],
+        baselines=not args.no_baselines, latency_ms=args.latency_ms,
+        latency_of_width=args.latency_of, latency_table=args.latency_table, band=args.band,
+        objectives=tuple(o.strip() for o in args.objectives.split(",")),
+        sampler=args.sampler, seed=args.seed, timeout=args.timeout,
+        heartbeat_s=args.heartbeat, cuda_graphs=args.cuda_graphs, supernet=args.supernet)
 
-    out.mkdir(parents=True, exist_ok=True)
-    report = write_report([study], out, settings.storage)
-    if interrupted:
-        print(f"\ninterrupted: {trained_count(study)} trained trials are saved in "
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from_args(args)
+    res = run_search(settings, devices=args.devices.split(",") if args.devices else None,
+                     record={k: v for k, v in vars(args).items() if not callable(v)})
+    if res.interrupted:
+        print(f"\ninterrupted: {trained_count(res.study)} trained trials are saved in "
               f"{settings.storage}; rerun the same command to resume", file=sys.stderr)
-    run = {**provenance(args), "band": band_record(study, settings),
-           "history": run_history(out / "run.json")}
-    write_atomic(out / "run.json", json.dumps(run, indent=2, default=str) + "\n")
-    if not interrupted:
-        refuse_if_all_failed(study)
-    best_path = export_best(study, out)
-    table = summary_table(study)
-    if not table.empty:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    best = best_feasible(study)
-    if best is None:
+    if not res.table.empty:
+        print(res.table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if res.best is None:
         print("no feasible trial completed yet; rerun the same command to continue")
     else:
-        a = best.user_attrs
+        a = res.best
         tag = f" ({a['baseline']})" if a.get("baseline") else ""
-        print(f"best within budget: trial {best.number}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
+        print(f"best within budget: trial {a['trial']}{tag}, {a['flops'] / 1e6:.2f} MFLOPs, "
               f"{a['params'] / 1e6:.2f}M params, val {a['val_acc']:.2f}%, "
               f"test {a['test_acc']:.2f}%")
-        kept = confirmed_winner(best_path) if best_path else None
-        if kept:
-            print(f"{best_path} keeps the confirmed winner ({kept['key']}: "
-                  f"{kept.get('verdict', '')}); the proxy's best, trial {best.number}: "
-                  f"ghostsearch export --study-name "
-                  f"{name} --trial {best.number}")
+        if res.kept:
+            print(f"{res.best_path} keeps the confirmed winner ({res.kept['key']}: "
+                  f"{res.kept.get('verdict', '')}); the proxy's best, trial {a['trial']}: "
+                  f"ghostsearch export --study-name {settings.study_name} --trial {a['trial']}")
         else:
-            print(f"wrote {best_path}")
-    plots = ", ".join(str(v) for k, v in report.items() if k.startswith("pareto_"))
-    print(f"report: {report['md']}, {report['html']}, {plots} "
-          f"(also trials.csv, pareto.csv, run.json in {out})")
-    return 130 if interrupted else 0
-
+            print(f"wrote {res.best_path}")
+    plots = ", ".join(str(v) for k, v in res.report.items() if k.startswith("pareto_"))
+    print(f"report: {res.report['md']}, {res.report['html']}, {plots} "
+          f"(also trials.csv, pareto.csv, run.json in {res.out})")
+    return 130 if res.interrupted else 0

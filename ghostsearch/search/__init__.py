@@ -9,7 +9,7 @@ from .settings import OBJECTIVES, SAMPLERS, DataSpec, SearchSettings
 from .space import SearchSpace, load_space, sample_points
 from .storage import default_storage, load_existing_study, study_dir
 from .study import baseline_widths, best_feasible, open_study, trained_count, width_name
-from .workers import run_search, run_worker
+from .workers import run_trials, run_worker
 
 __all__ = [
     "OBJECTIVES",
@@ -27,7 +27,7 @@ __all__ = [
     "load_space",
     "open_study",
     "proxy_config",
-    "run_search",
+    "run_trials",
     "run_worker",
     "sample_points",
     "study_dir",

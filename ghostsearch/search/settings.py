@@ -76,6 +76,8 @@ class SearchSettings:
     top: int = 0  # of them, the best this many are trained with the proxy
     band: float = DEFAULT_BAND  # candidates lie in [band x limit, limit]; 0: anywhere under it
     supernet: str | None = None  # a supernet checkpoint: `prescreen="supernet"` ranks with it
+    out: str | None = None  # where the report goes (default: results/<study_name>)
+    preset: str = ""  # the preset the protocol and mode came from (a label, not identity)
 
     def __post_init__(self) -> None:
         if self.budget_flops is not None:  # refused before any data is loaded

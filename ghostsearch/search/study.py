@@ -55,7 +55,7 @@ def sampler_seed(study_seed: int, worker: int, started: int, creator: bool = Tru
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
 
 
-# studies created by this process: its later opens (the worker after run_search) are the creator's
+# studies created by this process: its later opens (the worker after run_trials) are the creator's
 _created_here: set[tuple[str, str]] = set()
 
 

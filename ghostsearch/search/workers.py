@@ -165,9 +165,10 @@ def _spawned_worker(settings: SearchSettings, device: str, deadline: float | Non
         return
 
 
-def run_search(settings: SearchSettings, data: Dataset | None = None, *,
+def run_trials(settings: SearchSettings, data: Dataset | None = None, *,
                devices: list[str] | None = None, show_progress: bool = True) -> optuna.Study:
-    """Run the search to `settings.trials` trained trials (or the timeout), resuming if stored.
+    """Train trials until `settings.trials` are trained (or the timeout), resuming a stored
+    study (`ghostsearch.run_search` is the whole search: data, estimate, report, export).
 
     With n_jobs > 1, that many worker processes share the study through its storage (each with
     its own CUDA context), spread round-robin over `devices`; this process loads the data
