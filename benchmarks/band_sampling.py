@@ -20,9 +20,9 @@ import optuna
 from ghostsearch import analytic_counts, parse_budget
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
-from ghostsearch.search.limits import DEFAULT_BAND, Limits
-from ghostsearch.search.sampler import SAMPLERS, BandSampler, base_sampler
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.limits import DEFAULT_BAND, Limits
+from ghostsearch.spaces.sampler import SAMPLERS, BandSampler, base_sampler
+from ghostsearch.spaces.space import load_space
 
 
 def measure(sampler_name: str, space_name: str, budget: int, band: float, trials: int,

@@ -42,7 +42,7 @@ from ghostsearch.latency.measure import device_name
 from ghostsearch.provenance import provenance
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import DataSpec, SearchSettings
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.train.data import train_files
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import Recipe

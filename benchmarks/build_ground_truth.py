@@ -53,9 +53,9 @@ from ghostsearch import ConfigError, parse_budget
 from ghostsearch.bank import Bank
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
-from ghostsearch.search.limits import Limits
-from ghostsearch.search.space import load_space
 from ghostsearch.search.study import baseline_widths
+from ghostsearch.spaces.limits import Limits
+from ghostsearch.spaces.space import load_space
 from ghostsearch.train.data import DATASETS, load_data
 from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 

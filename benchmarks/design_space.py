@@ -26,7 +26,7 @@ import pandas as pd
 
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.stats import size_free
 
 FIRST_TABLE = "first table"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ghostsearch import ConfigError, NetConfig, analytic_counts
 from ghostsearch.search.proxy import proxy_config
-from ghostsearch.search.space import SearchSpace, sample_points
+from ghostsearch.spaces.space import SearchSpace, sample_points
 from ghostsearch.stats import rank_correlations
 from ghostsearch.train.data import Dataset
 from ghostsearch.train.loop import train_proxy

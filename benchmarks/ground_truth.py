@@ -24,7 +24,7 @@ from ghostsearch import ConfigError, analytic_counts, load_config, save_config
 from ghostsearch.bank import Bank, data_fingerprint, model_key
 from ghostsearch.cache import cache_root
 from ghostsearch.search.proxy import proxy_config
-from ghostsearch.search.space import SearchSpace, sample_band, sample_points
+from ghostsearch.spaces.space import SearchSpace, sample_band, sample_points
 from ghostsearch.train.recipe import Recipe
 
 COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",

@@ -22,7 +22,7 @@ from ghostsearch.errors import ConfigError
 from ghostsearch.search.prescreen import score_batch
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.scores import score_architecture
-from ghostsearch.search.space import SearchSpace
+from ghostsearch.spaces.space import SearchSpace
 from ghostsearch.stats import pooled_noise, rank_correlations, ranking_metrics, size_free
 from ghostsearch.train.data import Dataset
 

@@ -22,8 +22,8 @@ from ghostsearch import analytic_counts
 from ghostsearch.arch.config import NetConfig
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.latency.table import LatencyTable
-from ghostsearch.search.limits import DEFAULT_BAND
-from ghostsearch.search.space import load_space, sample_band
+from ghostsearch.spaces.limits import DEFAULT_BAND
+from ghostsearch.spaces.space import load_space, sample_band
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

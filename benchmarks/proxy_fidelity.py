@@ -34,7 +34,7 @@ from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.provenance import provenance
 from ghostsearch.search.scores import SCORE_NAMES
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.stats import rank_ceiling
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import pick_device

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ghostsearch import analytic_counts, load_config, reference_config
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.compress.deploy import require_deploy
+from ghostsearch.deploy import require_deploy
 from ghostsearch.latency import onnxrt
 from ghostsearch.latency.measure import device_name, measure_latency
 from ghostsearch.provenance import provenance

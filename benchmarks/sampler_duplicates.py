@@ -19,8 +19,8 @@ from pathlib import Path
 import optuna
 
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.search.space import load_space
 from ghostsearch.search.study import sampler_seed
+from ghostsearch.spaces.space import load_space
 
 
 def _worker(path: str, seed: int, trials: int) -> None:

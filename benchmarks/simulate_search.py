@@ -165,7 +165,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ghostsearch.search.space import load_space
+    from ghostsearch.spaces.space import load_space
 
     args = parse_args(argv)
     if args.repeats < 1 or args.splits < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .arch import (
     BlockConfig,
     NetConfig,
@@ -21,8 +22,6 @@ from .errors import ConfigError, DataError, GhostsearchError, StudyError
 from .search.scores import SCORE_NAMES, score_architecture
 from .search.settings import DataSpec, SearchSettings
 from .train.recipe import Recipe, load_recipe
-
-__version__ = "0.4.0"
 
 _install_timm_entry()  # timm.create_model("ghostsearch_arch", arch=...) once timm is imported
 

@@ -35,12 +35,12 @@ from .bank import Bank, model_key
 from .errors import ConfigError, StudyError
 from .log import logger
 from .search.estimate import worker_threads
-from .search.limits import Limits
 from .search.settings import DataSpec
-from .search.space import space_from_dict
 from .search.storage import make_storage
 from .search.study import REFERENCE_WIDTHS_KEY, baseline_widths, width_name
 from .search.workers import spawn_and_wait, stop_on_sigterm
+from .spaces.limits import Limits
+from .spaces.space import space_from_dict
 from .stats import (
     DEFAULT_MARGIN,
     Comparison,

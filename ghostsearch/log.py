@@ -33,6 +33,7 @@ def to_stdout(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
+    logger.disabled = False  # a logging.config call elsewhere may have disabled it
 
 
 def state() -> dict[str, Any]:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
+
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the checkout this package runs from, if it runs from one."""
@@ -28,8 +30,6 @@ def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
     """Versions, commit and resolved arguments."""
     import torch
 
-    from . import __version__
-
     info: dict[str, Any] = {
         "ghostsearch": __version__,
         "git_commit": git_commit(),
@@ -46,8 +46,6 @@ def provenance(args: argparse.Namespace | None = None) -> dict[str, Any]:
 def runtime_info(device: Any = "cpu") -> dict[str, Any]:
     """What ran a unit: versions, commit, host, device and its threads (beside its figures)."""
     import torch
-
-    from . import __version__
 
     return {"ghostsearch": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "python": platform.python_version(), "host": socket.gethostname(),

@@ -129,7 +129,7 @@ def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
     from benchmarks.ground_truth import BankUse, Unit, plan, write_plan
     from ghostsearch import analytic_counts
     from ghostsearch.confirm import BankLink, Candidate
-    from ghostsearch.search.space import load_space
+    from ghostsearch.spaces.space import load_space
 
     space = load_space("ghostnet")
     archs = plan(space, 200_000_000, 1, [1.0, 1.2], second_seed=0)

@@ -25,7 +25,7 @@ from benchmarks.proxy_bench import (
 from ghostsearch import reference_config
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import DataSpec, SearchSettings
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.train.data import load_data, train_files
 from ghostsearch.train.loop import train_proxy
 from ghostsearch.train.recipe import Recipe

@@ -136,7 +136,7 @@ def test_init_from_a_timm_checkpoint(tmp_path):
 
 def test_onnx_round_trip(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
-    from ghostsearch.compress.deploy import check_onnx, export_onnx, onnx_latency
+    from ghostsearch.deploy import check_onnx, export_onnx, onnx_latency
 
     model = build_model(reference_config(0.5, num_classes=10, resolution=32, stem_stride=1))
     path = export_onnx(model, tmp_path / "m.onnx", 32)
@@ -149,7 +149,7 @@ def test_onnx_round_trip(tmp_path):
 
 def test_onnx_file_carries_the_preprocessing(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime (a test extra) runs the export")
-    from ghostsearch.compress.deploy import export_onnx, onnx_preprocessing
+    from ghostsearch.deploy import export_onnx, onnx_preprocessing
 
     pre = load_data("synthetic", resolution=16).preprocessing()
     model = build_model(reference_config(0.5, num_classes=10, resolution=16, stem_stride=1))

@@ -17,8 +17,8 @@ from scipy import stats as scipy_stats
 from ghostsearch.cli import main
 from ghostsearch.confirm import Candidate, busy_seconds, verdicts
 from ghostsearch.search.settings import DataSpec, SearchSettings
-from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.workers import run_trials
+from ghostsearch.spaces.space import space_from_dict
 from ghostsearch.train.recipe import Recipe
 
 SPACE = {

@@ -8,7 +8,7 @@ import torch
 
 import benchmarks.fidelity as fid
 from ghostsearch import ConfigError, analytic_counts
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.stats import rank_ceiling
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import ProxyResult
@@ -54,7 +54,7 @@ def test_rank_correlation_and_seed_noise(monkeypatch):
 def test_scores_against_a_ground_truth_table(tmp_path):
     import benchmarks.ground_truth as gt
     from benchmarks import gt_fidelity as gf
-    from ghostsearch.search.space import load_space, space_from_dict
+    from ghostsearch.spaces.space import load_space, space_from_dict
     from ghostsearch.train.data import load_data
 
     space = load_space("ghostnet")
@@ -139,7 +139,7 @@ def test_simulation_prescreens_with_a_cached_supernet(tmp_path):
     import benchmarks.ground_truth as gt
     from benchmarks import gt_fidelity as gf
     from benchmarks import simulate_search as sim
-    from ghostsearch.search.space import load_space
+    from ghostsearch.spaces.space import load_space
     from ghostsearch.train.data import load_data
 
     space = load_space("ghostnet")

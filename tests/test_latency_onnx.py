@@ -20,7 +20,7 @@ from ghostsearch import ConfigError, analytic_counts, reference_config  # noqa: 
 from ghostsearch.latency import incontext, onnxrt  # noqa: E402
 from ghostsearch.latency.kernels import RELU, SIGMOID, Kernel, conv, network_kernels  # noqa: E402
 from ghostsearch.latency.table import LatencyTable, kernel_ops  # noqa: E402
-from ghostsearch.search.space import load_space  # noqa: E402
+from ghostsearch.spaces.space import load_space  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import pytest
 
 from ghostsearch import ConfigError, reference_config
 from ghostsearch.latency.table import LatencyTable, network_ops
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 
 
 def tiny(width: float):

@@ -4,9 +4,9 @@ import optuna
 import pytest
 
 from ghostsearch import analytic_counts
-from ghostsearch.search.limits import Limits
-from ghostsearch.search.sampler import SAMPLERS, BandSampler, base_sampler
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.limits import Limits
+from ghostsearch.spaces.sampler import SAMPLERS, BandSampler, base_sampler
+from ghostsearch.spaces.space import load_space
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

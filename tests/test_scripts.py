@@ -127,9 +127,9 @@ def test_latency_of_limits_to_the_tables_prediction_for_that_ghostnet(tmp_path):
     """--latency-of 1.0 is --latency-ms at the table's prediction for GhostNet 1.0x, rounded
     up so that GhostNet 1.0x meets it and is the widest reference within the limit."""
     from ghostsearch.latency.table import LatencyTable
-    from ghostsearch.search.limits import Limits
-    from ghostsearch.search.space import load_space
     from ghostsearch.search.study import baseline_widths
+    from ghostsearch.spaces.limits import Limits
+    from ghostsearch.spaces.space import load_space
     from ghostsearch.workflow.search import latency_of
 
     space = load_space("ghostnet")

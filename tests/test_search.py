@@ -20,11 +20,11 @@ from ghostsearch import (
 )
 from ghostsearch.report.export import export_best, export_trial
 from ghostsearch.report.frame import pareto_front, summary_table, trials_frame
-from ghostsearch.search.limits import Limits
 from ghostsearch.search.settings import DataSpec, SearchSettings, smallest_flops
-from ghostsearch.search.space import space_from_dict
 from ghostsearch.search.study import baseline_widths, best_feasible, trained_count
 from ghostsearch.search.workers import run_trials
+from ghostsearch.spaces.limits import Limits
+from ghostsearch.spaces.space import space_from_dict
 from ghostsearch.train.recipe import Recipe
 
 TINY_SPACE = {
@@ -422,7 +422,7 @@ def test_best_arch_carries_the_preprocessing(tmp_path, space):
     assert pre["input_size"] == [3, 16, 16] and pre["num_classes"] == 10
     assert len(pre["mean"]) == 3 and all(0 < m < 1 for m in pre["mean"])
     assert pre["interpolation"] == "bilinear" and pre["crop_pct"] == 1.0
-    from ghostsearch.report.export import read_preprocessing
+    from ghostsearch.arch.config import read_preprocessing
 
     assert read_preprocessing(path) == pre
 

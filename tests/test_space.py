@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ghostsearch import ConfigError, analytic_counts, reference_config
-from ghostsearch.search.space import load_space, shipped_spaces, space_from_dict
+from ghostsearch.spaces.space import load_space, shipped_spaces, space_from_dict
 
 SHIPPED = sorted(shipped_spaces())
 

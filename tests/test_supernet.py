@@ -12,7 +12,7 @@ from test_confirm import SPACE
 
 from ghostsearch import ConfigError, analytic_counts
 from ghostsearch.arch.counting import fvcore_flops
-from ghostsearch.search.space import load_space, space_from_dict
+from ghostsearch.spaces.space import load_space, space_from_dict
 from ghostsearch.supernet import SuperNet, Task, largest_params
 
 TASK = Task(num_classes=10, resolution=16, stem_stride=1)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ghostsearch import ConfigError, backbone, build_model, reference_config, save_config
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 
 timm = pytest.importorskip("timm", reason="timm (a test extra) is what the interface is for")
 

@@ -27,7 +27,7 @@ from ghostsearch.arch.counting import block_counts
 from ghostsearch.arch.layers import dfc_pool
 from ghostsearch.arch.reparam import RepGhostModule, is_fused
 from ghostsearch.cli import main
-from ghostsearch.search.space import load_space, space_from_dict
+from ghostsearch.spaces.space import load_space, space_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMM_NAMES = {"ghostnetv2_100": (1.0, 2), "ghostnetv2_130": (1.3, 2), "ghostnetv2_160": (1.6, 2),

@@ -284,3 +284,17 @@ def save_config(
     tmp.write_text(text + ("" if text.endswith("\n") else "\n"))
     tmp.replace(path)  # atomic: a crash never leaves a half-written config
     return path
+
+
+def read_preprocessing(path: str | Path) -> dict[str, Any] | None:
+    """The preprocessing an exported architecture (best_arch.json) or a training record
+    (record.json) carries: mean, std, input size, interpolation, crop and classes."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
+    pre = meta.get("preprocessing")
+    return pre if isinstance(pre, dict) else None

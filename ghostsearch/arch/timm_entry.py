@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .config import NetConfig, load_config
+from .config import NetConfig, load_config, read_preprocessing
 from .model import GhostNet, pretrained_cfg_for
 from .reference import reference_config
 
@@ -38,8 +38,6 @@ def resolve_arch(arch: Any) -> tuple[NetConfig, dict[str, Any] | None]:
         return reference_config(width, version=version), None
     if not Path(arch).exists():
         raise ConfigError(f"arch={str(arch)!r}: no such file; {_USAGE}")
-    from ..report.export import read_preprocessing
-
     return load_config(arch), read_preprocessing(arch)
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 
 from ghostsearch import ConfigError, NetConfig, build_model, load_config
+from ghostsearch.arch.config import read_preprocessing
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.compress.deploy import (
+from ghostsearch.compress.zoo import MODELS, make_model
+from ghostsearch.deploy import (
     check_onnx,
     export_onnx,
     onnx_accuracy,
@@ -28,8 +30,6 @@ from ghostsearch.compress.deploy import (
     quantize_onnx,
     require_deploy,
 )
-from ghostsearch.compress.zoo import MODELS, make_model
-from ghostsearch.report.export import read_preprocessing
 from ghostsearch.train.data import Split, load_data
 
 

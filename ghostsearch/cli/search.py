@@ -37,10 +37,10 @@ from ghostsearch.cli.common import (
     add_recipe_arg,
     recipe_from_args,
 )
-from ghostsearch.search.limits import DEFAULT_BAND
 from ghostsearch.search.presets import PRESETS, Preset
 from ghostsearch.search.settings import OBJECTIVES, PRUNERS, SAMPLERS, DataSpec, SearchSettings
 from ghostsearch.search.study import trained_count
+from ghostsearch.spaces.limits import DEFAULT_BAND
 from ghostsearch.train.recipe import SCHEDULES, Recipe
 from ghostsearch.workflow.search import resolve_preset, run_search, search_settings
 

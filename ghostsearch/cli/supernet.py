@@ -30,7 +30,7 @@ from pathlib import Path
 from ghostsearch.arch.config import save_config
 from ghostsearch.cli.common import ArgumentParser, add_data_args, load_data_args
 from ghostsearch.errors import ConfigError
-from ghostsearch.search.space import load_space
+from ghostsearch.spaces.space import load_space
 from ghostsearch.supernet.rank import CALIBRATION_IMAGES, search_subnets
 from ghostsearch.supernet.train import Plan, load_supernet, train_supernet
 from ghostsearch.train.loop import pick_device

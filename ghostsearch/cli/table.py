@@ -47,12 +47,12 @@ from tqdm import tqdm
 from ghostsearch import ConfigError
 from ghostsearch.arch.counting import analytic_counts
 from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.compress.deploy import require_deploy
+from ghostsearch.deploy import require_deploy
 from ghostsearch.latency import onnxrt
 from ghostsearch.latency.measure import device_name
 from ghostsearch.latency.table import LatencyTable
 from ghostsearch.provenance import write_atomic
-from ghostsearch.search.space import load_space, sample_band
+from ghostsearch.spaces.space import load_space, sample_band
 from ghostsearch.stats import rank_correlations
 from ghostsearch.train.loop import pick_device
 

@@ -70,7 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.onnx:  # refused now, not after the training
-        from ghostsearch.compress.deploy import require_deploy
+        from ghostsearch.deploy import require_deploy
 
         require_deploy()
     recipe = recipe_from_args(args, DEFAULT_RECIPE)
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"test accuracy {record['test_acc']:.2f}% after {len(record['history'])} epochs, "
           f"{record['train_seconds']:.0f} s; record: {out / 'record.json'}")
     if args.onnx:
-        from ghostsearch.compress.deploy import check_onnx, export_onnx
+        from ghostsearch.deploy import check_onnx, export_onnx
 
         model = spec.build()
         import torch

@@ -1,5 +1,6 @@
-"""Compression and deployment: Ghost modules in place of convolutions (`ghostify`), the CIFAR
-model zoo, and ONNX export (the `deploy` extra); full training is `ghostsearch.train`."""
+"""Compression: Ghost modules in place of convolutions (`ghostify`) and the CIFAR model zoo
+they are applied to; full training is `ghostsearch.train`, ONNX export and its checks
+`ghostsearch.deploy`."""
 
 from __future__ import annotations
 

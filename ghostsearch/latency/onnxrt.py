@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arch.model import build_model
+from ..arch.onnx_export import export_onnx
 from ..cache import cache_root
 from ..errors import require
 from .kernels import HARDSIGMOID, RELU, SIGMOID, Kernel
@@ -248,9 +250,6 @@ def network_onnx(cfg, *, int8: bool = False) -> Path:
     """The deployed network of `cfg` (random weights) exported as `ghostsearch deploy` exports
     it, and quantised to int8 on random calibration data if asked; cached by config, since the
     export takes seconds."""
-    from ..arch.model import build_model
-    from ..compress.deploy import export_onnx
-
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
     f32 = cache_dir() / f"{digest}.onnx"
     if not f32.exists():

@@ -39,22 +39,6 @@ def trial_metadata(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict
     }
 
 
-def read_preprocessing(path: str | Path) -> dict[str, Any] | None:
-    """The preprocessing an exported architecture (best_arch.json) or a training record
-    (record.json) carries: mean, std, input size, interpolation, crop and classes."""
-    import json
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
-    pre = meta.get("preprocessing")
-    return pre if isinstance(pre, dict) else None
-
-
 def export_trial(study: optuna.Study, number: int, path: str | Path) -> Path:
     """Write trial `number`'s deployment NetConfig with its metadata to `path`."""
     trials = study.get_trials(deepcopy=False)

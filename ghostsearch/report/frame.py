@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..search.space import ALL_KEYS, OPTIONAL_KEYS, STAGE_NAMES
+from ..spaces.space import ALL_KEYS, OPTIONAL_KEYS, STAGE_NAMES
 
 _ABBREV = {"ghost_ratio": "s", "cheap_kernel": "d", "kernel": "k", "expansion": "e",
            "depth": "n", "se": "se", "attention": "dfc", "reparam": "rep"}

@@ -3,10 +3,10 @@ objective and its workers (training itself is `ghostsearch.train`)."""
 
 from __future__ import annotations
 
+from ..spaces.space import SearchSpace, load_space, sample_points
 from .presets import PRESETS, Preset, get_preset
 from .proxy import proxy_config
 from .settings import OBJECTIVES, SAMPLERS, DataSpec, SearchSettings
-from .space import SearchSpace, load_space, sample_points
 from .storage import default_storage, load_existing_study, study_dir
 from .study import baseline_widths, best_feasible, open_study, trained_count, width_name
 from .workers import run_trials, run_worker

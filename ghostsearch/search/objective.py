@@ -12,9 +12,9 @@ import torch
 
 from ..arch.config import NetConfig
 from ..arch.counting import analytic_counts
+from ..spaces.limits import Limits
 from ..train.data import Dataset
 from ..train.loop import train_proxy
-from .limits import Limits
 from .proxy import proxy_config
 from .settings import SearchSettings
 from .study import _counts_as_trained

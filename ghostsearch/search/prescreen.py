@@ -13,11 +13,11 @@ import torch
 
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..spaces.limits import Limits
+from ..spaces.space import Draws, sample_band
 from ..train.data import Dataset
-from .limits import Limits
 from .proxy import proxy_config
 from .scores import score_architecture
-from .space import Draws, sample_band
 
 PRESCREEN_KEY = "prescreen"  # study attribute: the scored pool
 SCORE_BATCH = 64  # proxy images the scores see

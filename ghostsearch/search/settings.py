@@ -12,12 +12,12 @@ from typing import Any
 
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..spaces.limits import DEFAULT_BAND, Limits
+from ..spaces.sampler import SAMPLERS
+from ..spaces.space import SearchSpace
 from ..train.data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
 from ..train.loop import pick_device
 from ..train.recipe import Recipe
-from .limits import DEFAULT_BAND, Limits
-from .sampler import SAMPLERS
-from .space import SearchSpace
 from .storage import check_storage_url
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")

@@ -10,10 +10,10 @@ import os
 import optuna
 
 from ..errors import StudyError
-from .limits import Limits
-from .sampler import BandSampler, base_sampler
+from ..spaces.limits import Limits
+from ..spaces.sampler import BandSampler, base_sampler
+from ..spaces.space import SearchSpace
 from .settings import SearchSettings
-from .space import SearchSpace
 from .storage import make_storage
 
 BASELINE_WIDTHS = (0.5, 1.0)

@@ -14,9 +14,10 @@ from typing import Any
 import optuna
 import torch
 
-from .. import log
 from ..errors import WorkerError
 from ..log import logger
+from ..log import restore as restore_log
+from ..log import state as log_state
 from ..progress import progress_shown, show_progress
 from ..train.data import Dataset
 from ..train.loop import pick_device
@@ -117,7 +118,7 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
     WorkerError when any of them exited non-zero.
     """
     ctx = mp.get_context("spawn")
-    saved = {"log": log.state(), "progress": progress_shown()}
+    saved = {"log": log_state(), "progress": progress_shown()}
     procs = [ctx.Process(target=_as_parent, args=(target, saved, *a)) for a in args]
     for p in procs:
         p.start()
@@ -143,7 +144,7 @@ def spawn_and_wait(target: Callable[..., None], args: list[tuple], what: str,
 
 def _as_parent(target: Callable[..., None], saved: dict[str, Any], *args: Any) -> None:
     """In a spawned process: log and show progress as the parent does, then run `target`."""
-    log.restore(saved["log"])
+    restore_log(saved["log"])
     show_progress(saved["progress"])
     target(*args)
 

@@ -65,7 +65,7 @@ def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None
     import time
 
     from ..arch.counting import analytic_counts
-    from ..search.space import sample_band
+    from ..spaces.space import sample_band
 
     space = sn.space
 
@@ -87,8 +87,8 @@ def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None
         raise ConfigError(f"--sampler {sampler!r}: choose random or tpe")
     import optuna
 
-    from ..search.limits import Limits
-    from ..search.sampler import BandSampler, base_sampler
+    from ..spaces.limits import Limits
+    from ..spaces.sampler import BandSampler, base_sampler
 
     if high_flops is None:
         raise ConfigError("--sampler tpe needs a band (--band LO:HI)")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..progress import progress_bar
 from ..provenance import write_atomic
-from ..search.space import SearchSpace, sample_band, space_from_dict
+from ..spaces.space import SearchSpace, sample_band, space_from_dict
 from ..train.data import Dataset
 from ..train.loop import make_optimizer, proxy_loaders
 from ..train.recipe import Recipe

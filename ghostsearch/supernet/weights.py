@@ -36,7 +36,7 @@ from ..arch.layers import ghost_channels
 from ..arch.model import GhostNet, build_model
 from ..arch.reference import group_like_timm
 from ..errors import ConfigError
-from ..search.space import STAGE_NAMES, SearchSpace
+from ..spaces.space import STAGE_NAMES, SearchSpace
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,9 @@ from ..search.estimate import (
     format_duration,
     trial_threads,
 )
-from ..search.limits import DEFAULT_BAND, Limits
 from ..search.prescreen import PRESCREEN_KEY, ensure_prescreen, picked_params
 from ..search.presets import PRESETS, Preset, get_preset
-from ..search.sampler import TPE_STARTUP
 from ..search.settings import DataSpec, SearchSettings
-from ..search.space import SearchSpace, load_space
 from ..search.storage import default_storage, study_dir
 from ..search.study import (
     baseline_widths,
@@ -47,6 +44,9 @@ from ..search.study import (
     width_name,
 )
 from ..search.workers import run_trials
+from ..spaces.limits import DEFAULT_BAND, Limits
+from ..spaces.sampler import TPE_STARTUP
+from ..spaces.space import SearchSpace, load_space
 from ..train.loop import pick_device
 from ..train.recipe import Recipe, load_recipe
 
