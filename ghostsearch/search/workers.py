@@ -204,8 +204,8 @@ def run_trials(settings: SearchSettings, data: Dataset | None = None, *,
         left = remaining_seconds(study, settings)
         if left is not None and not announced[0] and show_progress:
             announced[0] = True
-            bar.write(f"first trial trained: about {format_duration(left)} left for the "
-                      f"remaining {max(0, settings.trials - trained_count(study))} trials")
+            logger.info(f"first trial trained: about {format_duration(left)} left for the "
+                        f"remaining {max(0, settings.trials - trained_count(study))} trials")
 
     def on_epoch(number: int, epoch: int, acc: float) -> None:
         bar.set_postfix({**describe(study), "trial": number,
