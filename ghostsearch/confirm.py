@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import socket
+import statistics
 import threading
 import time
 import warnings
@@ -71,41 +72,6 @@ def units_folder(out: Path, recipe: Recipe) -> Path:
     if recipe.name in ("", DEFAULT_RECIPE):
         return Path(out) / "confirm"
     return Path(out) / f"confirm-{recipe.name}"
-# What one run of a protocol costs and how much it varies, measured on the ground truth on a
-# 2-core CPU (docs/benchmarks.md): the standard deviation of one run's test accuracy pooled
-# over the 14 architectures of results/ground_truth with 2-3 seeds (20 degrees of freedom),
-# and the one-thread CPU-seconds of a unit near 200 MFLOPs (GhostNet 1.2x: 1,245 s).
-KNOWN_NOISE = {"ground-truth": {"sd": 0.67, "df": 20, "unit_cpu_s": 1245.0}}
-
-
-def seeds_plan(protocol: str, n_candidates: int, effect: float = 1.0,
-               done: list[dict[str, Any]] | None = None, seeds: int = 3,
-               banked: int = 0, looks: int = 1) -> dict[str, Any] | None:
-    """Seeds an arm that would resolve a difference of `effect` points between a candidate
-    and the reference, at the noise known for `protocol` (or the noise pooled over this
-    confirmation's finished units, when they hold more degrees of freedom), and what that
-    costs in CPU-hours for the candidates and the reference (less its `banked` runs, which
-    the reference bank already holds). None for a protocol with no measured noise."""
-    known = KNOWN_NOISE.get(protocol)
-    if known is None:
-        return None
-    sd, df, source = known["sd"], known["df"], "the ground truth"
-    if done:
-        arms: dict[str, list[float]] = {}
-        for r in done:
-            arms.setdefault(r["key"], []).append(r["test_acc"])
-        noise = pooled_noise(arms)
-        if noise.known and noise.df > df:
-            sd, df, source = noise.sd, noise.df, "this confirmation"
-    m = max(1, n_candidates) * max(1, looks)
-    n = seeds_needed(sd, effect, m=m)
-    units = n * n_candidates + max(0, n - banked)
-    half = t_quantile(1 - 0.025 / m, df) * sd * math.sqrt(2 / seeds)  # at `seeds` an arm
-    return {"sd": sd, "df": df, "source": source, "effect": effect, "seeds": n,
-            "units": units, "cpu_hours": units * known["unit_cpu_s"] / 3600,
-            "half_at_seeds": half}
-
-
 @dataclass(frozen=True)
 class Candidate:
     key: str  # "trial-31", "GhostNet 1.2x"
@@ -169,6 +135,54 @@ def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
                     "test_acc": run["test_acc"], "train_seconds": 0.0, "from_bank": True,
                     "bank_train_seconds": run["train_seconds"]}))
     return False
+
+
+def bank_noise(link: BankLink | None) -> dict[str, Any] | None:
+    """What one run under this confirmation's recipe and data varies by and costs, from the
+    reference bank: the sd of one run's test accuracy pooled over the references' banked
+    seeds (with its degrees of freedom), and the median CPU-seconds of a banked run (its wall
+    time by its threads). None when the bank holds no reference with two seeds under them."""
+    if link is None:
+        return None
+    arms: dict[str, list[float]] = {}
+    cpu_s: list[float] = []
+    for name, key in link.keys.items():
+        for run in link.bank.runs(key).values():
+            arms.setdefault(name, []).append(float(run["test_acc"]))
+            threads = int(run["threads"]) if str(run.get("threads") or "").isdigit() else 1
+            cpu_s.append(float(run["train_seconds"]) * threads)
+    noise = pooled_noise(arms)
+    if not noise.known:
+        return None
+    return {"sd": noise.sd, "df": noise.df, "unit_cpu_s": statistics.median(cpu_s),
+            "source": f"the reference bank, {len(cpu_s)} runs of {len(arms)} reference(s)"}
+
+
+def seeds_plan(known: dict[str, Any] | None, n_candidates: int, effect: float = 1.0,
+               done: list[dict[str, Any]] | None = None, seeds: int = 3,
+               banked: int = 0, looks: int = 1) -> dict[str, Any] | None:
+    """Seeds an arm that would resolve a difference of `effect` points between a candidate
+    and the reference, at the `known` noise of the recipe (`bank_noise`), or the noise pooled
+    over this confirmation's finished units when they hold more degrees of freedom, and what
+    that costs in CPU-hours for the candidates and the reference (less its `banked` runs,
+    which the bank already holds). None while no noise is measured under the recipe."""
+    if known is None:
+        return None
+    sd, df, source = known["sd"], known["df"], known["source"]
+    if done:
+        arms: dict[str, list[float]] = {}
+        for r in done:
+            arms.setdefault(r["key"], []).append(r["test_acc"])
+        noise = pooled_noise(arms)
+        if noise.known and noise.df > df:
+            sd, df, source = noise.sd, noise.df, "this confirmation"
+    m = max(1, n_candidates) * max(1, looks)
+    n = seeds_needed(sd, effect, m=m)
+    units = n * n_candidates + max(0, n - banked)
+    half = t_quantile(1 - 0.025 / m, df) * sd * math.sqrt(2 / seeds)  # at `seeds` an arm
+    return {"sd": sd, "df": df, "source": source, "effect": effect, "seeds": n,
+            "units": units, "cpu_hours": units * known["unit_cpu_s"] / 3600,
+            "half_at_seeds": half}
 
 
 def get_protocol(name: str | Recipe,

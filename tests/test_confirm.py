@@ -328,19 +328,35 @@ def test_confirm_refuses_another_validation_split_and_names_the_studys(tmp_path,
         optuna.load_study(study_name="s-confirm", storage=url)  # nothing was queued
 
 
-def test_seeds_plan_at_the_protocols_known_noise():
-    from ghostsearch.confirm import KNOWN_NOISE, seeds_plan
-    from ghostsearch.stats import seeds_needed
+def test_seeds_plan_at_the_noise_the_bank_measured(tmp_path):
+    """The plan's noise and cost are computed from the bank's runs of the references under
+    the same recipe and data (no figure copied into the code); none without two seeds."""
+    import statistics
 
-    plan = seeds_plan("ground-truth", 3, effect=1.0, seeds=3)
-    assert plan["seeds"] == seeds_needed(KNOWN_NOISE["ground-truth"]["sd"], 1.0, m=3)
-    assert plan["units"] == plan["seeds"] * 4 and plan["source"] == "the ground truth"
+    from ghostsearch.bank import Bank
+    from ghostsearch.confirm import BankLink, bank_noise, seeds_plan
+    from ghostsearch.stats import pooled_noise, seeds_needed
+
+    bank = Bank(tmp_path / "bank.csv")
+    link = BankLink(bank, {"GhostNet 1.2x": "k12", "GhostNet 1.0x": "k10"}, "test")
+    assert bank_noise(link) is None and seeds_plan(bank_noise(link), 3) is None
+    runs = {"k12": [(67.9, 600.0), (66.2, 700.0), (67.0, 650.0)], "k10": [(65.0, 500.0)]}
+    for key, rows in runs.items():
+        for seed, (acc, secs) in enumerate(rows):
+            bank.add(key, key, seed, acc, acc, secs, "test", threads=1)
+    known = bank_noise(link)
+    want = pooled_noise({"a": [67.9, 66.2, 67.0]})
+    assert known["df"] == 2 and math.isclose(known["sd"], want.sd)
+    assert known["unit_cpu_s"] == statistics.median([600.0, 700.0, 650.0, 500.0])
+    assert known["source"] == "the reference bank, 4 runs of 2 reference(s)"
+    plan = seeds_plan(known, 3, effect=1.0, seeds=3)
+    assert plan["seeds"] == seeds_needed(want.sd, 1.0, m=3)
+    assert plan["units"] == plan["seeds"] * 4
+    assert math.isclose(plan["cpu_hours"], plan["units"] * known["unit_cpu_s"] / 3600)
     # a confirmation's own units, with more degrees of freedom, take over
     done = [{"key": k, "test_acc": 60.0 + d} for k in "abcdefghijkl" for d in (0.0, 0.1, 0.2)]
-    mine = seeds_plan("ground-truth", 3, effect=1.0, done=done)
+    mine = seeds_plan(known, 3, effect=1.0, done=done)
     assert mine["source"] == "this confirmation" and mine["seeds"] < plan["seeds"]
-    assert seeds_plan("other", 3) is None
-
 
 def test_export_and_a_rerun_keep_the_confirmed_winner(tmp_path, capsys):
     study, url = search(tmp_path)

@@ -21,6 +21,7 @@ from ..confirm import (
     STALE_AFTER_S,
     BankLink,
     Candidate,
+    bank_noise,
     candidates,
     free_seeds,
     get_protocol,
@@ -229,10 +230,10 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
                     f"recipe and data; {len(from_bank)} reference unit(s) taken from it, not "
                     "trained" + (f"; {synced} run(s) of this confirmation stored in it"
                                  if synced else ""))
-    plan = seeds_plan(protocol.name, sum(not c.baseline for c in cands), settings.effect,
+    plan = seeds_plan(bank_noise(link), sum(not c.baseline for c in cands), settings.effect,
                       results(confirm), settings.seeds, banked, looks)
     if plan:
-        logger.info(f"at the noise known for this recipe (one run's sd {plan['sd']:.2f} "
+        logger.info(f"at the noise measured under this recipe (one run's sd {plan['sd']:.2f} "
                     f"points, {plan['df']} df, from {plan['source']}), resolving "
                     f"{plan['effect']:g} point against the reference takes about "
                     f"{plan['seeds']} seeds an arm: {plan['units']} units, about "
