@@ -549,6 +549,21 @@ def test_an_unstarted_study_with_other_settings_is_replaced_a_started_one_never(
         open_study(first)
 
 
+def test_a_study_holding_a_prescreen_pool_is_never_deleted_silently(tmp_path, space):
+    from ghostsearch.search.prescreen import PRESCREEN_KEY
+    from ghostsearch.search.study import open_study, replace_unstarted
+
+    first = settings(tmp_path, space, trials=1)
+    study = open_study(first)  # nothing trained, but a scored pool stored
+    study.set_user_attr(PRESCREEN_KEY, {"pool": [{}, {}, {}], "cpu_seconds": 42.0})
+    other = dataclasses.replace(first, band=0.5)
+    with pytest.raises(StudyError, match=r"holds a prescreen pool \(3 candidates, 42 CPU-s\) "
+                                         r"made with other band; rerun with those settings"):
+        replace_unstarted(other)
+    kept = optuna.load_study(study_name="t", storage=first.storage)
+    assert kept.user_attrs[PRESCREEN_KEY]["cpu_seconds"] == 42.0
+
+
 def test_auto_preset_follows_the_device():
     from ghostsearch.workflow.search import resolve_preset
 

@@ -13,6 +13,7 @@ from ..errors import StudyError
 from ..spaces.limits import Limits
 from ..spaces.sampler import BandSampler, base_sampler
 from ..spaces.space import SearchSpace
+from .prescreen import PRESCREEN_KEY
 from .settings import SearchSettings
 from .storage import make_storage
 
@@ -134,7 +135,8 @@ def open_study(settings: SearchSettings, worker: int = 0) -> optuna.Study:
 def replace_unstarted(settings: SearchSettings) -> list[str]:
     """Delete a stored study of this name that was made with other settings but never trained
     a trial (a search stopped at its estimate, say), so the command can start afresh; returns
-    what differed (empty: nothing replaced). A study with trained trials is never touched."""
+    what differed (empty: nothing replaced). A study with trained trials is never touched,
+    and one holding a scored prescreen pool is refused (StudyError), not deleted."""
     storage = make_storage(settings.storage, settings.heartbeat_s)
     try:
         study = optuna.load_study(study_name=settings.study_name, storage=storage)
@@ -145,6 +147,12 @@ def replace_unstarted(settings: SearchSettings) -> list[str]:
     changed = sorted(k for k in identity if previous.get(k) != identity[k])
     if not changed or trained_count(study, running=True) > 0:
         return []
+    pool = study.user_attrs.get(PRESCREEN_KEY)
+    if pool:  # computed work: never thrown away without being asked
+        raise StudyError(
+            f"study {settings.study_name!r} holds a prescreen pool ({len(pool.get('pool', []))} "
+            f"candidates, {pool.get('cpu_seconds', 0):.0f} CPU-s) made with other "
+            f"{', '.join(changed)}; rerun with those settings, or give a new --study-name")
     optuna.delete_study(study_name=settings.study_name, storage=storage)
     _created_here.discard((settings.storage, settings.study_name))
     return changed
