@@ -314,3 +314,40 @@ def test_tta_noise_evaluates_each_finished_unit_once_and_checks_its_record(tmp_p
     with pytest.raises(ConfigError, match=r"GhostNet_0.5x-seed1: re-evaluated test 10.00% is "
                                           r"not the recorded 99.00%"):
         main(args)
+
+
+def test_depth_full_data_sets_the_two_recipes_side_by_side(tmp_path):
+    """On made-up runs where depth costs 1 point a block under the short recipe and nothing
+    under the long one: the short rho is -1, the long one near 0, and an architecture without
+    a finished long run (an epoch short) is left out of the paired figures."""
+    import pandas as pd
+
+    from benchmarks.depth_full_data import main
+
+    archs = [("a", 11, 90.0), ("b", 12, 90.0), ("c", 17, 90.0), ("d", 18, 90.0)]  # one size
+    choice = {"shallow": [{"arch_id": a, "blocks": b, "mflops": m} for a, b, m in archs[:2]],
+              "deep": [{"arch_id": a, "blocks": b, "mflops": m} for a, b, m in archs[2:]]}
+    (tmp_path / "choice.json").write_text(json.dumps(choice))
+    gt = ["arch_id,seed,val_acc,test_acc"]
+    long_val = {"a": 76.0, "b": 75.0, "c": 76.5, "d": 75.5}
+    for a, blocks, _ in archs:
+        gt.append(f"{a},0,{80 - blocks},{79 - blocks}")
+        folder = tmp_path / "units" / f"{a}-seed0"
+        folder.mkdir(parents=True)
+        epochs = 6 if a != "d" else 5  # d is unfinished
+        (folder / "record.json").write_text(json.dumps({
+            "recipe": {"epochs": 6}, "history": [{}] * epochs, "val_acc": long_val[a],
+            "test_acc": long_val[a] - 0.5, "train_seconds": 1200.0}))
+    (tmp_path / "runs.csv").write_text("\n".join(gt) + "\n")
+    out = tmp_path / "depth.csv"
+    assert main(["--choice", str(tmp_path / "choice.json"), "--units", str(tmp_path / "units"),
+                 "--ground-truth", str(tmp_path / "runs.csv"), "--out", str(out)]) == 0
+    rows = pd.read_csv(out)
+    assert rows.full_seeds.tolist() == [1, 1, 1, 0]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["trained"] == "3 of 4"
+    short = summary["recipes"]["ground-truth (12 epochs, 10,000 images)"]["val"]
+    long = summary["recipes"]["full-data (6 epochs, 48,000 images)"]["val"]
+    assert short["n"] == long["n"] == 3 and short["rho"] == pytest.approx(-1.0)
+    assert abs(long["rho"]) < 1.0 and long["shallow_minus_deep"] == pytest.approx(-1.0)
+    assert summary["ground-truth, all chosen"]["val"]["n"] == 4
