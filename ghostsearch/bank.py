@@ -2,9 +2,11 @@
 so that every confirmation (and every ground-truth table) that trains the same reference on the
 same images with the same recipe reuses them and pays only for its candidates.
 
-A run is keyed by what determines it: the exact model trained (its proxy config), the recipe
-(`Recipe`) and the content of the data (every image and label of the training, held-out
-and test splits, hashed). The seed names the run within its key; new seeds add runs. The bank
+A run is keyed by its RunSpec (what determines it): the exact model trained (its proxy
+config), the recipe's identity, the content of the data (every image and label of the
+training, held-out and test splits, hashed), the device class and the hash of the model and
+training code. The seed names the run within its key; new seeds add runs. Runs stored under
+the keys of ghostsearch < 0.5 (no code, no device) are found and named, never reused. The bank
 is a CSV file, one row per run, appended under a file lock as each run finishes (workers on
 one machine share it); the first run stored for a (key, seed) stays.
 """
@@ -23,27 +25,22 @@ from typing import Any
 from filelock import FileLock
 
 from .errors import ConfigError
+from .search.proxy import proxy_config
+from .train.data import content_fingerprint as data_fingerprint
+from .train.full import ModelSpec
+from .train.runspec import RunSpec
 
 COLUMNS = ("key", "name", "seed", "val_acc", "test_acc", "train_seconds", "threads", "torch",
            "source", "finished_at", "val_curve")
 FILE_NAME = "reference_bank.csv"
 
-
-def data_fingerprint(data: Any) -> str:
-    """Hash of every image and label of the training, held-out and test splits of a
-    `Dataset`: two loads agree only when a model would see exactly the same pixels (path,
-    machine and decoding cache do not matter)."""
-    h = hashlib.sha256(f"{data.name}|{data.num_classes}|".encode())
-    for split in (data.train, data.val, data.test):
-        for t in (split.images, split.labels):
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+__all__ = ["COLUMNS", "FILE_NAME", "Bank", "data_fingerprint", "legacy_key", "model_key",
+           "model_legacy_key", "model_spec"]
 
 
-def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
-    """The bank key of a model `spec` (a `ModelSpec` as a dict) trained with `protocol` (a
-    `Recipe`, or its dict) on data with fingerprint `data_id`."""
+def legacy_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
+    """The key of a run stored before runs were keyed by RunSpec (ghostsearch < 0.5: model,
+    recipe and data only, not the code or the device); such runs are found, never reused."""
     if hasattr(protocol, "identity"):  # a Recipe: the knobs that determine a run
         proto = protocol.identity()
     else:
@@ -52,16 +49,23 @@ def run_key(spec: dict[str, Any], protocol: Any, data_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def model_key(cfg: Any, data: Any, recipe: Any, data_id: str) -> str:
-    """The bank key of the deployment config `cfg` trained in its proxy form (the data's
-    classes and size) with `recipe` on data with fingerprint `data_id`: the model spec that
-    `ghostsearch confirm` and the ground truth train."""
-    from .search.proxy import proxy_config
-    from .train.full import ModelSpec
-
+def model_spec(cfg: Any, data: Any, recipe: Any) -> dict[str, Any]:
+    """The model spec (as a dict) that `ghostsearch confirm` and the ground truth train for the
+    deployment config `cfg`: its proxy form for the data's classes and size."""
     spec = ModelSpec(config=proxy_config(cfg, data, recipe).to_dict(),
                      num_classes=data.num_classes)
-    return run_key(dataclasses.asdict(spec), recipe, data_id)
+    return dataclasses.asdict(spec)
+
+
+def model_key(cfg: Any, data: Any, recipe: Any, data_id: str, device: str = "cpu") -> str:
+    """The bank key of `cfg` trained in its proxy form with `recipe` on data with content
+    fingerprint `data_id` on a `device`, by this code: its RunSpec's key."""
+    return RunSpec(model=model_spec(cfg, data, recipe), recipe=recipe.identity(),
+                   data=data_id, device=device).key()
+
+
+def model_legacy_key(cfg: Any, data: Any, recipe: Any, data_id: str) -> str:
+    return legacy_key(model_spec(cfg, data, recipe), recipe, data_id)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import torch
 
 from .arch.config import NetConfig
 from .arch.counting import analytic_counts
-from .bank import Bank, model_key
+from .bank import Bank, model_key, model_legacy_key
 from .errors import ConfigError, StudyError
 from .log import logger
 from .search.estimate import worker_threads
@@ -90,13 +90,19 @@ class BankLink:
     bank: Bank
     keys: dict[str, str]
     source: str
+    legacy: dict[str, str] = dataclasses.field(default_factory=dict)  # keys before RunSpec
 
     @classmethod
     def make(cls, bank: Bank, cands: list[Candidate], data: Any, protocol: Recipe,
-             data_id: str, source: str) -> BankLink:
-        keys = {c.key: model_key(NetConfig.from_dict(c.config), data, protocol, data_id)
-                for c in cands if c.baseline}
-        return cls(bank, keys, source)
+             data_id: str, source: str, device: str = "cpu") -> BankLink:
+        refs = [(c.key, NetConfig.from_dict(c.config)) for c in cands if c.baseline]
+        return cls(bank, {k: model_key(cfg, data, protocol, data_id, device) for k, cfg in refs},
+                   source, {k: model_legacy_key(cfg, data, protocol, data_id) for k, cfg in refs})
+
+    def legacy_runs(self) -> int:
+        """Runs of these references under this recipe and data stored before runs were keyed
+        by RunSpec: their code and device are unknown, so they are not reused."""
+        return sum(len(self.bank.runs(k)) for k in self.legacy.values())
 
     def stored(self, key: str, seed: int) -> dict[str, Any] | None:
         return self.bank.runs(self.keys[key]).get(seed) if key in self.keys else None
@@ -112,11 +118,13 @@ class BankLink:
 
     def sync(self, confirm: optuna.Study) -> int:
         """Store the references' runs that this confirmation trained and the bank lacks (runs
-        made before the bank existed; their thread count was not kept); returns how many were
+        made before the bank existed; their thread count was not kept), those only that this
+        code made under these keys (their RunSpec key is the bank's); returns how many were
         stored."""
         return sum(self.store(r["key"], r["seed"], r, threads="",
                               finished_at=r["finished_at"])
-                   for r in results(confirm) if not r["from_bank"])
+                   for r in results(confirm)
+                   if not r["from_bank"] and r.get("run_key") == self.keys.get(r["key"]))
 
 
 def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
@@ -514,7 +522,7 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
             continue
         with deferred_interrupts():  # a finished unit is recorded whole, or not at all
             try:
-                for k in ("val_acc", "test_acc", "train_seconds"):
+                for k in ("val_acc", "test_acc", "train_seconds", "run_key"):
                     trial.set_user_attr(k, record[k])
             except optuna.exceptions.UpdateFinishedTrialError:
                 log(f"{tag}: finished by another worker; dropped here")
@@ -662,6 +670,7 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
                            "test_acc": t.user_attrs["test_acc"],
                            "train_seconds": t.user_attrs.get("train_seconds", 0.0),
                            "from_bank": bool(t.user_attrs.get("from_bank")),
+                           "run_key": t.user_attrs.get("run_key"),
                            "finished_at": (t.datetime_complete.isoformat(timespec="seconds")
                                            if t.datetime_complete else None)})
     return list(out.values())

@@ -4,6 +4,7 @@ processes, and reused by a second confirmation on the same data."""
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing as mp
 
 import optuna
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from test_confirm import DATA, search
 
-from ghostsearch.bank import COLUMNS, Bank, data_fingerprint, run_key
+from ghostsearch.bank import COLUMNS, Bank, data_fingerprint, legacy_key
 from ghostsearch.cli import main
 from ghostsearch.errors import ConfigError
 from ghostsearch.train.data import Split, load_data
@@ -77,13 +78,66 @@ def test_the_data_fingerprint_follows_the_pixels_not_the_load():
     assert data_fingerprint(changed) != data_fingerprint(a)
 
 
-def test_the_run_key_follows_model_protocol_and_data():
+def test_the_legacy_key_follows_model_protocol_and_data():
     spec, proto = {"config": {"w": 1}, "name": None, "num_classes": 10}, Recipe()
-    key = run_key(spec, proto, "d")
-    assert key == run_key(dict(spec), Recipe(), "d")
-    assert key != run_key({**spec, "num_classes": 100}, proto, "d")
-    assert key != run_key(spec, Recipe(label_smoothing=0.0), "d")
-    assert key != run_key(spec, proto, "e")
+    key = legacy_key(spec, proto, "d")
+    assert key == legacy_key(dict(spec), Recipe(), "d")
+    assert key != legacy_key({**spec, "num_classes": 100}, proto, "d")
+    assert key != legacy_key(spec, Recipe(label_smoothing=0.0), "d")
+    assert key != legacy_key(spec, proto, "e")
+
+
+def test_the_run_spec_key_follows_everything_that_determines_a_run_but_the_seed():
+    from ghostsearch.train.runspec import RunSpec, code_hash
+
+    model = {"config": {"w": 1}, "name": None, "num_classes": 10}
+    base = RunSpec(model=model, recipe=Recipe().identity(), data="d", device="cuda:1", seed=0)
+    assert base.device == "cuda" and base.code == code_hash() and len(base.code) == 16
+    assert RunSpec.from_dict(base.to_dict()) == base  # JSON round trip
+    same = RunSpec(model=dict(model), recipe=Recipe().identity(), data="d", device="cuda",
+                   seed=7)
+    assert same.key() == base.key() and same.run_id() != base.run_id()
+    for other in (dict(model=model | {"num_classes": 100}), dict(data="e"), dict(device="cpu"),
+                  dict(recipe=Recipe(cutout=8).identity()), dict(code="0" * 16)):
+        fields = {**base.__dict__, **other}
+        assert RunSpec(**fields).key() != base.key(), other
+    with pytest.raises(ConfigError, match="run spec of format 'x'"):
+        RunSpec.from_dict({**base.to_dict(), "format": "x"})
+
+
+def test_a_unit_records_its_run_spec_and_its_key_is_the_banks(tmp_path):
+    """train_full writes the RunSpec into record.json; its key is what model_key gives the
+    bank for that architecture, recipe, data and device."""
+    from ghostsearch import reference_config
+    from ghostsearch.bank import model_key, model_spec
+    from ghostsearch.train import ModelSpec, train_full
+
+    data = load_data("synthetic", None, val_size=20, train_subset=40, resolution=16)
+    recipe = Recipe(epochs=1, batch_size=20)
+    cfg = reference_config(0.5)
+    spec = ModelSpec(**model_spec(cfg, data, recipe))
+    record = train_full(spec, data, recipe, tmp_path / "run", seed=3)
+    saved = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert saved["run_spec"]["seed"] == 3 and saved["run_spec"]["device"] == "cpu"
+    assert record["run_key"] == saved["run_key"] == model_key(cfg, data, recipe,
+                                                               data_fingerprint(data), "cpu")
+
+
+def test_runs_stored_under_the_old_keys_are_named_and_never_reused(tmp_path):
+    from ghostsearch import reference_config
+    from ghostsearch.bank import model_legacy_key
+    from ghostsearch.confirm import BankLink, Candidate
+
+    data = load_data("synthetic", None, val_size=20, train_subset=40, resolution=16)
+    cfg = reference_config(1.0)
+    bank = Bank(tmp_path / "bank.csv")
+    old = model_legacy_key(cfg, data, Recipe(), data_fingerprint(data))
+    bank.add(old, "GhostNet 1.0x", 0, 60.0, 59.0, 10.0, "an old confirmation")
+    ref = Candidate("GhostNet 1.0x", cfg.to_dict(), 141_150_512, baseline=True)
+    link = BankLink.make(bank, [ref], data, Recipe(), data_fingerprint(data), "test")
+    assert link.legacy_runs() == 1
+    assert link.stored("GhostNet 1.0x", 0) is None  # not reused: trained again
+    assert link.keys["GhostNet 1.0x"] != old
 
 
 def test_a_second_confirmation_takes_the_references_from_the_bank(tmp_path, capsys):

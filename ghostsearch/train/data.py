@@ -229,6 +229,18 @@ def hold_out_indices(n: int, val_size: int | None, seed: int) -> tuple[torch.Ten
     return perm[val_size:], perm[:val_size]
 
 
+def content_fingerprint(data: Dataset) -> str:
+    """Hash of every image and label of the training, held-out and test splits of a
+    `Dataset`: two loads agree only when a model would see exactly the same pixels (path,
+    machine and decoding cache do not matter)."""
+    h = hashlib.sha256(f"{data.name}|{data.num_classes}|".encode())
+    for split in (data.train, data.val, data.test):
+        for t in (split.images, split.labels):
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def split_fingerprint(name: str, n: int, val_idx: torch.Tensor) -> str:
     """Short hash of which images of an `n`-image training set are held out for validation."""
     h = hashlib.sha256(f"{name}|{n}|".encode())

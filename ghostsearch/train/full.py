@@ -20,7 +20,7 @@ from ..arch.model import build_model
 from ..compress.zoo import make_model
 from ..errors import ConfigError
 from ..provenance import runtime_info, write_atomic
-from .data import Dataset
+from .data import Dataset, content_fingerprint
 from .loop import (
     eval_loader,
     evaluate,
@@ -30,6 +30,7 @@ from .loop import (
     train_epoch,
 )
 from .recipe import Recipe
+from .runspec import RunSpec, device_class
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
     If `out_dir/last.pt` exists, training resumes from it (same spec and recipe required).
     `on_step(step)` is called after every optimiser step (a unit's heartbeat). Returns and
     writes `out_dir/record.json` (atomically): history, final validation/test accuracy, time,
-    and what ran it (versions, commit, device, threads).
+    and what ran it (versions, commit, device, threads), with its RunSpec and key.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,6 +150,8 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
         log(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, val {val:.2f}%, "
             f"{seconds:.1f} s")
     final = ema if ema is not None else model
+    run = RunSpec(model=dataclasses.asdict(spec), recipe=recipe.identity(),
+                  data=content_fingerprint(data), device=device_class(device), seed=seed)
     record = {
         "model": spec.describe(), "spec": dataclasses.asdict(spec),
         "recipe": recipe.to_dict(), "seed": seed, "device": str(device),
@@ -159,6 +162,7 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
         "data": data.summary(),
         "preprocessing": data.preprocessing(),
         "ran_on": {**runtime_info(device), "wall_seconds_this_run": time.time() - wall0},
+        "run_spec": run.to_dict(), "run_key": run.key(),
     }
     write_atomic(out / "record.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -49,6 +49,7 @@ from ..search.settings import DataSpec
 from ..search.storage import existing_study_url, load_existing_study, make_storage, study_dir
 from ..train.loop import pick_device
 from ..train.recipe import Recipe
+from ..train.runspec import device_class
 from ..verdict import across_recipes
 
 DECIDED = ("beats", "loses to", "equivalent")
@@ -208,7 +209,7 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
     if settings.use_bank:
         bank = Bank(Path(settings.bank)) if settings.bank else Bank.beside(out)
         link = BankLink.make(bank, cands, data, protocol, data_fingerprint(data),
-                             f"confirm {settings.study_name}")
+                             f"confirm {settings.study_name}", device_class(device))
     units = unit_order(cands, settings.seeds)
     meta = {"protocol": protocol.identity(), "seeds": settings.seeds,
             "data": {"name": spec.name, "train": len(data.train), "val": len(data.val),
@@ -230,6 +231,11 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
                     f"recipe and data; {len(from_bank)} reference unit(s) taken from it, not "
                     "trained" + (f"; {synced} run(s) of this confirmation stored in it"
                                  if synced else ""))
+        old = link.legacy_runs()
+        if old:
+            logger.info(f"reference bank: {old} run(s) of these references stored before runs "
+                        "were keyed by code version and device (ghostsearch < 0.5); not "
+                        "reused, since what made them is unknown")
     plan = seeds_plan(bank_noise(link), sum(not c.baseline for c in cands), settings.effect,
                       results(confirm), settings.seeds, banked, looks)
     if plan:
