@@ -523,7 +523,8 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         with deferred_interrupts():  # a finished unit is recorded whole, or not at all
             try:
                 for k in ("val_acc", "test_acc", "train_seconds", "run_key"):
-                    trial.set_user_attr(k, record[k])
+                    if k in record:  # run_key: what made it (a stub trainer has none)
+                        trial.set_user_attr(k, record[k])
             except optuna.exceptions.UpdateFinishedTrialError:
                 log(f"{tag}: finished by another worker; dropped here")
                 continue

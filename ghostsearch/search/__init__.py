@@ -1,5 +1,7 @@
-"""Everything that ranks and picks: spaces, proxy configs, presets, the Optuna study, its
-objective and its workers (training itself is `ghostsearch.train`)."""
+"""Everything that ranks and picks: proxy configs, presets, the Optuna study, its objective
+and its workers, training-free scores and the prescreen (the spaces are `ghostsearch.spaces`,
+training itself `ghostsearch.train`, the whole search as one call `ghostsearch.run_search`).
+`SearchSpace` and `load_space` are here too, as the search's inputs."""
 
 from __future__ import annotations
 
