@@ -51,3 +51,34 @@ def library_lines_on_stdout():
 
     log.to_stdout()
     yield
+
+
+@pytest.fixture
+def stub_trainer(monkeypatch):
+    """`train_full` replaced by a stand-in that trains nothing, for tests of the bookkeeping
+    around units (queues, retries, the bank, verdicts), which then take milliseconds a unit.
+    Its accuracies follow the model and the seed (a hash), and its record carries the real
+    RunSpec key, so the bank keys it as it keys a trained run. Returns the (spec, seed) calls."""
+    import dataclasses
+    import hashlib
+    import json
+
+    import ghostsearch.train.full as full
+    from ghostsearch.train.data import content_fingerprint
+    from ghostsearch.train.runspec import RunSpec, device_class
+
+    calls = []
+
+    def train(spec, data, recipe, out_dir, *, seed=0, device="cpu", log=print, on_step=None,
+              **_):
+        calls.append((spec, seed))
+        text = json.dumps([dataclasses.asdict(spec), seed], sort_keys=True)
+        val = 50.0 + int(hashlib.sha256(text.encode()).hexdigest()[:6], 16) % 1000 / 100
+        run = RunSpec(model=dataclasses.asdict(spec), recipe=recipe.identity(),
+                      data=content_fingerprint(data), device=device_class(device), seed=seed)
+        log("epoch 1/1")
+        return {"val_acc": val, "test_acc": val - 1.0, "train_seconds": 1.0,
+                "history": [{"epoch": 1, "val_acc": val}], "run_key": run.key()}
+
+    monkeypatch.setattr(full, "train_full", train)
+    return calls

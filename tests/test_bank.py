@@ -140,7 +140,8 @@ def test_runs_stored_under_the_old_keys_are_named_and_never_reused(tmp_path):
     assert link.keys["GhostNet 1.0x"] != old
 
 
-def test_a_second_confirmation_takes_the_references_from_the_bank(tmp_path, capsys):
+def test_a_second_confirmation_takes_the_references_from_the_bank(tmp_path, capsys,
+                                                                 stub_trainer):
     """Two searches on the same data and protocol: the first confirmation stores its reference
     runs, the second trains only its candidates and reports the same reference figures."""
     _, url = search(tmp_path, name="a")
@@ -166,15 +167,17 @@ def test_a_second_confirmation_takes_the_references_from_the_bank(tmp_path, caps
     for ref in (k for k in first.index if first.loc[k, "baseline"]):
         assert second.loc[ref, "test_mean"] == first.loc[ref, "test_mean"]
     assert len(bank.rows()) == len(stored)  # nothing stored twice
+    assert len(stub_trainer) == len(stored) + 2 + len(trained)  # a: refs + candidate; b
 
 
-def test_no_bank_trains_the_references_and_leaves_no_file(tmp_path):
+def test_no_bank_trains_the_references_and_leaves_no_file(tmp_path, stub_trainer):
     _, url = search(tmp_path, name="a")
     assert main(["confirm", "--study-name", "a", "--out", str(tmp_path / "a"), "--storage",
                  url, "--top", "1", "--seeds", "1", "--n-jobs", "1", "--no-bank", *DATA]) == 0
     assert not (tmp_path / "reference_bank.csv").exists()
     trials = optuna.load_study(study_name="a-confirm", storage=url).get_trials()
     assert trials and not any(t.user_attrs.get("from_bank") for t in trials)
+    assert len(stub_trainer) == len(trials)  # every unit trained here, the references too
 
 
 def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
