@@ -11,8 +11,8 @@ Each (architecture, seed) is one unit in the study's own storage: run the same c
 several machines (with --storage) and they split the units; rerun it after an interruption and
 it resumes (every unit checkpoints each epoch under OUT/confirm/). The references' runs are
 kept in a reference bank (a CSV file beside the output folder) keyed by what determines a run
-(model, recipe, data content, device class, code version): a later confirmation on the same data takes them from there and trains only its
-candidates. Writes confirmed.csv, the report with a Confirmed section and confirmed.png, and
+(model, recipe, data content, device class, code version): a later confirmation on the same
+data takes them from there and trains only its candidates. Writes confirmed.csv, the report with a Confirmed section and confirmed.png, and
 best_arch.json for the confirmed winner (with its proxy and confirmed figures) into the
 study's output folder.
 """
