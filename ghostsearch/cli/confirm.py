@@ -12,9 +12,9 @@ several machines (with --storage) and they split the units; rerun it after an in
 it resumes (every unit checkpoints each epoch under OUT/confirm/). The references' runs are
 kept in a reference bank (a CSV file beside the output folder) keyed by what determines a run
 (model, recipe, data content, device class, code version): a later confirmation on the same
-data takes them from there and trains only its candidates. Writes confirmed.csv, the report with a Confirmed section and confirmed.png, and
-best_arch.json for the confirmed winner (with its proxy and confirmed figures) into the
-study's output folder.
+data takes them from there and trains only its candidates. Writes confirmed.csv, the report
+with a Confirmed section and confirmed.png, and best_arch.json for the confirmed winner (with
+its proxy and confirmed figures) into the study's output folder.
 """
 
 from __future__ import annotations
