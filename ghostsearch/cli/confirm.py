@@ -1,8 +1,9 @@
 """Confirm a search: retrain its best architectures and the reference GhostNets (the widest
 within the budget, and 1.0x) with a long protocol over several seeds, and say whether the
 found architecture beats the reference at the budget, with a 95% interval from the run-to-run
-noise pooled over every arm (adjusted for several candidates, and with --until-decided for
-every verdict it may take before it stops).
+noise pooled over the compared arms (the reference and the candidates at the budget),
+adjusted for several candidates, recipes and, with --until-decided, every verdict it may take
+before it stops. `ghostsearch.run_confirm` does the same from Python.
 
     ghostsearch confirm --study-name NAME --data imagefolder --data-dir /path/to/cifar10
     ghostsearch confirm --study-name NAME --top 3 --seeds 3 --protocol ground-truth
