@@ -638,3 +638,15 @@ def test_search_settings_refuses_a_bad_option_in_one_line(tmp_path):
         ghostsearch.search_settings("200MFLOPs", study_name="a b", out=tmp_path)
     with pytest.raises(ConfigError, match="--latency-of needs --latency-table"):
         ghostsearch.search_settings("200MFLOPs", latency_of_width=1.0, out=tmp_path)
+
+
+def test_a_band_no_architecture_falls_in_is_refused_before_anything_loads(tmp_path):
+    """At 10 MFLOPs no architecture of the default space lies in [8.5, 10]: one line, at
+    once, instead of a search whose every trial fails looking for one."""
+    from ghostsearch.spaces.space import load_space
+
+    ghostnet = load_space("ghostnet")
+    with pytest.raises(ConfigError, match=r"^--budget 10M: no architecture of space 'ghostnet' "
+                                          r"lies in \[8\.5, 10\] MFLOPs .*lower --band"):
+        settings(tmp_path, ghostnet, budget_flops=10_000_000)
+    settings(tmp_path, ghostnet, budget_flops=10_000_000, band=0.0)  # anything under it: fine

@@ -14,7 +14,7 @@ from ..arch.counting import analytic_counts
 from ..errors import ConfigError
 from ..spaces.limits import DEFAULT_BAND, Limits
 from ..spaces.sampler import SAMPLERS
-from ..spaces.space import SearchSpace
+from ..spaces.space import SearchSpace, sample_band
 from ..train.data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
 from ..train.loop import pick_device
 from ..train.recipe import Recipe
@@ -117,6 +117,9 @@ class SearchSettings:
         if self.cuda_graphs and pick_device(self.device).type != "cuda":
             raise ConfigError("--cuda-graphs needs a CUDA device (--device cuda)")
         Limits(self.budget_flops, band=self.band)  # refuses a band outside [0, 1)
+        if (self.budget_flops and self.band > 0 and self.latency_ms is None
+                and self.prescreen is None):  # a prescreen's pool says so itself
+            band_has_architectures(self.space, self.budget_flops, self.band)
         if self.pruner not in PRUNERS:
             raise ConfigError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
         if (self.prescreen == "supernet") != (self.supernet is not None):
@@ -179,6 +182,27 @@ def supernet_tag(path: str) -> dict[str, Any]:
     from ..supernet.train import read_tag
 
     return read_tag(path)
+
+
+# uniform draws that find an architecture in any band that holds a few percent of the space
+BAND_CHECK_DRAWS = 20_000
+
+
+@functools.lru_cache(maxsize=64)
+def band_has_architectures(space: SearchSpace, budget_flops: int, band: float) -> None:
+    """Refuse, before anything loads, a band [band x budget, budget] that no architecture of
+    the space falls in (its choices are discrete): every trial would fail looking for one."""
+    low = int(band * budget_flops)
+    if smallest_flops(space) >= low:  # the smallest architecture lies in it (and is rare)
+        return
+    try:
+        sample_band(space, 1, 0, low_flops=low, high_flops=budget_flops,
+                    max_tries=BAND_CHECK_DRAWS)
+    except ConfigError:
+        raise ConfigError(
+            f"--budget {budget_flops / 1e6:g}M: no architecture of space {space.name!r} lies "
+            f"in [{low / 1e6:g}, {budget_flops / 1e6:g}] MFLOPs ({BAND_CHECK_DRAWS} draws); "
+            f"lower --band (0 takes anything under the budget) or raise --budget") from None
 
 
 def smallest_flops(space: SearchSpace) -> int:
