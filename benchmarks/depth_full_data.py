@@ -28,6 +28,7 @@ from ghostsearch.provenance import write_atomic
 from ghostsearch.stats import rank_correlations, size_free, welch
 
 RESULTS = Path("results")
+MIN_FOR_P = 5
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -80,7 +81,8 @@ def depth_effect(df: pd.DataFrame, col: str) -> dict[str, Any]:
     sh, dp = d[d.group == "shallow"][col].tolist(), d[d.group == "deep"][col].tolist()
     diff, half = welch(sh, dp) if sh and dp else (math.nan, math.nan)
     return {"n": len(d), "rho": float(rho.statistic) if rho is not None else math.nan,
-            "p": float(rho.pvalue) if rho is not None else math.nan,
+            # scipy's p of a rank correlation of fewer than 5 pairs means nothing
+            "p": float(rho.pvalue) if rho is not None and len(d) >= MIN_FOR_P else math.nan,
             "shallow_minus_deep": diff, "half": half, "shallow_n": len(sh), "deep_n": len(dp)}
 
 
