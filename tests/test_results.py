@@ -44,3 +44,25 @@ def test_readme_states_the_verdict_the_units_give(study_name, recipe, n_recipes)
     assert figure in README, f"README lacks {study_name} under {recipe}: {figure}"
     seeds = f"{row['seeds']} seeds an arm"
     assert seeds in README, f"README lacks {study_name} under {recipe}: {seeds}"
+
+
+def test_readme_states_the_depth_gap_the_records_give():
+    """The depth row, recomputed from the unit records and the ground truth's runs rather than
+    read from depth.json, so that a record changed without rerunning the script fails too."""
+    import json
+
+    import pandas as pd
+
+    from benchmarks.depth_full_data import depth_effect, table
+
+    folder = ROOT / "results" / "depth-full-data"
+    if not (folder / "choice.json").exists():
+        pytest.skip(f"{folder} is not in this checkout")
+    choice = json.loads((folder / "choice.json").read_text())
+    frame = table(choice, folder, pd.read_csv(ROOT / "results" / "ground_truth" / "runs.csv"))
+    done = frame[frame.full_seeds > 0]
+    for recipe in ("full", "short"):
+        e = depth_effect(done, f"{recipe}_test")
+        figure = f"{e['shallow_minus_deep']:+.2f} ± {e['half']:.2f}"
+        assert figure in README, f"README lacks the {recipe} shallow - deep gap {figure}"
+    assert f"{len(done)} architectures chosen beforehand" in README
