@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""The benchmark `benchmarks/build_ground_truth.py`, run from a checkout; see `--help`."""
+"""The benchmark `ghostsearch.bench.build_ground_truth`; see `--help`."""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for benchmarks/
-
-from benchmarks.build_ground_truth import main  # noqa: E402
-from ghostsearch.cli.common import run_cli  # noqa: E402
+from ghostsearch.bench.build_ground_truth import main
+from ghostsearch.cli.common import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

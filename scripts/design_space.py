@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""The benchmark `benchmarks/design_space.py`, run from a checkout; see `--help`."""
+"""The benchmark `ghostsearch.bench.design_space`; see `--help`."""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for benchmarks/
-
-from benchmarks.design_space import main  # noqa: E402
-from ghostsearch.cli.common import run_cli  # noqa: E402
+from ghostsearch.bench.design_space import main
+from ghostsearch.cli.common import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

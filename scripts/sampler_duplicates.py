@@ -1,13 +1,10 @@
 #!/usr/bin/env python
-"""The benchmark `benchmarks/sampler_duplicates.py`, run from a checkout; see `--help`."""
+"""The benchmark `ghostsearch.bench.sampler_duplicates`; see `--help`."""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for benchmarks/
-
-from benchmarks.sampler_duplicates import main  # noqa: E402
-from ghostsearch.cli.common import run_cli  # noqa: E402
+from ghostsearch.bench.sampler_duplicates import main
+from ghostsearch.cli.common import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -46,10 +46,13 @@ def rng() -> random.Random:
 
 @pytest.fixture(autouse=True)
 def library_lines_on_stdout():
-    """Tests read the library's lines as the command line shows them (on stdout)."""
+    """Tests read the library's lines as the command line shows them (on stdout), and start
+    with bars off, the library's default (a command run in-process turns them on)."""
     from ghostsearch import log
+    from ghostsearch.progress import show_progress
 
     log.to_stdout()
+    show_progress(False)
     yield
 
 

@@ -183,8 +183,8 @@ def test_no_bank_trains_the_references_and_leaves_no_file(tmp_path, stub_trainer
 def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
     """A reference in a ground-truth table and the same reference in a confirmation get one
     bank key when protocol and data agree, so each reuses the other's runs."""
-    from benchmarks.ground_truth import BankUse, Unit, plan, write_plan
     from ghostsearch import analytic_counts
+    from ghostsearch.bench.ground_truth import BankUse, Unit, plan, write_plan
     from ghostsearch.confirm import BankLink, Candidate
     from ghostsearch.spaces.space import load_space
 
@@ -210,7 +210,7 @@ def test_the_ground_truth_and_confirm_key_a_reference_alike(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_ground_truth_takes_its_references_from_the_bank(tmp_path, monkeypatch):
-    from benchmarks.build_ground_truth import main as build
+    from ghostsearch.bench.build_ground_truth import main as build
 
     monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "cache"))
     args = ["--data", "synthetic", "--data-dir", str(tmp_path), "--budget", "100MFLOPs",

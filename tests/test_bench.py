@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from benchmarks.proxy_bench import (
+from ghostsearch import reference_config
+from ghostsearch.bench.proxy_bench import (
     VARIANTS,
     PILImages,
     bench_architectures,
@@ -22,7 +23,6 @@ from benchmarks.proxy_bench import (
     timed_proxy,
     trials_per_hour,
 )
-from ghostsearch import reference_config
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.search.settings import DataSpec, SearchSettings
 from ghostsearch.spaces.space import load_space
@@ -239,7 +239,7 @@ def test_naive_comparison_is_like_for_like():
 def test_limit_vs_budget_finds_the_same_band_when_latency_is_flops(tmp_path):
     """With a table that predicts a network's MFLOPs as its ms, the latency band of GhostNet
     1.0x is its FLOPs band: every candidate of either draw lies in both."""
-    from benchmarks.limit_vs_budget import main
+    from ghostsearch.bench.limit_vs_budget import main
     from ghostsearch.latency.table import LatencyTable
 
     space = load_space("ghostnet")
@@ -281,8 +281,8 @@ def test_flip_evaluation_averages_the_logits_of_an_image_and_its_mirror():
 def test_tta_noise_evaluates_each_finished_unit_once_and_checks_its_record(tmp_path, capsys):
     """Four units of two arms trained like a confirmation's: one row each, the plain test
     accuracy the recorded one; a rerun adds nothing; other data is refused in one line."""
-    from benchmarks.tta_noise import main
     from ghostsearch import ConfigError
+    from ghostsearch.bench.tta_noise import main
     from ghostsearch.train.full import ModelSpec, train_full
 
     spec = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
@@ -322,7 +322,7 @@ def test_depth_full_data_sets_the_two_recipes_side_by_side(tmp_path):
     a finished long run (an epoch short) is left out of the paired figures."""
     import pandas as pd
 
-    from benchmarks.depth_full_data import main
+    from ghostsearch.bench.depth_full_data import main
 
     archs = [("a", 11, 90.0), ("b", 12, 90.0), ("c", 17, 90.0), ("d", 18, 90.0)]  # one size
     choice = {"shallow": [{"arch_id": a, "blocks": b, "mflops": m} for a, b, m in archs[:2]],

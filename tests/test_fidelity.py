@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import benchmarks.fidelity as fid
+import ghostsearch.bench.fidelity as fid
 from ghostsearch import ConfigError, analytic_counts
 from ghostsearch.spaces.space import load_space
 from ghostsearch.stats import rank_ceiling
@@ -52,8 +52,8 @@ def test_rank_correlation_and_seed_noise(monkeypatch):
 
 
 def test_scores_against_a_ground_truth_table(tmp_path):
-    import benchmarks.ground_truth as gt
-    from benchmarks import gt_fidelity as gf
+    import ghostsearch.bench.ground_truth as gt
+    from ghostsearch.bench import gt_fidelity as gf
     from ghostsearch.spaces.space import load_space, space_from_dict
     from ghostsearch.train.data import load_data
 
@@ -95,7 +95,7 @@ def test_scores_against_a_ground_truth_table(tmp_path):
     # the script end to end: every section carries the ceiling a perfect ranking can reach
     import json
 
-    from benchmarks import proxy_fidelity as pf
+    from ghostsearch.bench import proxy_fidelity as pf
 
     meta = json.loads((tmp_path / "protocol.json").read_text())
     meta["data"] = {"val_size": 64, "train_subset": None}
@@ -114,7 +114,7 @@ def test_cross_validated_ridge_learns_a_monotone_relation_out_of_fold():
     import numpy as np
     import pandas as pd
 
-    from benchmarks import gt_fidelity as gf
+    from ghostsearch.bench import gt_fidelity as gf
     from ghostsearch.stats import rank_correlations
 
     rng = np.random.default_rng(0)
@@ -136,9 +136,9 @@ def test_simulation_prescreens_with_a_cached_supernet(tmp_path):
 
     import pandas as pd
 
-    import benchmarks.ground_truth as gt
-    from benchmarks import gt_fidelity as gf
-    from benchmarks import simulate_search as sim
+    import ghostsearch.bench.ground_truth as gt
+    from ghostsearch.bench import gt_fidelity as gf
+    from ghostsearch.bench import simulate_search as sim
     from ghostsearch.spaces.space import load_space
     from ghostsearch.train.data import load_data
 
@@ -184,7 +184,7 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
 
     import pandas as pd
 
-    from benchmarks import gt_fidelity as gf
+    from ghostsearch.bench import gt_fidelity as gf
 
     ids = [f"s{i:03d}" for i in range(10)]
     pd.DataFrame({"arch_id": ids, "seed": 0, "test_acc": [50.0 + i for i in range(10)],
@@ -231,7 +231,7 @@ def test_learning_curve_proxy_and_predictor_methods(tmp_path):
     (",", "--variants: give at least one"),
 ])
 def test_proxy_variants_are_checked(text, message):
-    from benchmarks.build_proxy_table import parse_variants
+    from ghostsearch.bench.build_proxy_table import parse_variants
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_variants(text, 1000)
@@ -239,7 +239,7 @@ def test_proxy_variants_are_checked(text, message):
 
 
 def test_proxy_table_trains_the_architectures_named_in_table_order():
-    from benchmarks.build_proxy_table import select_archs
+    from ghostsearch.bench.build_proxy_table import select_archs
 
     ids = ["ref-0.50x", "s000", "s001", "b170-200-00", "b170-200-01", "b85-100-00"]
     assert select_archs(ids, "*") == ids
@@ -253,7 +253,7 @@ def test_proxy_table_trains_the_architectures_named_in_table_order():
 def test_search_simulation_picks_and_costs():
     import pandas as pd
 
-    from benchmarks.simulate_search import modes, simulate
+    from ghostsearch.bench.simulate_search import modes, simulate
 
     ids = [f"s{i:02d}" for i in range(20)]
     val = pd.Series([50.0 + i for i in range(20)], index=ids)
@@ -291,7 +291,7 @@ def test_search_simulation_picks_and_costs():
 def test_out_of_sample_choice_measures_the_chosen_mode_on_the_other_half():
     import pandas as pd
 
-    from benchmarks.simulate_search import modes, out_of_sample
+    from ghostsearch.bench.simulate_search import modes, out_of_sample
 
     ids = [f"s{i:02d}" for i in range(16)]
     val = pd.Series([50.0 + i for i in range(16)], index=ids)
@@ -313,7 +313,7 @@ def test_out_of_sample_choice_measures_the_chosen_mode_on_the_other_half():
 def test_gain_over_the_reference_line():
     import pandas as pd
 
-    from benchmarks.simulate_search import reference_gain
+    from ghostsearch.bench.simulate_search import reference_gain
 
     truth = pd.DataFrame({
         "arch_id": ["r1", "r2", "a", "b", "c"],
@@ -325,7 +325,7 @@ def test_gain_over_the_reference_line():
 
 
 def test_retrain_units_take_the_references_and_the_best_sampled_by_validation():
-    from benchmarks.ground_truth import Unit, retrain_units
+    from ghostsearch.bench.ground_truth import Unit, retrain_units
 
     rows = [{"arch_id": "ref-1.00x", "kind": "reference", "seed": "0", "val_acc": "60.0"},
             {"arch_id": "s000", "kind": "sampled", "seed": "0", "val_acc": "55.0"},
@@ -347,7 +347,7 @@ def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(
     import csv
     import json
 
-    from benchmarks.build_ground_truth import main
+    from ghostsearch.bench.build_ground_truth import main
 
     monkeypatch.setenv("GHOSTSEARCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "gt"
@@ -372,7 +372,7 @@ def test_ground_truth_script_retrains_the_best_with_more_seeds_and_resumes(
 def test_against_reference_gives_the_confirm_verdict_over_seeds():
     import math
 
-    from benchmarks.ground_truth import against_reference
+    from ghostsearch.bench.ground_truth import against_reference
 
     def row(arch, seed, acc, mflops):
         return {"arch_id": arch, "name": arch, "seed": str(seed), "test_acc": str(acc),
@@ -391,7 +391,7 @@ def test_against_reference_gives_the_confirm_verdict_over_seeds():
 def test_band_extension_fills_each_band_once_and_plans_seed_zero_first(tmp_path):
     import json
 
-    from benchmarks.ground_truth import Band, Unit, extend_plan, plan, read_plan, write_plan
+    from ghostsearch.bench.ground_truth import Band, Unit, extend_plan, plan, read_plan, write_plan
 
     space = load_space("ghostnet")
     archs = plan(space, 200_000_000, 6, [0.5], second_seed=1)
@@ -428,7 +428,7 @@ def test_band_extension_fills_each_band_once_and_plans_seed_zero_first(tmp_path)
 def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     """The table's units run through confirm's trainer: an interrupted unit resumes from its
     checkpoint and writes the row an uninterrupted run writes."""
-    import benchmarks.ground_truth as gt
+    import ghostsearch.bench.ground_truth as gt
     import ghostsearch.train.full as train
 
     space = load_space("ghostnet")
@@ -462,7 +462,7 @@ def test_a_killed_ground_truth_unit_resumes_from_its_last_epoch(tmp_path, monkey
 
 
 def test_network_features_sum_depth_average_numbers_and_share_categories():
-    from benchmarks.design_space import network_features
+    from ghostsearch.bench.design_space import network_features
 
     params = {"width": 1.2, "stage1.depth": 1, "stage2.depth": 3, "stage1.se": "none",
               "stage2.se": "all", "stage1.ghost_ratio": 2, "stage2.ghost_ratio": 4}
@@ -477,7 +477,7 @@ def test_choice_effects_find_an_effect_at_fixed_size_in_every_sample():
     (which only tracks size here) does not."""
     import pandas as pd
 
-    from benchmarks.design_space import choice_effects
+    from ghostsearch.bench.design_space import choice_effects
 
     rng = np.random.default_rng(0)
     n = 60
@@ -502,7 +502,7 @@ def test_choice_effects_find_an_effect_at_fixed_size_in_every_sample():
 def test_a_subspace_check_compares_its_members_with_the_rest_at_fixed_size():
     import pandas as pd
 
-    from benchmarks.design_space import subspace_check
+    from ghostsearch.bench.design_space import subspace_check
 
     mflops = np.array([50.0, 100, 200, 50, 100, 200])
     val = 50 + 3 * np.log(mflops) + np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])

@@ -322,7 +322,7 @@ def _no_setup() -> None:
 def test_an_interrupt_terminates_the_benchmark_pools_workers_instead_of_waiting():
     """The ground-truth and proxy-table jobs resume from their files, so on Ctrl-C or SIGTERM
     the unit in flight is dropped: its worker is terminated, not waited for."""
-    from benchmarks.pool import worker_pool
+    from ghostsearch.bench.pool import worker_pool
 
     with pytest.raises(KeyboardInterrupt), worker_pool(1, _no_setup, ()) as pool:
         future = pool.submit(time.sleep, 60)

@@ -53,7 +53,7 @@ def test_readme_states_the_depth_gap_the_records_give():
 
     import pandas as pd
 
-    from benchmarks.depth_full_data import depth_effect, table
+    from ghostsearch.bench.depth_full_data import depth_effect, table
 
     folder = ROOT / "results" / "depth-full-data"
     if not (folder / "choice.json").exists():

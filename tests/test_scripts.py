@@ -53,7 +53,7 @@ def test_search_bad_input_is_one_line_exit_2(tmp_path, args, message):
 
 @pytest.mark.parametrize("module, required", [
     ("ghostsearch.cli.search", []), ("ghostsearch.cli.train", ["--model", "resnet56"]),
-    ("benchmarks.proxy_fidelity", []), ("benchmarks.bench_proxy", [])])
+    ("ghostsearch.bench.proxy_fidelity", []), ("ghostsearch.bench.bench_proxy", [])])
 def test_training_commands_default_to_real_data(module, required):
     """Without --data a training command reads CIFAR-10 from ./data, never generated images
     (a bare command that trained on noise would report accuracies of nothing)."""
@@ -199,11 +199,13 @@ def test_out_folder_holds_the_study_database(tmp_path):
     assert "estimate: about" in r.stdout
 
 
-def test_progress_without_a_terminal_writes_plain_lines():
+def test_progress_without_a_terminal_writes_plain_lines(monkeypatch):
     import io
 
+    from ghostsearch import progress
     from ghostsearch.progress import LineBar, progress_bar
 
+    monkeypatch.setattr(progress, "_SHOWN", True)  # as the command line sets it
     out = io.StringIO()
     bar = progress_bar(total=1000, desc="trials", file=out, interval=3600)
     assert isinstance(bar, LineBar)

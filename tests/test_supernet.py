@@ -216,8 +216,8 @@ def test_the_command_trains_ranks_and_exports_a_sub_network_that_trains_on(tmp_p
 
 def test_the_ground_truth_is_ranked_with_inherited_weights_and_cached(tmp_path, monkeypatch):
     import ghostsearch.supernet.rank as rank
-    from benchmarks import gt_fidelity as gf
-    from benchmarks.ground_truth import Unit, plan, write_plan
+    from ghostsearch.bench import gt_fidelity as gf
+    from ghostsearch.bench.ground_truth import Unit, plan, write_plan
     from ghostsearch.supernet.train import Plan, train_supernet
     from ghostsearch.train.data import load_data
     from ghostsearch.train.recipe import Recipe

@@ -276,7 +276,7 @@ def test_timm_entry_builds_the_new_references(timm):
 # -- the comparison benchmark -----------------------------------------------------------------
 
 def test_comparison_matches_v2_flops_with_a_v1_width_and_summarises_seeds(tmp_path):
-    from benchmarks.compare_versions import WIDTH_GRID, matching_width, models, summarise
+    from ghostsearch.bench.compare_versions import WIDTH_GRID, matching_width, models, summarise
 
     v2 = analytic_counts(reference_config(1.0, version=2)).flops
     w = matching_width(v2)

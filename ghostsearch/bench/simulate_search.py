@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks import gt_fidelity as gf
 from ghostsearch import ConfigError
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.provenance import provenance
+
+from . import gt_fidelity as gf
 
 
 def simulate(values: pd.DataFrame, costs: dict[str, float], val: pd.Series, test: pd.Series,

@@ -35,6 +35,7 @@ COLUMNS = ("round", "arch", "mode", "batch", "layout", "images_per_s", "gflops_p
            "warmup_s", "forward_mflops", "torch", "cpu")
 MODES = ("eager", "bf16", "compile")
 LAYOUTS = ("1", "2", "2x1")
+CHILD = "ghostsearch.bench.train_speed"  # run with -m: one measurement in a fresh process
 
 
 def _arch_config(arch: str) -> Any:
@@ -102,7 +103,7 @@ def matmul_peak(threads: int, n: int = 2048, reps: int = 20) -> float:
 
 
 def _child(argv: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", CHILD, "--child", *argv], capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,7 +114,7 @@ def run_layout(arch: str, mode: str, batch: int, layout: str, steps: int) -> dic
     args = [arch, mode, str(batch), "1" if layout == "2x1" else layout, str(steps)]
     if layout != "2x1":
         return _child(args)
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", *args],
+    procs = [subprocess.Popen([sys.executable, "-m", CHILD, "--child", *args],
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     rows = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     return {"images_per_s": sum(r["images_per_s"] for r in rows),

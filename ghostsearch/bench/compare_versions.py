@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.ground_truth import Unit, done_units, machine, run_units
 from ghostsearch import ConfigError, analytic_counts, reference_config, save_config
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.latency.measure import measure_latency
 from ghostsearch.provenance import provenance
 from ghostsearch.train.data import DATASETS
 from ghostsearch.train.recipe import GROUND_TRUTH_DATA, GROUND_TRUTH_PROTOCOL
+
+from .ground_truth import Unit, done_units, machine, run_units
 
 WIDTH_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(23))  # 0.5 .. 1.6
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.ground_truth import read_plan
 from ghostsearch.arch.config import load_config
 from ghostsearch.errors import ConfigError
 from ghostsearch.search.prescreen import score_batch
@@ -25,6 +24,8 @@ from ghostsearch.search.scores import score_architecture
 from ghostsearch.spaces.space import SearchSpace
 from ghostsearch.stats import pooled_noise, rank_correlations, ranking_metrics, size_free
 from ghostsearch.train.data import Dataset
+
+from .ground_truth import read_plan
 
 BASELINES = ("params", "flops")
 

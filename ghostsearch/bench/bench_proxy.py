@@ -27,15 +27,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.proxy_bench import (
-    VARIANTS,
-    bench_architectures,
-    naive_comparison,
-    naive_proxy,
-    profile_steps,
-    timed_proxy,
-    trials_per_hour,
-)
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.latency.measure import device_name
@@ -46,6 +37,16 @@ from ghostsearch.spaces.space import load_space
 from ghostsearch.train.data import train_files
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import Recipe
+
+from .proxy_bench import (
+    VARIANTS,
+    bench_architectures,
+    naive_comparison,
+    naive_proxy,
+    profile_steps,
+    timed_proxy,
+    trials_per_hour,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

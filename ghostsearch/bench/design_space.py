@@ -108,8 +108,8 @@ def subspace_check(table: pd.DataFrame, inside: pd.Series) -> dict[str, Any]:
 def read_table(table_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sampled architectures of a ground truth with their sample (the first table or the
     band whose draws added them), and their features."""
-    from benchmarks import gt_fidelity as gf
-    from benchmarks.ground_truth import Band, read_plan
+    from . import gt_fidelity as gf
+    from .ground_truth import Band, read_plan
 
     meta = read_plan(table_dir)
     truth = gf.read_truth(table_dir, load_space(meta["space"]))

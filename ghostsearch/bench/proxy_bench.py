@@ -245,7 +245,7 @@ def bench_architectures(space: Any, budget_flops: int, searched: int,
                         seed: int) -> list[tuple[str, NetConfig]]:
     """The reference GhostNet 1.0x and `searched` random architectures of the space within the
     budget (what a search trains), with their names."""
-    from benchmarks.fidelity import sample_within_budget
+    from .fidelity import sample_within_budget
 
     archs = [("ghostnet_1.0x", space.build_config(space.reference_params(1.0)))]
     if searched:

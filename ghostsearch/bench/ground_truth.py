@@ -346,7 +346,7 @@ def run_units(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[
     here goes into the bank."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from benchmarks.pool import worker_pool
+    from .pool import worker_pool
 
     csv_path = out / "runs.csv"
     todo = []

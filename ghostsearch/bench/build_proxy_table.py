@@ -21,14 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ground_truth import machine, read_plan
-from benchmarks.pool import worker_pool
 from ghostsearch import ConfigError, load_config
 from ghostsearch.cli.common import ArgumentParser
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.train.data import DATASETS
 from ghostsearch.train.loop import train_proxy
 from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe
+
+from .ground_truth import machine, read_plan
+from .pool import worker_pool
 
 DEFAULT_VARIANTS = "1x2000,2x2000,4x2000,1x5000,2x5000,4x5000"
 COLUMNS = ("arch_id", "variant", "epochs", "images", "batch_size", "seed", "val_acc",

@@ -34,7 +34,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ground_truth import (
+from ghostsearch import ConfigError, parse_budget
+from ghostsearch.bank import Bank
+from ghostsearch.cli.common import ArgumentParser
+from ghostsearch.provenance import provenance
+from ghostsearch.search.study import baseline_widths
+from ghostsearch.spaces.limits import Limits
+from ghostsearch.spaces.space import load_space
+from ghostsearch.train.data import DATASETS, load_data
+from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
+
+from .ground_truth import (
     Band,
     BankUse,
     Unit,
@@ -49,15 +59,6 @@ from benchmarks.ground_truth import (
     run_units,
     write_plan,
 )
-from ghostsearch import ConfigError, parse_budget
-from ghostsearch.bank import Bank
-from ghostsearch.cli.common import ArgumentParser
-from ghostsearch.provenance import provenance
-from ghostsearch.search.study import baseline_widths
-from ghostsearch.spaces.limits import Limits
-from ghostsearch.spaces.space import load_space
-from ghostsearch.train.data import DATASETS, load_data
-from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

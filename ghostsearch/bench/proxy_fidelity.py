@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.fidelity import proxy_fidelity, sample_within_budget
 from ghostsearch import ConfigError, parse_budget
 from ghostsearch.cli.common import ArgumentParser, add_data_args
 from ghostsearch.provenance import provenance
@@ -39,6 +38,8 @@ from ghostsearch.stats import rank_ceiling
 from ghostsearch.train.data import load_data
 from ghostsearch.train.loop import pick_device
 from ghostsearch.train.recipe import Recipe
+
+from .fidelity import proxy_fidelity, sample_within_budget
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,9 +76,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def against_ground_truth(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmarks import gt_fidelity as gf
-    from benchmarks.ground_truth import read_plan
     from ghostsearch.train.recipe import GROUND_TRUTH_DATA
+
+    from . import gt_fidelity as gf
+    from .ground_truth import read_plan
 
     torch.set_num_threads(1)  # CPU-seconds per architecture, as a one-thread worker pays them
     for flag, value in (("--supernet-calibration", args.supernet_calibration),

@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--units", default=str(RESULTS / "depth-full-data"),
                    help="the folders <arch_id>-seed<N> that `ghostsearch train --out` wrote")
     p.add_argument("--ground-truth", default=str(RESULTS / "ground_truth" / "runs.csv"),
-                   help="the 12-epoch runs (benchmarks/ground_truth.py)")
+                   help="the 12-epoch runs (scripts/build_ground_truth.py)")
     p.add_argument("--out", default=str(RESULTS / "depth-full-data" / "depth.csv"))
     return p.parse_args(argv)
 
