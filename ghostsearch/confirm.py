@@ -251,8 +251,9 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     more seeds, it enqueues the new seeds' units (to narrow the intervals without retraining
     what is done); a companion made for other architectures, another protocol or more seeds
     is refused. Reference runs that the bank of `link` holds are added finished instead of
-    queued. `read_only` (a verdict of what is done: --no-train) takes the seeds the companion
-    was started with when fewer are asked, instead of refusing."""
+    queued. `read_only` (a verdict of what is done: --no-train) changes nothing in a companion
+    that exists: fewer seeds are not refused and more are not queued (a look at what is
+    done never leaves units behind for a later call to train unasked)."""
     name = companion_name(study.study_name, recipe or Recipe(name=DEFAULT_RECIPE))
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
@@ -272,7 +273,7 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
         raise StudyError(f"study {name!r} confirms other architectures or another protocol; "
                          "rerun with its original options")
     meta = {**meta, "candidates": held}
-    if read_only and meta["seeds"] < old["seeds"]:
+    if read_only:
         return confirm
     if meta["seeds"] < old["seeds"]:
         raise StudyError(f"study {name!r} was started with {old['seeds']} seeds; pass --seeds "

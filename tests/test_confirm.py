@@ -92,7 +92,7 @@ def test_no_train_writes_the_verdict_of_the_finished_units_and_trains_nothing(tm
     confirm = optuna.load_study(study_name="s-confirm", storage=url)
     states = [t.state.name for t in confirm.get_trials()]
     n = states.count("COMPLETE")
-    assert states.count("WAITING") == n  # the second seeds queued, none trained
+    assert "WAITING" not in states  # a look changes nothing: no second seeds queued
     assert f"the verdict of the {n} unit(s) finished so far; {n} left" in printed
     rows = pd.read_csv(out / "confirmed.csv")
     assert (rows.seeds == 1).all() and len(rows) == n
@@ -734,6 +734,28 @@ def test_run_confirm_is_the_command_as_a_call(tmp_path):
         r["test_mean"] for r in v.tables["ground-truth"]]
     with pytest.raises(KeyError, match="'trial-999' is not among"):
         v.of("trial-999")
+
+
+def test_a_confirmation_under_another_recipe_keeps_the_first_ones_verdict(tmp_path,
+                                                                          stub_trainer):
+    """best_arch.json holds the winner's block under every recipe it was confirmed under: a
+    later run under recipe B alone adds B's and keeps A's."""
+    import ghostsearch
+
+    _, url = search(tmp_path)
+    out = tmp_path / "out"
+    data = DataSpec("synthetic", val_size=40, train_subset=64, resolution=16)
+    a, b = Recipe(epochs=1, batch_size=32, name="a"), Recipe(epochs=2, batch_size=32, name="b")
+    s = ghostsearch.ConfirmSettings(study_name="s", storage=url, out=str(out), top=1, seeds=2,
+                                    recipes=(a,), budget_reference_only=True, data=data,
+                                    device="cpu", n_jobs=1)
+    first = ghostsearch.run_confirm(s)
+    second = ghostsearch.run_confirm(dataclasses.replace(s, recipes=(b,)))
+    meta = json.loads((out / "best_arch.json").read_text())["metadata"]
+    assert set(meta["confirmed_under"]) == {"a", "b"}
+    assert meta["confirmed_under"]["a"]["verdict"] == first.winner["verdict"]
+    assert meta["confirmed_under"]["b"]["verdict"] == second.winner["verdict"]
+    assert meta["confirmed"]["recipe"]["name"] == "b"  # the latest run's first recipe
 
 
 def test_confirm_settings_refuse_bad_counts_in_one_line():

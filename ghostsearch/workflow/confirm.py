@@ -42,7 +42,7 @@ from ..confirm import (
 from ..errors import ConfigError
 from ..log import logger
 from ..provenance import write_atomic
-from ..report.export import export_trial
+from ..report.export import confirmed_winner, export_trial
 from ..report.render import write_report
 from ..search.estimate import default_n_jobs
 from ..search.settings import DataSpec
@@ -183,15 +183,36 @@ def run_confirm(settings: ConfirmSettings) -> Verdict:
     best = winner(first, settings.seeds)
     path = None
     if best is not None:
-        path = export_trial(study, best["trial"], out / "best_arch.json")
-        data_json = json.loads(path.read_text())
-        data_json["metadata"]["confirmed"] = {
-            **{k: v for k, v in best.items() if k != "baseline"},
-            "protocol": recipes[0][0].identity(), "recipe": recipes[0][0].to_dict(),
-            "all": first}
-        write_atomic(path, json.dumps(data_json, indent=2) + "\n")
+        path = write_winner(study, out / "best_arch.json", best,
+                            {r.name: r for r, _, _ in recipes}, tables)
     report = write_report([study], out, url)
     return Verdict(settings.study_name, tuple(labels), tables, across, best, path, report, out)
+
+
+def write_winner(study: Any, path: Path, best: dict[str, Any], recipes: dict[str, Recipe],
+                 tables: dict[str, list[dict[str, Any]]]) -> Path:
+    """best_arch.json for the winner `best`: its config, `confirmed` (its row under this run's
+    first recipe) and `confirmed_under` (its row under every recipe it has been confirmed
+    under, by name). A confirmation under another recipe adds its block and keeps the
+    others, so a rerun under one recipe never erases the verdict under another; blocks of
+    an earlier winner that is not this one are dropped."""
+    under: dict[str, Any] = {}
+    old = confirmed_winner(path)
+    if old is not None and old.get("trial") == best["trial"]:
+        previous = json.loads(path.read_text())["metadata"]
+        under = previous.get("confirmed_under") or {old.get("recipe", {}).get("name", "?"): old}
+    for name, table in tables.items():
+        row = next((r for r in table if r["key"] == best["key"]), None)
+        if row is not None:
+            under[name] = {**{k: v for k, v in row.items() if k != "baseline"},
+                           "protocol": recipes[name].identity(),
+                           "recipe": recipes[name].to_dict(), "all": table}
+    path = export_trial(study, best["trial"], path)
+    data_json = json.loads(path.read_text())
+    data_json["metadata"]["confirmed"] = under[next(iter(tables))]
+    data_json["metadata"]["confirmed_under"] = under
+    write_atomic(path, json.dumps(data_json, indent=2) + "\n")
+    return path
 
 
 def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[Candidate],
@@ -265,8 +286,10 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
 
     if settings.no_train:
         done = len(results(confirm))
+        left = len({*units, *unfinished(confirm)} - {(r["key"], r["seed"])
+                                                    for r in results(confirm)})
         logger.info(f"no training: the verdict of the {done} unit(s) finished so far; "
-                    f"{unit_count(confirm) - done} left for a call that trains")
+                    f"{left} left for a call that trains")
         if not done:
             return None
     else:
