@@ -36,6 +36,7 @@ from .bank import Bank, model_key, model_legacy_key
 from .errors import ConfigError, StudyError
 from .log import logger
 from .search.estimate import worker_threads
+from .search.proxy import proxy_config
 from .search.settings import DataSpec
 from .search.storage import make_storage
 from .search.study import REFERENCE_WIDTHS_KEY, baseline_widths, width_name
@@ -51,6 +52,7 @@ from .stats import (
     t_quantile,
     welch,
 )
+from .train.full import ModelSpec, train_full
 from .train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 
 DEFAULT_RECIPE = "ground-truth"  # the recipe whose companion and folders keep the plain names
@@ -453,8 +455,6 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
     first (`reclaim_stale`); a unit already completed elsewhere is not trained twice, and a
     unit that another worker popped at the same moment and finished first is dropped here
     (`TakenElsewhere`) without touching its result."""
-    from .search.proxy import proxy_config
-    from .train.full import ModelSpec, train_full
 
     reclaim_stale(confirm, stale_after_s, log)
     waiting = optuna.trial.TrialState.WAITING

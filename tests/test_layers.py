@@ -49,3 +49,28 @@ def test_the_architecture_map_names_every_layer():
     doc = (ROOT / "docs" / "architecture.md").read_text()
     missing = sorted(n for n in names if not re.search(rf"\b{re.escape(n)}(/|\.py)", doc))
     assert not missing, f"docs/architecture.md does not place {missing}"
+
+
+def test_no_module_hides_an_import_of_the_package_in_a_function():
+    """Function-local imports are for optional extras and the standard library; one of
+    ghostsearch itself would hide an edge from the layers contract above. The lazy public
+    face (`ghostsearch.__getattr__`, through importlib) is the one exception, and the
+    benchmarks sit on top, where nothing can be above them."""
+    import ast
+
+    hidden = []
+    for path in sorted((ROOT / "ghostsearch").rglob("*.py")):
+        if "bench" in path.relative_to(ROOT / "ghostsearch").parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                inner = (isinstance(node, ast.ImportFrom)
+                         and (node.level > 0 or (node.module or "").startswith("ghostsearch")))
+                inner |= isinstance(node, ast.Import) and any(
+                    a.name.startswith("ghostsearch") for a in node.names)
+                if inner:
+                    hidden.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not hidden, f"imports of ghostsearch inside functions: {hidden}"

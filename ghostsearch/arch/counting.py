@@ -23,6 +23,8 @@ from torch import nn
 
 from .config import BlockConfig, NetConfig
 from .layers import ghost_channels, se_channels
+from .model import build_model
+from .reparam import fuse, is_fused
 
 COUNTERS = ("fvcore", "thop", "analytic")
 # fvcore's operator names for conv and linear multiply-adds; everything else is not the paper's
@@ -132,10 +134,8 @@ def analytic_counts(cfg: NetConfig, resolution: int | None = None) -> Counts:
 def _as_model(obj: NetConfig | nn.Module) -> nn.Module:
     """The deployed model to trace: built fused from a config, or a fused copy of a module
     that still has GhostNetV3 training branches."""
-    from .reparam import fuse, is_fused
 
     if isinstance(obj, NetConfig):
-        from .model import build_model
 
         return build_model(obj, fused=True)
     if isinstance(obj, nn.Module):

@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from .common import EXIT_USAGE, run_cli
 
 COMMANDS = {
@@ -37,8 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage(), end="")
         return 0 if args else EXIT_USAGE
     if args[0] == "--version":
-        from .. import __version__
-
         print(f"ghostsearch {__version__}")
         return 0
     name, rest = args[0], args[1:]

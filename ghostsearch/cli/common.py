@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import log
-from ..errors import GhostsearchError, WorkerError
+from ..errors import ConfigError, GhostsearchError, WorkerError
 from ..progress import show_progress
 from ..search.workers import stop_on_sigterm
+from ..train.data import DATASETS, DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, load_data
+from ..train.recipe import load_recipe, recipe_names
 
 EXIT_USAGE = 2
 
@@ -53,7 +55,6 @@ def quiet_libraries() -> None:
 def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
     """The data options every training command shares. Real data is the default: a bare
     command that silently trained on generated images would report accuracies of nothing."""
-    from ..train.data import DATASETS, DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB
 
     group.add_argument("--data", choices=DATASETS, default="cifar10",
                        help="cifar10/cifar100 (torchvision's files in --data-dir, downloaded "
@@ -79,7 +80,6 @@ def add_data_args(group: Any, *, val_help: str = "to select on") -> None:
 
 def load_data_args(args: Any) -> Any:
     """The Dataset that the options of `add_data_args` describe, its summary printed."""
-    from ..train.data import load_data
 
     data = load_data(args.data, args.data_dir, val_size=args.val_size,
                      train_subset=args.train_subset, resolution=args.resolution,
@@ -94,7 +94,6 @@ RECIPE_FLAGS = ("epochs", "batch_size", "lr", "schedule", "warmup", "weight_deca
 
 def add_recipe_arg(group: Any, default_text: str) -> None:
     """`--recipe NAME|FILE`: a named recipe or a user's YAML/JSON file of recipe fields."""
-    from ..train.recipe import recipe_names
 
     group.add_argument("--recipe", default=None, metavar="NAME|FILE",
                        help=f"the training recipe: a named one ({', '.join(recipe_names())}) "
@@ -106,8 +105,6 @@ def recipe_from_args(args: Any, base: Any) -> Any:
     """`--recipe` (else `base`), with every recipe flag the command line gave put over it."""
     import dataclasses
 
-    from ..errors import ConfigError
-    from ..train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else base
     given = {f: getattr(args, f) for f in RECIPE_FLAGS if getattr(args, f, None) is not None}

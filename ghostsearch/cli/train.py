@@ -28,6 +28,7 @@ from ghostsearch.cli.common import (
     recipe_from_args,
 )
 from ghostsearch.compress.zoo import MODELS
+from ghostsearch.deploy import check_onnx, export_onnx, require_deploy
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.train.full import ModelSpec, train_full
 from ghostsearch.train.loop import pick_device
@@ -70,8 +71,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.onnx:  # refused now, not after the training
-        from ghostsearch.deploy import require_deploy
-
         require_deploy()
     recipe = recipe_from_args(args, DEFAULT_RECIPE)
     if recipe.train_images is not None and args.train_subset is None:
@@ -90,8 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"test accuracy {record['test_acc']:.2f}% after {len(record['history'])} epochs, "
           f"{record['train_seconds']:.0f} s; record: {out / 'record.json'}")
     if args.onnx:
-        from ghostsearch.deploy import check_onnx, export_onnx
-
         model = spec.build()
         import torch
 

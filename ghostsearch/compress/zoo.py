@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+from .ghostify import ghostify
+
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                 512, 512, 512)
 
@@ -110,7 +113,6 @@ MODELS = {
 
 def _ghost(name: str):
     def build(num_classes: int) -> nn.Module:
-        from .ghostify import ghostify
 
         return ghostify(MODELS[name][0](num_classes), 2, 3)
     return build
@@ -122,7 +124,6 @@ MODELS.update({f"ghost-{n}": (_ghost(n), MODELS[n][1]) for n in list(MODELS)})
 def make_model(name: str, num_classes: int = 10) -> tuple[nn.Module, int]:
     """A fresh model by name and its usual input size (`ghost-NAME`: ghostified, s=2, d=3)."""
     if name not in MODELS:
-        from ..errors import ConfigError
 
         raise ConfigError(f"--model {name!r}: choose one of {', '.join(sorted(MODELS))}")
     build, resolution = MODELS[name]

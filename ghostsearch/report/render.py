@@ -15,8 +15,10 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from ..confirm import confirm_summary, confirmed_table, study_seconds, winner
 from ..errors import StudyError
 from ..provenance import write_atomic
+from ..search.prescreen import PRESCREEN_KEY
 from .frame import (
     NOTES,
     OPTIONAL_COLUMNS,
@@ -232,7 +234,6 @@ def _verdict_section(study: optuna.Study, storage: Any,
                      rows: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The answer first: the confirmed winner against the reference at the budget, how it was
     measured, how much of the confirmation is done and what the search and it took."""
-    from ..confirm import confirm_summary, study_seconds, winner
 
     summary = confirm_summary(study, storage)
     if summary is None or not summary["units_done"]:
@@ -262,7 +263,6 @@ def _prescreen_section(studies: Sequence[optuna.Study], df: pd.DataFrame,
                        out: Path) -> tuple[str, Any] | None:
     """The scored pool of a prescreened study: pool.csv with every candidate, and the picked
     ones beside what their proxy training then gave."""
-    from ..search.prescreen import PRESCREEN_KEY
 
     pools = [(s.study_name, s.user_attrs[PRESCREEN_KEY]) for s in studies
              if PRESCREEN_KEY in s.user_attrs]
@@ -344,7 +344,6 @@ def write_report(studies: Sequence[optuna.Study], out_dir: str | Path,
     measured = _measured_section(studies)
     if measured is not None:
         sections.insert(3, measured)
-    from ..confirm import confirmed_table
 
     confirmed = (confirmed_table(studies[0], storage)
                  if len(studies) == 1 and storage is not None else None)

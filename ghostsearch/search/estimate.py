@@ -17,7 +17,9 @@ from ..arch.config import NetConfig
 from ..train.data import Dataset
 from ..train.loop import build_proxy_model, make_optimizer, train_step
 from ..train.recipe import Recipe
+from .proxy import proxy_config
 from .settings import SearchSettings
+from .study import trained_count
 
 
 def usable_cores() -> int:
@@ -150,7 +152,6 @@ def estimate_search(settings: SearchSettings, data: Dataset, cfgs: list[NetConfi
     mean trial to the search's trials: the candidates a prescreen picked and the references
     when known, else one representative. Kernel sizes and expansions weigh on a CPU beyond
     their FLOPs, so timing the very candidates beats scaling one by FLOPs."""
-    from .proxy import proxy_config
 
     batch = min(settings.protocol.batch_size, len(data.train))
     protocol = dataclasses.replace(settings.protocol, batch_size=batch)
@@ -164,7 +165,6 @@ def estimate_search(settings: SearchSettings, data: Dataset, cfgs: list[NetConfi
 def remaining_seconds(study: optuna.Study, settings: SearchSettings) -> float | None:
     """Wall time left, from the mean wall time of the trials that trained and finished; None
     before the first one has."""
-    from .study import trained_count
 
     done = [t for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get("decision") == "train" and t.datetime_complete is not None

@@ -11,10 +11,14 @@ from typing import Any
 import optuna
 import torch
 
+from ..arch.config import NetConfig
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..progress import progress_bar
 from ..spaces.limits import Limits
 from ..spaces.space import Draws, sample_band
+from ..supernet.rank import supernet_accuracy
+from ..supernet.train import load_supernet
 from ..train.data import Dataset
 from .proxy import proxy_config
 from .scores import score_architecture
@@ -53,7 +57,6 @@ def pool_points(settings: Any) -> list[dict[str, Any]]:
 
 def build_pool(settings: Any, data: Dataset, progress: bool = False) -> dict[str, Any]:
     """Score every candidate of `pool_points` and mark the best `settings.top`."""
-    from ..progress import progress_bar
 
     space = settings.space
     draws = pool_draws(settings)
@@ -105,9 +108,6 @@ def _ranked(settings: Any, points: list[dict[str, Any]], cfgs: list[Any], values
 def _supernet_pool(settings: Any, data: Dataset, draws: Draws, progress: bool) -> dict[str, Any]:
     """The pool scored by validation accuracy with weights inherited from the supernet (after
     BatchNorm recalibration), in this process."""
-    from ..progress import progress_bar
-    from ..supernet.rank import supernet_accuracy
-    from ..supernet.train import load_supernet
 
     sn, state = load_supernet(settings.supernet)
     if (data.num_classes, data.resolution) != (sn.task.num_classes, sn.task.resolution):
@@ -134,7 +134,6 @@ def _one_thread() -> None:
 def _score_one(pcfg: dict[str, Any], score: str, x: torch.Tensor, y: torch.Tensor,
                seed: int) -> tuple[float, float]:
     """One candidate's score and the CPU-seconds it took (in whichever process runs it)."""
-    from ..arch.config import NetConfig
 
     start = time.process_time()
     value = score_architecture(NetConfig.from_dict(pcfg), score, x, y, seed=seed)

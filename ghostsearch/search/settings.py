@@ -12,12 +12,16 @@ from typing import Any
 
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..latency.table import LatencyTable
 from ..spaces.limits import DEFAULT_BAND, Limits
 from ..spaces.sampler import SAMPLERS
 from ..spaces.space import SearchSpace, sample_band
+from ..supernet.train import read_tag
 from ..train.data import DEFAULT_DATA_DIR, DEFAULT_MAX_DATA_GB, Dataset, load_data
 from ..train.loop import pick_device
 from ..train.recipe import Recipe
+from .prescreen import pool_points
+from .scores import SCORE_NAMES
 from .storage import check_storage_url
 
 OBJECTIVES = ("accuracy", "flops", "params", "latency")
@@ -107,7 +111,6 @@ class SearchSettings:
         if self.latency_ms is not None and not self.latency_ms > 0:
             raise ConfigError(f"--latency-ms {self.latency_ms}: must be a positive number")
         if self.latency_table is not None:
-            from ..latency.table import LatencyTable
 
             table = LatencyTable.load(self.latency_table)  # refuses an unreadable file
             if table.resolution != self.space.deployment.resolution:
@@ -131,7 +134,6 @@ class SearchSettings:
                 raise ConfigError(f"--supernet {self.supernet}: trained for space "
                                   f"{tag['space']!r}, not this search's {self.space.name!r}")
         if self.prescreen is not None:
-            from .scores import SCORE_NAMES
 
             if self.prescreen not in (*SCORE_NAMES, "supernet"):
                 raise ConfigError(f"--prescreen {self.prescreen!r}: unknown score (known: "
@@ -142,7 +144,6 @@ class SearchSettings:
             if self.top > self.pool:
                 raise ConfigError(f"--top {self.top} is above --pool {self.pool}: the best "
                                   "are picked from the pool; raise --pool or lower --top")
-            from .prescreen import pool_points
 
             pool_points(self)  # a pool the limits cannot fill is refused before any data loads
         if self.sampler not in SAMPLERS:
@@ -179,7 +180,6 @@ class SearchSettings:
 @functools.lru_cache(maxsize=8)
 def supernet_tag(path: str) -> dict[str, Any]:
     """What identifies a supernet checkpoint: its space, plan and epoch (read once a path)."""
-    from ..supernet.train import read_tag
 
     return read_tag(path)
 

@@ -18,7 +18,7 @@ from ..errors import WorkerError
 from ..log import logger
 from ..log import restore as restore_log
 from ..log import state as log_state
-from ..progress import progress_shown, show_progress
+from ..progress import progress_bar, progress_shown, show_progress
 from ..train.data import Dataset
 from ..train.loop import pick_device
 from .estimate import format_duration, remaining_seconds, worker_threads
@@ -175,7 +175,6 @@ def run_trials(settings: SearchSettings, data: Dataset | None = None, *,
     its own CUDA context), spread round-robin over `devices`; this process loads the data
     first, so that bad data is refused once, before any worker starts, and shows progress.
     """
-    from ..progress import progress_bar
 
     study = open_study(settings)
     if data is None and trained_count(study) < settings.trials:

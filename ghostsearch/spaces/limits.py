@@ -16,6 +16,7 @@ from typing import Any
 from ..arch.config import NetConfig
 from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..latency.table import LatencyTable
 
 DEFAULT_BAND = 0.85
 
@@ -71,7 +72,6 @@ class Limits:
     def of(cls, settings: Any, table: Any = None) -> Limits:
         """The limits of a SearchSettings (loads its latency table unless given)."""
         if table is None and settings.latency_table is not None:
-            from ..latency.table import LatencyTable
 
             table = LatencyTable.load(settings.latency_table)
         return cls(settings.budget_flops, settings.latency_ms, settings.band, table)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..arch.config import ATTENTION_CHOICES, BlockConfig, NetConfig
+from ..arch.counting import analytic_counts
 from ..arch.layers import make_divisible
 from ..arch.reference import (
     ATTENTION_FROM_BLOCK,
@@ -470,7 +471,6 @@ def sample_band(space: SearchSpace, n: int, seed: int, *, low_flops: int | None 
     and for which `accept(config)`, if given, is true."""
     import time
 
-    from ..arch.counting import analytic_counts
 
     start = time.perf_counter()
     rng = random.Random(seed)

@@ -10,7 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..arch.counting import analytic_counts
 from ..errors import ConfigError
+from ..spaces.limits import Limits
+from ..spaces.sampler import BandSampler, base_sampler
+from ..spaces.space import sample_band
 from ..train.data import Dataset, DeviceLoader, Split
 from ..train.loop import eval_loader, evaluate
 from .weights import SuperNet
@@ -64,8 +68,6 @@ def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None
     accuracy and the CPU-seconds it took."""
     import time
 
-    from ..arch.counting import analytic_counts
-    from ..spaces.space import sample_band
 
     space = sn.space
 
@@ -87,8 +89,6 @@ def search_subnets(sn: SuperNet, data: Dataset, n: int, *, low_flops: int | None
         raise ConfigError(f"--sampler {sampler!r}: choose random or tpe")
     import optuna
 
-    from ..spaces.limits import Limits
-    from ..spaces.sampler import BandSampler, base_sampler
 
     if high_flops is None:
         raise ConfigError("--sampler tpe needs a band (--band LO:HI)")

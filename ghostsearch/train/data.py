@@ -21,6 +21,7 @@ import torch
 
 from ..cache import cache_root
 from ..errors import ConfigError, DataError
+from ..progress import progress_bar
 
 DATASETS = ("cifar10", "cifar100", "imagefolder", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
@@ -145,7 +146,6 @@ def _load_folder(root: Path, resolution: int | None, progress: bool,
         raise DataError(f"{root}: {len(items)} images at {res}x{res} take {need / 1e9:.1f} GB "
                         f"decoded, over the {max_gb:g} GB limit; pass --resolution to shrink "
                         "them, --max-data-gb to raise the limit, or use a smaller folder")
-    from ..progress import progress_bar
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         arrays = list(progress_bar(pool.map(lambda it: _decode(it[0], res), items),
