@@ -52,8 +52,9 @@ from .stats import (
     t_quantile,
     welch,
 )
-from .train.full import ModelSpec, train_full
+from .train.full import ModelSpec, run_spec, train_full
 from .train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
+from .train.runspec import RunSpec, unit_folder
 
 DEFAULT_RECIPE = "ground-truth"  # the recipe whose companion and folders keep the plain names
 SUFFIX = "-confirm"
@@ -66,6 +67,16 @@ def companion_name(study_name: str, recipe: Recipe) -> str:
     if recipe.name in ("", DEFAULT_RECIPE):
         return study_name + SUFFIX
     return f"{study_name}{SUFFIX}-{recipe.name}"
+
+
+def unit_checkpoint(root: Path, key: str, run: RunSpec) -> Path:
+    """A unit's folder: `runspec.unit_folder` (label, seed and run key), or the folder of
+    ghostsearch < 0.5 (`<key>-seed<N>`) while it holds a checkpoint, so that a unit
+    interrupted under the old layout resumes instead of starting over."""
+    legacy = root / f"{key.replace(' ', '_')}-seed{run.seed}"
+    if (legacy / "last.pt").exists():
+        return legacy
+    return unit_folder(root, key, run)
 
 
 def units_folder(out: Path, recipe: Recipe) -> Path:
@@ -475,7 +486,8 @@ def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
         cfg = NetConfig.from_dict(cands[key].config)
         pcfg = proxy_config(cfg, data, protocol)
         spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
-        folder = units_folder(out, protocol) / f"{key.replace(' ', '_')}-seed{seed}"
+        folder = unit_checkpoint(units_folder(out, protocol), key,
+                                 run_spec(spec, data, protocol, seed, device))
         tag = f"unit {unit + 1}/{n_units}: {key}, seed {seed}"
         log(f"{tag}: started" + (f" (retry {retries})" if retries else ""))
 

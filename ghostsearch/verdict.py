@@ -41,7 +41,8 @@ def recipe_verdict(per: Mapping[str, Mapping[str, Any]], ref: str) -> tuple[str,
         return ("loses under some recipes",
                 f"loses to {ref} under {', '.join(loses)}; "
                 f"{', '.join(f'{r} {decisions[r]}' for r in other)} ({figures})")
-    return "undecided", f"no recipe decides against {ref} ({figures})"
+    states = ", ".join(f"{r} {decisions[r]}" for r in per)
+    return "undecided", f"not decided against {ref} under any recipe: {states} ({figures})"
 
 
 def across_recipes(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:

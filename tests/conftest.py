@@ -66,7 +66,6 @@ def stub_trainer(monkeypatch):
     import hashlib
     import json
 
-    import ghostsearch.train.full as full
     from ghostsearch.train.data import content_fingerprint
     from ghostsearch.train.runspec import RunSpec, device_class
 
@@ -83,5 +82,7 @@ def stub_trainer(monkeypatch):
         return {"val_acc": val, "test_acc": val - 1.0, "train_seconds": 1.0,
                 "history": [{"epoch": 1, "val_acc": val}], "run_key": run.key()}
 
-    monkeypatch.setattr(full, "train_full", train)
+    for where in ("ghostsearch.train.full", "ghostsearch.confirm",
+                  "ghostsearch.bench.ground_truth"):  # each binds the name at import
+        monkeypatch.setattr(f"{where}.train_full", train)
     return calls

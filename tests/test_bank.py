@@ -231,3 +231,27 @@ def test_a_second_ground_truth_takes_its_references_from_the_bank(tmp_path, monk
         assert again.total_seconds == 0.0  # written from the bank, not trained
     assert (second[second["kind"] == "sampled"]["total_seconds"] > 0).all()
     assert len(bank.rows()) == len(refs)
+
+
+def test_every_unit_checkpoints_in_a_folder_named_by_its_run(tmp_path):
+    """One convention (runspec.unit_folder): label, seed and RunSpec key; another seed, data
+    or code is another folder. confirm keeps resuming a unit in its folder of ghostsearch
+    < 0.5 while that holds a checkpoint."""
+    import dataclasses
+
+    from ghostsearch.confirm import unit_checkpoint
+    from ghostsearch.train.runspec import RunSpec, unit_folder
+
+    run = RunSpec(model={"m": 1}, recipe={"epochs": 2}, data="d0", device="cpu", seed=3)
+    folder = unit_folder(tmp_path, "GhostNet 0.8x", run)
+    assert folder.parent == tmp_path and folder.name == f"GhostNet_0.8x-seed3-{run.key()[:12]}"
+    assert unit_folder(tmp_path, "GhostNet 0.8x", dataclasses.replace(run)) == folder
+    for change in ({"seed": 4}, {"data": "d1"}, {"code": "other"}, {"device": "cuda"}):
+        assert unit_folder(tmp_path, "GhostNet 0.8x", dataclasses.replace(run, **change)) \
+            != folder, change
+    assert unit_checkpoint(tmp_path, "GhostNet 0.8x", run) == folder
+    legacy = tmp_path / "GhostNet_0.8x-seed3"
+    legacy.mkdir()
+    assert unit_checkpoint(tmp_path, "GhostNet 0.8x", run) == folder  # no checkpoint there
+    (legacy / "last.pt").write_bytes(b"")
+    assert unit_checkpoint(tmp_path, "GhostNet 0.8x", run) == legacy

@@ -118,6 +118,12 @@ def test_train_resume_equals_an_uninterrupted_run(tmp_path, extra):
     assert record["preprocessing"]["input_size"] == [3, data.resolution, data.resolution]
     with pytest.raises(ConfigError, match="written for another model or recipe"):
         train_full(spec, data, Recipe(epochs=4, batch_size=32), tmp_path / "b", seed=1)
+    with pytest.raises(ConfigError, match="written by a run with another seed; use a new"):
+        train_full(spec, data, recipe, tmp_path / "b", seed=2)
+    other = load_data("synthetic", resolution=16, train_subset=96, val_size=40, seed=5,
+                      progress=False)
+    with pytest.raises(ConfigError, match="another data content"):
+        train_full(spec, other, recipe, tmp_path / "b", seed=1)
 
 
 def test_init_from_a_timm_checkpoint(tmp_path):

@@ -255,7 +255,7 @@ def test_a_unit_that_raises_is_recorded_and_done_by_a_retry_each_unit_once(tmp_p
             raise RuntimeError("out of memory (simulated)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "train_full", flaky)
+    monkeypatch.setattr("ghostsearch.confirm.train_full", flaky)
     args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(tmp_path / "o"),
             "--top", "1", "--seeds", "1", "--n-jobs", "1", *DATA]
     assert main(args) == 0
@@ -510,7 +510,6 @@ def test_until_decided_stops_when_a_round_finishes_nothing(tmp_path, capsys):
 def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monkeypatch):
     """SQLite can hand one WAITING unit to two workers asking at the same moment; the one
     that finishes second drops it (no failure, no retry) and goes on with the next unit."""
-    import ghostsearch.train.full as train_mod
     from ghostsearch import reference_config
     from ghostsearch.confirm import open_confirm_study, results, run_units
     from ghostsearch.search.storage import make_storage
@@ -537,7 +536,7 @@ def test_a_unit_finished_by_another_worker_is_dropped_not_failed(tmp_path, monke
             log("epoch 1/1")  # this worker's next beat finds its trial finished
         return {"val_acc": 50.0 + seed, "test_acc": 40.0, "train_seconds": 1.0}
 
-    monkeypatch.setattr(train_mod, "train_full", fake_train)
+    monkeypatch.setattr("ghostsearch.confirm.train_full", fake_train)
     said = []
     run_units(confirm, cands, load_data("synthetic", resolution=16), Recipe(epochs=1),
               tmp_path, log=said.append)
@@ -556,7 +555,6 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
     import time
 
     import ghostsearch.confirm as confirm_mod
-    import ghostsearch.train.full as full
     from ghostsearch.confirm import reclaim_stale
 
     study, url = search(tmp_path)
@@ -577,7 +575,7 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
                 seen.append(reclaim_stale(companion, stale))
         return {"val_acc": 50.0, "test_acc": 50.0, "train_seconds": 1.0, "history": []}
 
-    monkeypatch.setattr(full, "train_full", slow_train)
+    monkeypatch.setattr("ghostsearch.confirm.train_full", slow_train)
     out = tmp_path / "o"
     args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
             "--seeds", "1", "--n-jobs", "1", "--stale-after", str(stale), "--no-bank",

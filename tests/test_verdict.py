@@ -118,7 +118,7 @@ def test_recipe_verdict_words():
     assert recipe_verdict({"a": row(-2, 1, "loses to"), "b": row(-3, 1, "loses to")},
                           "G")[0] == "loses under every recipe"
     assert recipe_verdict({"a": row(0.1, math.nan, "one seed")}, "G")[1] == \
-        "no recipe decides against G (a +0.10)"
+        "not decided against G under any recipe: a one seed (a +0.10)"
 
 
 def test_the_sequential_design_keeps_false_beats_under_five_percent():

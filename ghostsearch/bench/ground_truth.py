@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,9 @@ from ghostsearch.bank import Bank, data_fingerprint, model_key
 from ghostsearch.cache import cache_root
 from ghostsearch.search.proxy import proxy_config
 from ghostsearch.spaces.space import SearchSpace, sample_band, sample_points
+from ghostsearch.train.full import ModelSpec, run_spec, train_full
 from ghostsearch.train.recipe import Recipe
+from ghostsearch.train.runspec import unit_folder
 
 COLUMNS = ("arch_id", "kind", "name", "seed", "mflops", "params", "proxy_mflops", "val_acc",
            "test_acc", "val_curve", "train_seconds", "total_seconds", "threads", "finished_at")
@@ -246,14 +247,6 @@ def _init_worker(threads: int, data_kwargs: dict[str, Any]) -> None:
     _worker_data = load_data(**data_kwargs, progress=False)
 
 
-def unit_folder(arch_id: str, seed: int, spec: dict[str, Any], protocol: dict[str, Any],
-                split_id: str) -> Path:
-    """Where a unit checkpoints each epoch: in the cache (weights stay off the table), keyed by
-    what it trains, so a checkpoint is never resumed under another model, recipe or split."""
-    key = hashlib.sha256(json.dumps([spec, protocol, split_id], sort_keys=True).encode())
-    return cache_root() / "units" / f"{arch_id}-seed{seed}-{key.hexdigest()[:12]}"
-
-
 def _row(out: str, arch_id: str, seed: int, proto: Recipe, data: Any, val_acc: float,
          test_acc: float, curve: list[float], train_seconds: float, total_seconds: float,
          threads: int) -> dict[str, Any]:
@@ -270,8 +263,6 @@ def _row(out: str, arch_id: str, seed: int, proto: Recipe, data: Any, val_acc: f
 
 
 def _spec(out: str | Path, arch_id: str, data: Any, proto: Recipe) -> Any:
-    from ghostsearch.train.full import ModelSpec
-
     cfg = load_config(Path(out) / "configs" / f"{arch_id}.json")
     return ModelSpec(config=proxy_config(cfg, data, proto).to_dict(),
                      num_classes=data.num_classes)
@@ -283,13 +274,11 @@ def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> d
     so a killed run resumes the unit from its last finished epoch."""
     import torch
 
-    from ghostsearch.train.full import train_full
-
     start = time.perf_counter()
     proto = Recipe(**protocol)
     spec = _spec(out, arch_id, _worker_data, proto)
-    folder = unit_folder(arch_id, seed, dataclasses.asdict(spec), protocol,
-                         _worker_data.split_id)
+    folder = unit_folder(cache_root() / "units", arch_id,
+                         run_spec(spec, _worker_data, proto, seed, "cpu"))
     record = train_full(spec, _worker_data, proto, folder, seed=seed, device="cpu",
                         log=lambda message: None)
     (folder / "last.pt").unlink(missing_ok=True)  # the row keeps what matters

@@ -110,6 +110,7 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
     ckpt_path = out / "last.pt"
     torch.manual_seed(seed)
     model = spec.build()
+    run = run_spec(spec, data, recipe, seed, device)
     start_epoch, history, seconds = 0, [], 0.0
     state = None
     if ckpt_path.exists():
@@ -118,6 +119,10 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
                 recipe.identity():
             raise ConfigError(f"{ckpt_path} was written for another model or recipe; use a new "
                               "--out or the original options")
+        changed = _changed(state.get("run_spec"), run)
+        if changed:
+            raise ConfigError(f"{ckpt_path} was written by a run with another {changed}; use a "
+                              "new --out or the original data, seed and device")
         model.load_state_dict(state["model"])
         start_epoch, history, seconds = state["epoch"], state["history"], state["seconds"]
         log(f"resuming from {ckpt_path} after epoch {start_epoch}")
@@ -146,12 +151,11 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
                           "epoch": epoch + 1, "history": history, "seconds": seconds,
                           "spec": dataclasses.asdict(spec), "recipe": recipe.to_dict(),
                           "loader_rng": train_loader.generator.get_state(),
-                          "torch_rng": torch.get_rng_state(), "seed": seed})
+                          "torch_rng": torch.get_rng_state(), "seed": seed,
+                          "run_spec": run.to_dict()})
         log(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss:.4f}, val {val:.2f}%, "
             f"{seconds:.1f} s")
     final = ema if ema is not None else model
-    run = RunSpec(model=dataclasses.asdict(spec), recipe=recipe.identity(),
-                  data=content_fingerprint(data), device=device_class(device), seed=seed)
     record = {
         "model": spec.describe(), "spec": dataclasses.asdict(spec),
         "recipe": recipe.to_dict(), "seed": seed, "device": str(device),
@@ -166,6 +170,24 @@ def train_full(spec: ModelSpec, data: Dataset, recipe: Recipe, out_dir: str | Pa
     }
     write_atomic(out / "record.json", json.dumps(record, indent=2) + "\n")
     return record
+
+
+def run_spec(spec: ModelSpec, data: Dataset, recipe: Recipe, seed: int,
+             device: str | torch.device) -> RunSpec:
+    """What determines the run `train_full` makes of these arguments (its key names the
+    unit's folder, `runspec.unit_folder`, and keys the reference bank)."""
+    return RunSpec(model=dataclasses.asdict(spec), recipe=recipe.identity(),
+                   data=content_fingerprint(data), device=device_class(device), seed=seed)
+
+
+def _changed(stored: dict[str, Any] | None, run: RunSpec) -> str:
+    """Which of data, seed and device class differ between a checkpoint's RunSpec and this
+    run ("" when none, or when the checkpoint predates RunSpecs). The code may differ: a
+    resumed unit records the code of its last part, and its key says which."""
+    if stored is None:
+        return ""
+    names = {"data": "data content", "seed": "seed", "device": "device class"}
+    return ", ".join(label for f, label in names.items() if stored.get(f) != getattr(run, f))
 
 
 def _identity(stored: dict[str, Any]) -> dict[str, Any]:

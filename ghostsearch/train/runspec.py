@@ -70,3 +70,12 @@ class RunSpec:
     def run_id(self) -> str:
         """One run: the key and the seed."""
         return f"{self.key()}-s{self.seed}"
+
+
+def unit_folder(root: str | Path, label: str, run: RunSpec) -> Path:
+    """The one checkpoint convention of every unit (confirm, the ground truth): a folder
+    under `root` named by a readable label, the seed and the run's key, so a checkpoint is
+    only ever resumed by the run that wrote it (same model, recipe, data, device class and
+    code); a change to any of them starts a new folder instead of mixing two runs."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return Path(root) / f"{safe}-seed{run.seed}-{run.key()[:12]}"

@@ -179,7 +179,7 @@ def run_confirm(settings: ConfirmSettings) -> Verdict:
         logger.info(f"across {len(tables)} recipes (intervals adjusted for them too, "
                     "Bonferroni):")
         for row in across:
-            logger.info(f"  {row['key']}: {row['verdict']}")
+            logger.info(f"  {row['verdict']}")
     best = winner(first, settings.seeds)
     path = None
     if best is not None:
