@@ -20,7 +20,8 @@ HEADLINE = [
     ("cpu-shallow-100M", "ground-truth", 3),
     ("cpu-shallow-100M", "full-data", 3),
     ("cpu-shallow-100M", "onecycle-cutout", 3),
-    ("cpu-shallow-200M", "ground-truth", 1),
+    ("cpu-shallow-200M", "ground-truth", 2),
+    ("cpu-shallow-200M", "full-data", 2),
 ]
 
 
