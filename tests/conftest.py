@@ -82,7 +82,12 @@ def stub_trainer(monkeypatch):
         return {"val_acc": val, "test_acc": val - 1.0, "train_seconds": 1.0,
                 "history": [{"epoch": 1, "val_acc": val}], "run_key": run.key()}
 
-    for where in ("ghostsearch.train.full", "ghostsearch.confirm",
-                  "ghostsearch.bench.ground_truth"):  # each binds the name at import
-        monkeypatch.setattr(f"{where}.train_full", train)
+    import importlib
+
+    # each binds the name at import: all imported before any is patched, so that none
+    # binds the stand-in as its original
+    where = [importlib.import_module(m) for m in
+             ("ghostsearch.train.full", "ghostsearch.confirm", "ghostsearch.bench.ground_truth")]
+    for module in where:
+        monkeypatch.setattr(module, "train_full", train)
     return calls

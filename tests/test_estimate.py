@@ -35,7 +35,7 @@ def test_the_estimate_times_with_the_threads_each_trial_trains_with(four_cores, 
     timed: list[int | None] = []
     monkeypatch.setattr(estimate, "measure_throughput",
                         lambda cfg, protocol, device, threads=None: timed.append(threads) or 100.0)
-    monkeypatch.setattr("ghostsearch.search.proxy.proxy_config", lambda cfg, data, proto: cfg)
+    monkeypatch.setattr(estimate, "proxy_config", lambda cfg, data, proto: cfg)
     data = SimpleNamespace(train=range(1000), val=range(200), test=range(300))
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

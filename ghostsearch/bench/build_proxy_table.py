@@ -15,7 +15,6 @@ import csv
 import dataclasses
 import fnmatch
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from ghostsearch.train.data import DATASETS
 from ghostsearch.train.loop import train_proxy
 from ghostsearch.train.recipe import GROUND_TRUTH_DATA, Recipe
 
-from .ground_truth import machine, read_plan
+from .ground_truth import append_row, machine, read_plan
 from .pool import worker_pool
 
 DEFAULT_VARIANTS = "1x2000,2x2000,4x2000,1x5000,2x5000,4x5000"
@@ -80,17 +79,6 @@ def done(path: Path) -> set[tuple[str, str, int]]:
         return set()
     with path.open() as f:
         return {(r["arch_id"], r["variant"], int(r["seed"])) for r in csv.DictReader(f)}
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row[k] for k in COLUMNS})
-        f.flush()
-        os.fsync(f.fileno())
 
 
 _data = None
@@ -187,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 row = fut.result()
-                _append(out, row)
+                append_row(out, row, COLUMNS)
                 n += 1
                 print(json.dumps({"done": f"{n}/{len(todo)}", "arch": row["arch_id"],
                                   "variant": row["variant"], "seed": row["seed"],

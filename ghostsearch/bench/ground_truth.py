@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,14 +220,15 @@ def done_units(csv_path: Path) -> set[Unit]:
     return {Unit(r["arch_id"], int(r["seed"])) for r in read_rows(csv_path)}
 
 
-def append_row(csv_path: Path, row: dict[str, Any]) -> None:
+def append_row(csv_path: Path, row: dict[str, Any],
+               columns: Sequence[str] = COLUMNS) -> None:
     """One row, flushed to disk at once: what finished is never lost."""
     new = not csv_path.exists()
     with csv_path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         if new:
             w.writeheader()
-        w.writerow({k: row[k] for k in COLUMNS})
+        w.writerow({k: row[k] for k in columns})
         f.flush()
         os.fsync(f.fileno())
 
