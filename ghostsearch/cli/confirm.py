@@ -61,7 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-train", action="store_true",
                    help="train nothing: write the verdict, confirmed.csv, the report and "
                         "best_arch.json from the units finished so far (where a long "
-                        "confirmation stands; rerun without it to go on)")
+                        "confirmation stands; it queues no unit, so more --seeds here "
+                        "train nothing later; rerun without it to go on)")
     p.add_argument("--max-seeds", type=int, default=10,
                    help="seeds an arm at most with --until-decided (default 10)")
     p.add_argument("--effect", type=float, default=1.0,
