@@ -11,18 +11,11 @@ run that the reference bank holds (`bank.py`) is added as a finished unit instea
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import math
-import os
-import signal
-import socket
 import statistics
-import threading
-import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +23,7 @@ from typing import Any
 import optuna
 import torch
 
+from . import units
 from .arch.config import NetConfig
 from .arch.counting import analytic_counts
 from .bank import Bank, model_key, model_legacy_key
@@ -55,6 +49,7 @@ from .stats import (
 from .train.full import ModelSpec, run_spec, train_full
 from .train.recipe import GROUND_TRUTH_DATA, Recipe, load_recipe
 from .train.runspec import RunSpec, unit_folder
+from .units import STALE_AFTER_S
 
 DEFAULT_RECIPE = "ground-truth"  # the recipe whose companion and folders keep the plain names
 SUFFIX = "-confirm"
@@ -146,15 +141,11 @@ def queue_unit(confirm: optuna.Study, key: str, seed: int, unit: int,
     as a finished unit marked `from_bank` (nothing trained). True when it was queued."""
     run = link.stored(key, seed) if link is not None else None
     if run is None:
-        confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed, **attrs})
+        units.queue(confirm, key, seed, unit, **attrs)
         return True
-    confirm.add_trial(optuna.trial.create_trial(
-        params={"unit": unit},
-        distributions={"unit": optuna.distributions.IntDistribution(0, max(unit, 1))},
-        value=run["val_acc"],
-        user_attrs={"key": key, "seed": seed, "val_acc": run["val_acc"],
-                    "test_acc": run["test_acc"], "train_seconds": 0.0, "from_bank": True,
-                    "bank_train_seconds": run["train_seconds"]}))
+    units.add_finished(confirm, key, seed, unit, run["val_acc"], val_acc=run["val_acc"],
+                       test_acc=run["test_acc"], train_seconds=0.0, from_bank=True,
+                       bank_train_seconds=run["train_seconds"])
     return False
 
 
@@ -301,143 +292,10 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     return confirm
 
 
-def _say(line: str) -> None:
-    logger.info(line)
-
-
-MAX_RETRIES = 2  # a unit that failed this many times more is left failed, with its reasons
-STALE_AFTER_S = 900.0  # a RUNNING unit silent this long lost its worker
-BEAT_EVERY_S = 60.0  # a training unit beats this often (between steps), whatever its epochs
-
-
-def _requeue(confirm: optuna.Study, key: str, seed: int, unit: int, retries: int,
-             reason: str = "") -> bool:
-    """Enqueue a unit again unless it failed too often or is already done or waiting; the new
-    unit carries the reason its predecessor failed."""
-    if retries > MAX_RETRIES:
-        return False
-    for t in confirm.get_trials(deepcopy=False):
-        same = (t.user_attrs.get("key"), t.user_attrs.get("seed")) == (key, seed)
-        if same and t.state in (optuna.trial.TrialState.COMPLETE,
-                                optuna.trial.TrialState.WAITING):
-            return False
-    confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed,
-                                                      "retries": retries,
-                                                      "previous_failure": reason})
-    return True
-
-
-def _utc(moment: datetime.datetime | str | None) -> datetime.datetime | None:
-    """A beat or a trial's start as an aware UTC time (a naive one is this machine's local
-    time: beats written before they carried a zone, and Optuna's own timestamps)."""
-    if moment is None:
-        return None
-    if isinstance(moment, str):
-        moment = datetime.datetime.fromisoformat(moment)
-    return moment.astimezone(datetime.timezone.utc)
-
-
-def now_utc() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process `pid` runs on this machine (signal 0 tests without sending)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
-def worker_gone(attrs: dict[str, Any]) -> bool:
-    """A unit's worker ran on this machine and its process no longer exists: killed (even by
-    SIGKILL, which no handler sees), so the unit can be taken back at once."""
-    host, pid = attrs.get("host"), attrs.get("pid")
-    if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
-        return False
-    return not pid_alive(pid)
-
-
-def reclaim_stale(confirm: optuna.Study, stale_after_s: float = STALE_AFTER_S,
-                  log: Callable[[str], None] | None = None) -> int:
-    """Take back units left RUNNING by a worker that died (killed, out of memory): at once
-    when the worker ran on this machine and its process is gone (`worker_gone`), else when
-    its last beat (every `BEAT_EVERY_S` while it trains) is older than `stale_after_s`. Each
-    is failed with the reason and queued again (it resumes from its last checkpoint).
-    Returns how many were taken back."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    n = 0
-    for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if "key" not in t.user_attrs:
-            continue
-        last = _utc(t.user_attrs.get("alive_at")) or _utc(t.datetime_start)
-        silent = (now - last).total_seconds() if last is not None else math.inf
-        if worker_gone(t.user_attrs):
-            reason = (f"its worker (pid {t.user_attrs['pid']} on this machine) is gone "
-                      "(killed)")
-        elif silent >= stale_after_s:
-            reason = f"stale: no beat for {silent:.0f} s (worker lost)"
-        else:
-            continue
-        key, seed = t.user_attrs["key"], t.user_attrs["seed"]
-        with warnings.catch_warnings():  # telling another process's trial is the point here
-            warnings.simplefilter("ignore", UserWarning)
-            confirm.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        _requeue(confirm, key, seed, int(t.params.get("unit", 0)),
-                 int(t.user_attrs.get("retries", 0)), reason)
-        n += 1
-        if log is not None:
-            log(f"{key}, seed {seed}: taken back ({reason})")
-    return n
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the block runs (recording a finished unit: its
-    accuracies, its state, the bank's row), then act on them: an interrupt never leaves a
-    trained unit RUNNING with its result unrecorded. Outside the main thread, a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in old:
-        signal.signal(sig, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if held:
-            handler = old[held[0]]
-            if callable(handler):
-                handler(held[0], None)
-            raise KeyboardInterrupt
-
-
-class TakenElsewhere(Exception):
-    """Another worker finished this unit's trial first: SQLite can hand one WAITING trial to
-    two processes that ask at the same moment (both read it before either writes)."""
-
-
-def unit_count(confirm: optuna.Study) -> int:
-    """How many (architecture, seed) units the companion holds, the seeds added by
-    --until-decided included: a unit's number runs below it."""
-    return len({(t.user_attrs["key"], t.user_attrs["seed"])
-                for t in confirm.get_trials(deepcopy=False) if "key" in t.user_attrs})
-
-
 def unfinished(confirm: optuna.Study) -> list[tuple[str, int]]:
     """Units queued or running but not finished (and not failed for good): while any is
     left, a verdict would be taken on the seeds that happened to finish first."""
-    done = {(r["key"], r["seed"]) for r in results(confirm)}
-    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
-    return sorted({(t.user_attrs["key"], t.user_attrs["seed"])
-                   for t in confirm.get_trials(deepcopy=False, states=live)
-                   if "key" in t.user_attrs} - done)
+    return units.unfinished(confirm)
 
 
 def free_seeds(confirm: optuna.Study, key: str, n: int) -> list[int]:
@@ -455,97 +313,31 @@ def free_seeds(confirm: optuna.Study, key: str, n: int) -> list[int]:
 
 def run_units(confirm: optuna.Study, cands: dict[str, Candidate], data: Any,
               protocol: Recipe, out: Path, device: str = "cpu",
-              log: Callable[[str], None] = _say, stale_after_s: float = STALE_AFTER_S,
-              link: BankLink | None = None) -> None:
-    """Train waiting units until none is left; each completed unit records its accuracies,
-    and a reference's run goes into the bank of `link`. `log` gets a line as a unit starts,
-    after each of its epochs and when it is done.
+              log: Callable[[str], None] = logger.info,
+              stale_after_s: float = STALE_AFTER_S, link: BankLink | None = None) -> None:
+    """Train the companion's waiting units through the unit runner (`units.run`: leases,
+    heartbeats, retries, units taken back from lost workers, never trained twice); each
+    completed unit records its accuracies and run key, and a reference's run goes into the
+    bank of `link`. `log` gets a line as a unit starts, after each of its epochs and when it
+    is done."""
 
-    A unit that fails (any error but Ctrl-C) is recorded FAIL with its reason and queued
-    again, up to `MAX_RETRIES` more times; units left RUNNING by a lost worker are taken back
-    first (`reclaim_stale`); a unit already completed elsewhere is not trained twice, and a
-    unit that another worker popped at the same moment and finished first is dropped here
-    (`TakenElsewhere`) without touching its result."""
-
-    reclaim_stale(confirm, stale_after_s, log)
-    waiting = optuna.trial.TrialState.WAITING
-    while confirm.get_trials(deepcopy=False, states=(waiting,)):
-        with warnings.catch_warnings():  # ask/tell on a heartbeat storage: units checkpoint
-            warnings.simplefilter("ignore", UserWarning)  # themselves, no heartbeat needed
-            trial = confirm.ask()
-        if "key" not in trial.user_attrs:  # another worker took the last unit
-            confirm.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            break
-        n_units = unit_count(confirm)
-        unit = trial.suggest_int("unit", 0, max(0, n_units - 1))
-        key, seed = trial.user_attrs["key"], trial.user_attrs["seed"]
-        retries = int(trial.user_attrs.get("retries", 0))
-        if any((r["key"], r["seed"]) == (key, seed) for r in results(confirm)):
-            confirm.tell(trial, state=optuna.trial.TrialState.PRUNED)  # done meanwhile
-            continue
+    def train(key: str, seed: int, beat: units.Beat, step_beat: units.StepBeat) -> dict:
         cfg = NetConfig.from_dict(cands[key].config)
-        pcfg = proxy_config(cfg, data, protocol)
-        spec = ModelSpec(config=pcfg.to_dict(), num_classes=data.num_classes)
+        spec = ModelSpec(config=proxy_config(cfg, data, protocol).to_dict(),
+                         num_classes=data.num_classes)
         folder = unit_checkpoint(units_folder(out, protocol), key,
                                  run_spec(spec, data, protocol, seed, device))
-        tag = f"unit {unit + 1}/{n_units}: {key}, seed {seed}"
-        log(f"{tag}: started" + (f" (retry {retries})" if retries else ""))
+        return train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat,
+                          on_step=step_beat)
 
-        def beat(message: str, tag: str = tag, trial: optuna.Trial = trial) -> None:
-            try:
-                trial.set_user_attr("alive_at", now_utc())
-            except optuna.exceptions.UpdateFinishedTrialError:
-                raise TakenElsewhere from None
-            log(f"{tag}: {message}")
+    def bank(unit: units.Unit, record: dict[str, Any]) -> None:
+        if link is not None and link.store(*unit, record):
+            log(f"{unit[0]}, seed {unit[1]}: stored in the reference bank {link.bank.path}")
 
-        last_beat = [time.monotonic()]
-
-        def step_beat(step: int, trial: optuna.Trial = trial, last: list = last_beat) -> None:
-            """A beat every `BEAT_EVERY_S` within an epoch, so that an epoch longer than the
-            stale time is never taken for a lost worker."""
-            if time.monotonic() - last[0] >= BEAT_EVERY_S:
-                last[0] = time.monotonic()
-                try:
-                    trial.set_user_attr("alive_at", now_utc())
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    raise TakenElsewhere from None
-
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        try:
-            beat("training")
-            record = train_full(spec, data, protocol, folder, seed=seed, device=device, log=beat,
-                                on_step=step_beat)
-        except (TakenElsewhere, optuna.exceptions.UpdateFinishedTrialError):
-            log(f"{tag}: finished by another worker; dropped here")
-            continue
-        except KeyboardInterrupt:
-            confirm.tell(trial, state=optuna.trial.TrialState.FAIL)
-            confirm.enqueue_trial({"unit": unit}, user_attrs={"key": key, "seed": seed,
-                                                              "retries": retries})
-            raise
-        except Exception as e:  # out of memory, a diverged run, a bad file: recorded, retried
-            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"[:300]
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                trial.set_user_attr("reason", reason)
-            confirm.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            again = _requeue(confirm, key, seed, unit, retries + 1, reason)
-            log(f"{tag}: failed ({reason}); " + ("queued again" if again else
-                                                 f"given up after {retries + 1} tries"))
-            continue
-        with deferred_interrupts():  # a finished unit is recorded whole, or not at all
-            try:
-                for k in ("val_acc", "test_acc", "train_seconds", "run_key"):
-                    if k in record:  # run_key: what made it (a stub trainer has none)
-                        trial.set_user_attr(k, record[k])
-            except optuna.exceptions.UpdateFinishedTrialError:
-                log(f"{tag}: finished by another worker; dropped here")
-                continue
-            confirm.tell(trial, record["val_acc"], skip_if_finished=True)
-            if link is not None and link.store(key, seed, record):
-                log(f"{tag}: stored in the reference bank {link.bank.path}")
-        log(f"{tag}: done, val {record['val_acc']:.2f}%, test {record['test_acc']:.2f}%, "
-            f"{record['train_seconds'] / 60:.1f} min")
+    units.run(confirm, train, on_done=bank,
+              done=lambda: {(r["key"], r["seed"]) for r in results(confirm)},
+              keep=("val_acc", "test_acc", "train_seconds", "run_key"), log=log,
+              stale_after_s=stale_after_s)
 
 
 def _unit_worker(url: str, name: str, cands: dict[str, Candidate], data: DataSpec,
@@ -677,17 +469,14 @@ def confirm_summary(study: optuna.Study, storage: Any) -> dict[str, Any] | None:
 def results(confirm: optuna.Study) -> list[dict[str, Any]]:
     """One row per finished unit: key, seed, accuracies (a unit finished twice, by a worker
     thought lost, counts once: its first result)."""
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for t in confirm.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        k = (t.user_attrs["key"], t.user_attrs["seed"])
-        out.setdefault(k, {"key": k[0], "seed": k[1], "val_acc": t.user_attrs["val_acc"],
-                           "test_acc": t.user_attrs["test_acc"],
-                           "train_seconds": t.user_attrs.get("train_seconds", 0.0),
-                           "from_bank": bool(t.user_attrs.get("from_bank")),
-                           "run_key": t.user_attrs.get("run_key"),
-                           "finished_at": (t.datetime_complete.isoformat(timespec="seconds")
-                                           if t.datetime_complete else None)})
-    return list(out.values())
+    return [{"key": k, "seed": s, "val_acc": t.user_attrs["val_acc"],
+             "test_acc": t.user_attrs["test_acc"],
+             "train_seconds": t.user_attrs.get("train_seconds", 0.0),
+             "from_bank": bool(t.user_attrs.get("from_bank")),
+             "run_key": t.user_attrs.get("run_key"),
+             "finished_at": (t.datetime_complete.isoformat(timespec="seconds")
+                             if t.datetime_complete else None)}
+            for (k, s), t in units.finished(confirm).items()]
 
 
 def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],

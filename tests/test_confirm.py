@@ -555,11 +555,12 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
     import time
 
     import ghostsearch.confirm as confirm_mod
-    from ghostsearch.confirm import reclaim_stale
+    import ghostsearch.units as units
+    from ghostsearch.units import reclaim
 
     study, url = search(tmp_path)
     stale = 0.4
-    monkeypatch.setattr(confirm_mod, "BEAT_EVERY_S", 0.05)
+    monkeypatch.setattr(units, "BEAT_EVERY_S", 0.05)
     seen: list[int] = []
     calls: list[str] = []
 
@@ -572,7 +573,7 @@ def test_a_unit_whose_epoch_outlasts_the_stale_time_is_not_taken_back(tmp_path, 
             step += 1
             on_step(step)
             if step % 15 == 0:  # another worker looks for lost units meanwhile
-                seen.append(reclaim_stale(companion, stale))
+                seen.append(reclaim(companion, stale))
         return {"val_acc": 50.0, "test_acc": 50.0, "train_seconds": 1.0, "history": []}
 
     monkeypatch.setattr("ghostsearch.confirm.train_full", slow_train)
@@ -664,7 +665,7 @@ def test_a_silent_unit_of_another_machine_is_taken_back_after_the_stale_time(tmp
     older than the stale time, and not before."""
     import datetime
 
-    from ghostsearch.confirm import reclaim_stale
+    from ghostsearch.units import reclaim
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     confirm = optuna.create_study(study_name="c", storage=url)
@@ -681,7 +682,7 @@ def test_a_silent_unit_of_another_machine_is_taken_back_after_the_stale_time(tmp
         t.set_user_attr("host", "another-machine")
         t.set_user_attr("pid", 1)
     said = []
-    assert reclaim_stale(confirm, 60.0, said.append) == 2
+    assert reclaim(confirm, 60.0, said.append) == 2
     assert sorted(line.split(",")[0] for line in said) == ["old", "old-naive"]
     assert all("stale: no beat for 12" in line for line in said)
     waiting = confirm.get_trials(states=(optuna.trial.TrialState.WAITING,))

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ghostsearch import ConfigError, analytic_counts, load_config, save_config
+import optuna
+
+from ghostsearch import ConfigError, analytic_counts, load_config, save_config, units
 from ghostsearch.bank import Bank, data_fingerprint, model_key
 from ghostsearch.cache import cache_root
 from ghostsearch.search.proxy import proxy_config
+from ghostsearch.search.storage import make_storage
 from ghostsearch.spaces.space import SearchSpace, sample_band, sample_points
 from ghostsearch.train.full import ModelSpec, run_spec, train_full
 from ghostsearch.train.recipe import Recipe
@@ -269,7 +272,9 @@ def _spec(out: str | Path, arch_id: str, data: Any, proto: Recipe) -> Any:
                      num_classes=data.num_classes)
 
 
-def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> dict[str, Any]:
+def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any],
+               log: Callable[[str], None] | None = None,
+               on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train one (architecture, seed) with the protocol; the row of the table. The unit runs
     through the same trainer as `ghostsearch confirm` (`train_full`), checkpointing every epoch,
     so a killed run resumes the unit from its last finished epoch."""
@@ -281,11 +286,38 @@ def train_unit(out: str, arch_id: str, seed: int, protocol: dict[str, Any]) -> d
     folder = unit_folder(cache_root() / "units", arch_id,
                          run_spec(spec, _worker_data, proto, seed, "cpu"))
     record = train_full(spec, _worker_data, proto, folder, seed=seed, device="cpu",
-                        log=lambda message: None)
+                        log=log or (lambda message: None), on_step=on_step)
     (folder / "last.pt").unlink(missing_ok=True)  # the row keeps what matters
     return _row(out, arch_id, seed, proto, _worker_data, record["val_acc"], record["test_acc"],
                 [h["val_acc"] for h in record["history"]], record["train_seconds"],
                 time.perf_counter() - start, torch.get_num_threads())
+
+
+UNITS_STUDY = "ground-truth-units"
+
+
+def units_study(out: Path) -> optuna.Study:
+    """The table's queue of units (`ghostsearch.units`), in units.db beside runs.csv: leases
+    and heartbeats, so that workers of several invocations (or machines sharing the folder)
+    never train one unit twice, and a killed worker's unit is taken back by a rerun."""
+    storage = make_storage(f"sqlite:///{Path(out) / 'units.db'}")
+    return optuna.create_study(study_name=UNITS_STUDY, storage=storage, direction="maximize",
+                               load_if_exists=True)
+
+
+def _drain(out: str, protocol: dict[str, Any]) -> int:
+    """A pool worker: train the table's waiting units until none is left; each unit's row is
+    kept in its trial (the parent writes it to runs.csv)."""
+    study = units_study(Path(out))
+    csv_path = Path(out) / "runs.csv"
+
+    def train(arch_id: str, seed: int, beat: Any, step_beat: Any) -> dict[str, Any]:
+        return train_unit(out, arch_id, seed, protocol, log=beat, on_step=step_beat)
+
+    def done() -> set[tuple[str, int]]:
+        return set(units.finished(study)) | {(u.arch_id, u.seed) for u in done_units(csv_path)}
+
+    return units.run(study, train, done=done, keep=COLUMNS, log=lambda message: None)
 
 
 @dataclass(frozen=True)
@@ -327,47 +359,58 @@ class BankUse:
                              val_curve=json.loads(row["val_curve"]))
 
 
-def run_units(out: Path, units: list[Unit], protocol: Recipe, data_kwargs: dict[str, Any],
-              workers: int, threads: int,
+def run_units(out: Path, todo_units: list[Unit], protocol: Recipe,
+              data_kwargs: dict[str, Any], workers: int, threads: int,
               on_row: Callable[[dict[str, Any]], None] | None = None,
-              bank: BankUse | None = None) -> Iterator[dict[str, Any]]:
-    """Train the units not yet in the table in `workers` processes; yield each row as written.
+              bank: BankUse | None = None, poll_s: float = 5.0) -> Iterator[dict[str, Any]]:
+    """Train the units not yet in the table in `workers` processes through the unit runner
+    (`ghostsearch.units`, on `units_study`); yield each row as it is written to runs.csv.
     A reference run that the bank holds is written from it, not trained; a reference trained
-    here goes into the bank."""
-    from concurrent.futures import FIRST_COMPLETED, wait
+    here goes into the bank. This process alone writes runs.csv: a unit that finished in the
+    queue but not in the table (its invocation killed in between) is written on the next."""
+    from concurrent.futures import wait
 
     from .pool import worker_pool
 
     csv_path = out / "runs.csv"
-    todo = []
-    for u in (u for u in units if u not in done_units(csv_path)):
-        row = bank.stored_row(out, u, protocol) if bank is not None else None
-        if row is None:
-            todo.append(u)
-            continue
+    study = units_study(out)
+
+    def emit(row: dict[str, Any], trained: bool) -> dict[str, Any]:
         append_row(csv_path, row)
+        if trained and bank is not None:
+            bank.store(row)
         if on_row is not None:
             on_row(row)
-        yield row
-    if not todo:
+        return row
+
+    def sync() -> Iterator[dict[str, Any]]:
+        have = done_units(csv_path)
+        for (arch_id, seed), t in units.finished(study).items():
+            if Unit(arch_id, seed) not in have:
+                yield emit({k: t.user_attrs[k] for k in COLUMNS}, trained=True)
+
+    yield from sync()
+    have = done_units(csv_path)
+    queued = set(units.unfinished(study))
+    for u in todo_units:  # in plan order: references first
+        if u in have or (u.arch_id, u.seed) in queued:
+            continue
+        row = bank.stored_row(out, u, protocol) if bank is not None else None
+        if row is not None:
+            yield emit(row, trained=False)
+            continue
+        units.queue(study, u.arch_id, u.seed, units.unit_count(study))
+    if not units.unfinished(study):
         return
     proto = dataclasses.asdict(protocol)
     with worker_pool(workers, _init_worker, (threads, data_kwargs)) as pool:
-        queue = list(todo)
-        running = set()
-        while queue or running:
-            while queue and len(running) < workers:  # in plan order: references first
-                u = queue.pop(0)
-                running.add(pool.submit(train_unit, str(out), u.arch_id, u.seed, proto))
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+        running = {pool.submit(_drain, str(out), proto) for _ in range(workers)}
+        while running:
+            finished, running = wait(running, timeout=poll_s)
+            yield from sync()
             for fut in finished:
-                row = fut.result()
-                append_row(csv_path, row)
-                if bank is not None:
-                    bank.store(row)
-                if on_row is not None:
-                    on_row(row)
-                yield row
+                fut.result()  # a worker's error (not a unit's: those are retried) stops here
+    yield from sync()
 
 
 def machine() -> str:

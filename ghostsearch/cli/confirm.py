@@ -68,9 +68,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--effect", type=float, default=1.0,
                    help="the difference in points the printed seed plan resolves (default 1)")
     p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="SECONDS",
-                   help="a unit left running this long without a finished epoch lost its "
-                        "worker (killed, out of memory) and is queued again (default: "
-                        f"{STALE_AFTER_S:g})")
+                   help="on a journal storage, a unit silent this long (it beats every "
+                        "60 s while it trains) lost its worker and is queued again "
+                        f"(default: {STALE_AFTER_S:g}); RDB storages use Optuna's heartbeat "
+                        "instead (30 s beats, 90 s grace), and a unit whose worker on this "
+                        "machine is gone is queued again at once")
     p.add_argument("--bank", default=None, metavar="CSV",
                    help="the reference bank: runs of the references stored once per model, "
                         "protocol and data, reused here and added to by this confirmation "
