@@ -39,6 +39,7 @@ from .spaces.limits import Limits
 from .spaces.space import space_from_dict
 from .stats import (
     DEFAULT_MARGIN,
+    LEVEL,
     Comparison,
     compare,
     pooled_noise,
@@ -262,6 +263,8 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         confirm.set_user_attr("meta", meta)
+        arms = compared_arms([Candidate(**c) for c in meta.get("candidates", [])])
+        confirm.set_user_attr(DESIGN_KEY, Design(arms=tuple(c.key for c in arms)).to_dict())
         for i, (key, seed) in enumerate(units):
             queue_unit(confirm, key, seed, i, link)
         return confirm
@@ -388,22 +391,73 @@ def confirmed_table(study: optuna.Study, storage: Any) -> list[dict[str, Any]] |
         return None
     cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
     rows = results(confirm)
-    return (verdicts(cands, rows, looks=planned_looks(confirm)) if cands and rows
-            else None)
+    return design_verdicts(confirm, cands, rows) if cands and rows else None
 
 
-LOOKS_KEY = "looks"  # companion study attribute: verdicts --until-decided may take
-
-
+LOOKS_KEY = "looks"  # companion attribute of ghostsearch < 0.6: the looks planned
 LOOKS_TAKEN_KEY = "looks_taken"  # companion study attribute: the seeds an arm at each look
+DESIGN_KEY = "design"  # companion study attribute: the confirmation's `Design`
+
+
+@dataclass(frozen=True)
+class Design:
+    """The sequential design of a confirmation, stored in its companion study when the
+    confirmation is created and read by every look, whatever entry point or rerun takes it
+    (the command, `run_confirm`, the report): the most looks planned (--until-decided's
+    first round and one look a seed after it; 1 without it), the confidence level and the
+    equivalence margin of every verdict, and the arms compared (the found candidates and the
+    reference at the budget, over whose runs the noise is pooled)."""
+
+    max_looks: int = 1
+    level: float = LEVEL
+    margin: float = DEFAULT_MARGIN
+    arms: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "arms": list(self.arms)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Design:
+        return cls(int(d["max_looks"]), float(d["level"]), float(d["margin"]),
+                   tuple(d["arms"]))
+
+
+def design(confirm: optuna.Study) -> Design:
+    """The companion's stored design; for a companion made before designs were stored, the
+    one it was run under (its planned looks, the default level and margin)."""
+    stored = confirm.user_attrs.get(DESIGN_KEY)
+    if stored is not None:
+        return Design.from_dict(stored)
+    cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
+    return Design(max_looks=int(confirm.user_attrs.get(LOOKS_KEY, 1)),
+                  arms=tuple(c.key for c in compared_arms(cands)))
+
+
+def plan_looks(confirm: optuna.Study, looks: int) -> Design:
+    """Raise the design's planned looks to `looks` (--until-decided asked for more rounds
+    than the design planned); the stored design, which every later look reads."""
+    d = design(confirm)
+    if looks > d.max_looks:
+        d = dataclasses.replace(d, max_looks=looks)
+        confirm.set_user_attr(DESIGN_KEY, d.to_dict())
+    return d
 
 
 def planned_looks(confirm: optuna.Study) -> int:
     """The looks a confirmation's every verdict is adjusted for: the most of the looks its
-    design planned (--until-decided's, 1 without it) and the looks already taken (a rerun
-    with more --seeds is a look too). Every verdict, in the report too, uses it."""
+    design planned and the looks already taken (a rerun with more --seeds is a look too).
+    Every verdict, in the report too, uses it."""
     taken = confirm.user_attrs.get(LOOKS_TAKEN_KEY, [])
-    return max(int(confirm.user_attrs.get(LOOKS_KEY, 1)), len(taken))
+    return max(design(confirm).max_looks, len(taken))
+
+
+def design_verdicts(confirm: optuna.Study, cands: list[Candidate], rows: list[dict[str, Any]],
+                    recipes: int = 1, effect: float = 1.0) -> list[dict[str, Any]]:
+    """`verdicts` under the companion's stored design: its level and margin, adjusted for
+    its looks (`planned_looks`) and for the `recipes` read together."""
+    d = design(confirm)
+    return verdicts(cands, rows, margin=d.margin, effect=effect, looks=planned_looks(confirm),
+                    recipes=recipes, level=d.level)
 
 
 def record_look(confirm: optuna.Study, rows: list[dict[str, Any]],
@@ -481,7 +535,7 @@ def results(confirm: optuna.Study) -> list[dict[str, Any]]:
 
 def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
              margin: float = DEFAULT_MARGIN, effect: float = 1.0,
-             looks: int = 1, recipes: int = 1) -> list[dict[str, Any]]:
+             looks: int = 1, recipes: int = 1, level: float = LEVEL) -> list[dict[str, Any]]:
     """Mean and std over seeds of each candidate, and against the reference at the budget
     width (the first baseline): the test-accuracy difference with its interval from the
     run-to-run noise pooled over the compared arms (`compared_arms`), adjusted (Bonferroni)
@@ -513,7 +567,8 @@ def verdicts(cands: list[Candidate], rows: list[dict[str, Any]],
                "proxy_val": c.proxy_val, "trial": c.trial}
         if ref is not None and c.key != ref.key and by[ref.key]:
             ref_test = [r["test_acc"] for r in by[ref.key]]
-            cmp = compare(test, ref_test, noise, m=m, margin=margin, effect=effect)
+            cmp = compare(test, ref_test, noise, m=m, level=level, margin=margin,
+                          effect=effect)
             _, welch_half = welch(test, ref_test)
             row.update(diff_vs_ref=cmp.diff, ci_half=cmp.half, noise_sd=noise.sd,
                        noise_df=noise.df, comparisons=m, looks=max(1, looks),

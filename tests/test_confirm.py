@@ -394,7 +394,7 @@ def test_until_decided_adds_seeds_to_the_leader_and_the_reference_only(tmp_path,
     ref = next(k for k in rows.index if rows.loc[k, "baseline"])
     # 1 seed, then up to 2 more: 3 verdicts, each adjusted for all of them, in the report too
     confirm = optuna.load_study(study_name="s-confirm", storage=url)
-    assert confirm.user_attrs["looks"] == 3 and (rows.looks.dropna() == 3).all()
+    assert confirm.user_attrs["design"]["max_looks"] == 3 and (rows.looks.dropna() == 3).all()
     leader = json.loads((tmp_path / "o" / "best_arch.json").read_text())["metadata"][
         "confirmed"]["key"]
     assert rows.loc[leader, "seeds"] == rows.loc[ref, "seeds"] == 3
@@ -433,6 +433,7 @@ def _round(confirm, acc):
 
 
 def test_until_decided_evens_the_arms_before_it_looks(tmp_path, capsys):
+    from ghostsearch.confirm import plan_looks
     from ghostsearch.workflow.confirm import until_decided
 
     def acc(key, seed):  # the found network 5 points up, a little noise
@@ -442,7 +443,8 @@ def test_until_decided_evens_the_arms_before_it_looks(tmp_path, capsys):
     done = {("trial-1", s): acc("trial-1", s) for s in range(3)}
     done |= {("GhostNet 1.0x", s): acc("GhostNet 1.0x", s) for s in range(2)}
     confirm, cands = _fake_units(tmp_path, done)
-    until_decided(confirm, cands, 2, 5, _round(confirm, acc), looks=4)
+    plan_looks(confirm, 4)
+    until_decided(confirm, cands, 2, 5, _round(confirm, acc))
     lines = capsys.readouterr().out.splitlines()
     # the reference's missing seed first, no look at 3 against 2; then the verdict at 3 each
     assert lines[0].startswith("trial-1 and GhostNet 1.0x have uneven seeds (3 and 2)")
@@ -456,6 +458,7 @@ def test_until_decided_counts_a_reference_seed_taken_from_the_bank(tmp_path, cap
     """Evening the arms with a reference seed the bank holds trains nothing, and is progress."""
     from types import SimpleNamespace
 
+    from ghostsearch.confirm import plan_looks
     from ghostsearch.workflow.confirm import until_decided
 
     def acc(key, seed):
@@ -468,14 +471,15 @@ def test_until_decided_counts_a_reference_seed_taken_from_the_bank(tmp_path, cap
         "val_acc": acc(key, seed), "test_acc": acc(key, seed), "train_seconds": 1.0}
         if key == "GhostNet 1.0x" else None)
     trained = []
-    until_decided(confirm, cands, 2, 5, lambda: trained.append(1), bank, looks=4)
+    plan_looks(confirm, 4)
+    until_decided(confirm, cands, 2, 5, lambda: trained.append(1), bank)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith(": GhostNet 1.0x seed 2") and trained == [1]
     assert lines[1].startswith("decided at 3 seeds: trial-1 beats GhostNet 1.0x")
 
 
 def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys):
-    from ghostsearch.confirm import queue_unit
+    from ghostsearch.confirm import plan_looks, queue_unit
     from ghostsearch.workflow.confirm import until_decided
 
     done = {(k, s): 60.0 + s for k in ("trial-1", "GhostNet 1.0x") for s in range(2)}
@@ -483,7 +487,8 @@ def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys
     queue_unit(confirm, "GhostNet 1.0x", 2, 4)
     confirm.ask()  # a worker elsewhere holds the reference's seed 2: RUNNING, not finished
     rounds = []
-    until_decided(confirm, cands, 2, 5, lambda: rounds.append(1), looks=4)
+    plan_looks(confirm, 4)
+    until_decided(confirm, cands, 2, 5, lambda: rounds.append(1))
     out = capsys.readouterr().out
     assert out.startswith("1 unit(s) not finished (GhostNet 1.0x seed 2): running in another")
     assert "no verdict looked at, rerun to go on" in out
@@ -491,6 +496,7 @@ def test_until_decided_does_not_look_while_a_unit_is_unfinished(tmp_path, capsys
 
 
 def test_until_decided_stops_when_a_round_finishes_nothing(tmp_path, capsys):
+    from ghostsearch.confirm import plan_looks
     from ghostsearch.workflow.confirm import until_decided
 
     done = {(k, s): 60.0 + s + (k == "trial-1") for k in ("trial-1", "GhostNet 1.0x")
@@ -501,7 +507,8 @@ def test_until_decided_stops_when_a_round_finishes_nothing(tmp_path, capsys):
         for _ in confirm.get_trials(states=(optuna.trial.TrialState.WAITING,)):
             confirm.tell(confirm.ask(), state=optuna.trial.TrialState.FAIL)
 
-    until_decided(confirm, cands, 2, 9, failing_round, looks=8)
+    plan_looks(confirm, 8)
+    until_decided(confirm, cands, 2, 9, failing_round)
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "the round finished no unit (their failures are in the report); stopped"
     assert len(confirm.get_trials()) == 6
@@ -764,3 +771,40 @@ def test_confirm_settings_refuse_bad_counts_in_one_line():
         ghostsearch.ConfirmSettings(study_name="s", seeds=0)
     with pytest.raises(ghostsearch.ConfigError, match=r"^--max-seeds 2 is below --seeds 3$"):
         ghostsearch.ConfirmSettings(study_name="s", until_decided=True, max_seeds=2)
+
+
+def test_the_design_is_stored_at_creation_and_every_look_reads_it(tmp_path, stub_trainer):
+    """The companion stores its design when it is made: one look, the 95% level, the 0.5
+    point margin and the arms compared. A later look (here a --no-train call) reads the
+    stored level, not the code's default; --until-decided raises the stored looks, and a
+    call without it keeps them."""
+    from ghostsearch.confirm import design
+    from ghostsearch.stats import t_quantile
+
+    _, url = search(tmp_path)
+    out = tmp_path / "o"
+    args = ["confirm", "--study-name", "s", "--storage", url, "--out", str(out), "--top", "1",
+            "--n-jobs", "1", "--budget-reference-only", "--no-bank", *DATA]
+    assert main([*args, "--seeds", "2"]) == 0
+    confirm = optuna.load_study(study_name="s-confirm", storage=url)
+    stored = confirm.user_attrs["design"]
+    cands = confirm.user_attrs["meta"]["candidates"]
+    assert stored == {"max_looks": 1, "level": 0.95, "margin": 0.5,
+                      "arms": [c["key"] for c in cands]}  # the candidate and its reference
+
+    def row() -> dict:
+        return next(r for r in pd.read_csv(out / "confirmed.csv").to_dict("records")
+                    if not r["baseline"])
+
+    before = row()
+    confirm.set_user_attr("design", {**stored, "level": 0.99})
+    assert main([*args, "--seeds", "2", "--no-train"]) == 0
+    after = row()
+    df = int(after["noise_df"])
+    assert after["ci_half"] == pytest.approx(
+        before["ci_half"] * t_quantile(0.995, df) / t_quantile(0.975, df))
+    confirm.set_user_attr("design", stored)
+    assert main([*args, "--seeds", "2", "--until-decided", "--max-seeds", "4"]) == 0
+    assert design(confirm).max_looks == 3  # the first round, then a look a seed
+    assert main([*args, "--seeds", "2", "--no-train"]) == 0
+    assert int(row()["comparisons"]) == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ghostsearch.confirm import Candidate, companion, planned_looks, results, verdicts
+from ghostsearch.confirm import Candidate, companion, design_verdicts, results
 from ghostsearch.search.storage import make_storage
 from ghostsearch.train.recipe import load_recipe
 
@@ -34,7 +34,7 @@ def verdict_row(study_name: str, recipe: str, n_recipes: int) -> dict:
     confirm = companion(study, storage, load_recipe(recipe))
     assert confirm is not None, f"{study_name} has no confirmation under {recipe}"
     cands = [Candidate(**c) for c in confirm.user_attrs["meta"]["candidates"]]
-    table = verdicts(cands, results(confirm), looks=planned_looks(confirm), recipes=n_recipes)
+    table = design_verdicts(confirm, cands, results(confirm), recipes=n_recipes)
     return next(r for r in table if not r["baseline"])
 
 

@@ -17,15 +17,16 @@ import pandas as pd
 from ..bank import Bank, data_fingerprint
 from ..confirm import (
     DEFAULT_RECIPE,
-    LOOKS_KEY,
     STALE_AFTER_S,
     BankLink,
     Candidate,
     bank_noise,
     candidates,
+    design_verdicts,
     free_seeds,
     get_protocol,
     open_confirm_study,
+    plan_looks,
     planned_looks,
     queue_unit,
     record_look,
@@ -35,7 +36,6 @@ from ..confirm import (
     seeds_plan,
     unfinished,
     unit_order,
-    verdicts,
     winner,
 )
 from ..errors import ConfigError
@@ -238,10 +238,9 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
             "candidates": [dataclasses.asdict(c) for c in cands]}
     confirm = open_confirm_study(study, make_storage(url), units, meta, link, protocol,
                                  read_only=settings.no_train)
+    if settings.until_decided:  # the first round, then a look a seed
+        plan_looks(confirm, settings.max_seeds - settings.seeds + 1)
     looks = planned_looks(confirm)
-    if settings.until_decided and settings.max_seeds - settings.seeds + 1 > looks:
-        looks = settings.max_seeds - settings.seeds + 1  # the first round, then a seed a time
-        confirm.set_user_attr(LOOKS_KEY, looks)
     ref = next(c.key for c in cands if c.baseline)
     banked = 0
     if link is not None:
@@ -296,9 +295,9 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
         run_round()
         if settings.until_decided:
             until_decided(confirm, cands, settings.seeds, settings.max_seeds, run_round, link,
-                          looks, n_recipes)
+                          n_recipes)
         record_look(confirm, results(confirm), cands)  # a verdict on new seeds is a look
-    table = verdicts(cands, results(confirm), looks=planned_looks(confirm), recipes=n_recipes)
+    table = design_verdicts(confirm, cands, results(confirm), recipes=n_recipes)
     for row in table:
         row["recipe"] = protocol.name
     out.mkdir(parents=True, exist_ok=True)
@@ -314,7 +313,7 @@ def confirm_under(settings: ConfirmSettings, study: Any, url: str, cands: list[C
 
 
 def until_decided(confirm: Any, cands: list[Candidate], seeds: int, max_seeds: int,
-                  run_round: Any, link: BankLink | None = None, looks: int = 1,
+                  run_round: Any, link: BankLink | None = None,
                   recipes: int = 1) -> None:
     """After the first round: while the leading candidate (best confirmed validation mean) is
     undecided against the reference, give both one more seed and train them (a reference
@@ -323,18 +322,18 @@ def until_decided(confirm: Any, cands: list[Candidate], seeds: int, max_seeds: i
     A verdict is looked at only when every queued unit has finished and both arms have as
     many seeds: a unit still running elsewhere stops the loop (a rerun goes on), and arms left
     uneven (by an interrupted round) are first evened without a look, so the verdicts taken
-    stay within the `looks` their interval is adjusted for."""
+    stay within the looks of the stored design (`design_verdicts`)."""
     ref = next(c.key for c in cands if c.baseline)
     while True:
         left = unfinished(confirm)
         if left:
             names = ", ".join(f"{k} seed {s}" for k, s in left)
             logger.info(f"{len(left)} unit(s) not finished ({names}): running in another "
-                        "worker, or lost and taken back after --stale-after seconds; no "
+                        "worker, or lost (a rerun takes it back); no "
                         "verdict looked at, rerun to go on")
             return
-        looks = record_look(confirm, results(confirm), cands)
-        table = verdicts(cands, results(confirm), looks=looks, recipes=recipes)
+        record_look(confirm, results(confirm), cands)
+        table = design_verdicts(confirm, cands, results(confirm), recipes=recipes)
         lead = winner(table, seeds)
         if lead is None:
             return
