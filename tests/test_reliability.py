@@ -319,15 +319,22 @@ def _no_setup() -> None:
     """A worker initializer with nothing to prepare."""
 
 
-def test_an_interrupt_terminates_the_benchmark_pools_workers_instead_of_waiting():
+def _mark_and_sleep(path: str) -> None:
+    """A unit of work that says when it runs, then outlasts the test."""
+    Path(path).write_text("running")
+    time.sleep(60)
+
+
+def test_an_interrupt_terminates_the_benchmark_pools_workers_instead_of_waiting(tmp_path):
     """The ground-truth and proxy-table jobs resume from their files, so on Ctrl-C or SIGTERM
     the unit in flight is dropped: its worker is terminated, not waited for."""
     from ghostsearch.bench.pool import worker_pool
 
+    mark = tmp_path / "running"
     with pytest.raises(KeyboardInterrupt), worker_pool(1, _no_setup, ()) as pool:
-        future = pool.submit(time.sleep, 60)
-        for _ in range(1200):  # the spawned worker takes a moment to start (more under load)
-            if future.running():
+        future = pool.submit(_mark_and_sleep, str(mark))
+        for _ in range(3000):  # the spawned worker takes a moment to start (more under load)
+            if mark.exists():
                 break
             time.sleep(0.1)
         processes = list(pool._processes.values())
