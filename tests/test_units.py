@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import ghostsearch.units as units
+from ghostsearch.search.storage import make_storage
 
 
 def rdb(tmp_path, interval: int = 1, grace: int = 1) -> optuna.storages.RDBStorage:
@@ -172,9 +173,9 @@ def test_a_ground_truth_worker_killed_mid_unit_is_taken_back_by_a_rerun(tmp_path
         time.sleep(0.3)
         if not (out / "units.db").exists():
             continue
-        try:
+        try:  # make_storage waits out the command creating the database's tables
             study = optuna.load_study(study_name="ground-truth-units",
-                                      storage=f"sqlite:///{out / 'units.db'}")
+                                      storage=make_storage(f"sqlite:///{out / 'units.db'}"))
         except KeyError:
             continue
         running = study.get_trials(states=(TrialState.RUNNING,))
