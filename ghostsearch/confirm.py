@@ -1,11 +1,12 @@
 """Confirmation: retrain a study's best architectures and the reference GhostNets with a long
 protocol over several seeds, and state whether the found architecture beats the reference at
-the budget, with a 95% interval from the run-to-run noise pooled over every arm.
+the budget, with a 95% interval from the run-to-run noise pooled over the compared arms.
 
 Each (architecture, seed) is one unit of work: one trial, enqueued once, of a companion Optuna
 study `<name>-confirm` in the search's own storage. Workers on any machine that reaches the
 storage ask for the next waiting unit, so a cluster splits the work; each unit checkpoints
-every epoch under the output folder and resumes from it after an interruption. A reference
+every epoch under the output folder and resumes from it after an interruption; the units
+run through `units.py`, the runner the ground truth shares. A reference
 run that the reference bank holds (`bank.py`) is added as a finished unit instead.
 """
 
