@@ -264,8 +264,7 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
     try:
         confirm = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         confirm.set_user_attr("meta", meta)
-        arms = compared_arms([Candidate(**c) for c in meta.get("candidates", [])])
-        confirm.set_user_attr(DESIGN_KEY, Design(arms=tuple(c.key for c in arms)).to_dict())
+        confirm.set_user_attr(DESIGN_KEY, Design.of(meta).to_dict())
         for i, (key, seed) in enumerate(units):
             queue_unit(confirm, key, seed, i, link)
         return confirm
@@ -294,12 +293,6 @@ def open_confirm_study(study: optuna.Study, storage: Any, units: list[tuple[str,
                 queue_unit(confirm, key, seed, i, link)
         confirm.set_user_attr("meta", meta)
     return confirm
-
-
-def unfinished(confirm: optuna.Study) -> list[tuple[str, int]]:
-    """Units queued or running but not finished (and not failed for good): while any is
-    left, a verdict would be taken on the seeds that happened to finish first."""
-    return units.unfinished(confirm)
 
 
 def free_seeds(confirm: optuna.Study, key: str, n: int) -> list[int]:
@@ -418,6 +411,12 @@ class Design:
         return {**dataclasses.asdict(self), "arms": list(self.arms)}
 
     @classmethod
+    def of(cls, meta: dict[str, Any], max_looks: int = 1) -> Design:
+        """The design of a companion whose `meta` lists its candidates (defaults else)."""
+        cands = [Candidate(**c) for c in meta.get("candidates", [])]
+        return cls(max_looks=max_looks, arms=tuple(c.key for c in compared_arms(cands)))
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Design:
         return cls(int(d["max_looks"]), float(d["level"]), float(d["margin"]),
                    tuple(d["arms"]))
@@ -429,9 +428,8 @@ def design(confirm: optuna.Study) -> Design:
     stored = confirm.user_attrs.get(DESIGN_KEY)
     if stored is not None:
         return Design.from_dict(stored)
-    cands = [Candidate(**c) for c in confirm.user_attrs.get("meta", {}).get("candidates", [])]
-    return Design(max_looks=int(confirm.user_attrs.get(LOOKS_KEY, 1)),
-                  arms=tuple(c.key for c in compared_arms(cands)))
+    return Design.of(confirm.user_attrs.get("meta", {}),
+                     int(confirm.user_attrs.get(LOOKS_KEY, 1)))
 
 
 def plan_looks(confirm: optuna.Study, looks: int) -> Design:

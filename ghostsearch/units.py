@@ -214,7 +214,8 @@ def reclaim(study: optuna.Study, stale_after_s: float = STALE_AFTER_S,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if t.number in before and not t.user_attrs.get("reason"):
+            if t.number in before and not (t.user_attrs.get("reason")
+                                           or t.user_attrs.get("interrupted")):
                 n += 1
                 if log is not None:
                     log(f"{t.user_attrs['key']}, seed {t.user_attrs['seed']}: taken back "

@@ -247,6 +247,7 @@ def _init_worker(threads: int, data_kwargs: dict[str, Any]) -> None:
     from ghostsearch.train.data import load_data
 
     global _worker_data
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the queue's opening says nothing
     torch.set_num_threads(threads)
     _worker_data = load_data(**data_kwargs, progress=False)
 

@@ -34,7 +34,6 @@ from ..confirm import (
     run_units,
     run_units_parallel,
     seeds_plan,
-    unfinished,
     unit_order,
     winner,
 )
@@ -49,7 +48,7 @@ from ..search.storage import existing_study_url, load_existing_study, make_stora
 from ..train.loop import pick_device
 from ..train.recipe import Recipe
 from ..train.runspec import device_class
-from ..units import unit_count
+from ..units import unfinished, unit_count
 from ..verdict import across_recipes
 
 DECIDED = ("beats", "loses to", "equivalent")
