@@ -16,6 +16,9 @@ leaves its unit RUNNING; it is taken back and queued again (it resumes from its 
 - on a storage without it (journal files), when the unit's last beat (an aware UTC time, set
   every `BEAT_EVERY_S` between steps) is older than the stale time.
 
+The search's trials, which a sampler proposes instead of a queue, keep the same record of
+their worker (`mark_worker`) and are taken back by the same rule (`fail_gone`).
+
 A unit that failed (an error, or a lost worker) is queued again until it has failed
 `MAX_RETRIES` + 1 times; an interrupt (Ctrl-C, SIGTERM) queues it again without counting. The
 record of a finished unit (its trial's attributes and whatever `on_done` writes: a CSV row,
@@ -133,13 +136,48 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def worker_gone(attrs: dict[str, Any]) -> bool:
-    """A unit's worker ran on this machine and its process no longer exists: killed (even by
-    SIGKILL, which no handler sees), so the unit can be taken back at once."""
+def mark_worker(trial: optuna.Trial) -> None:
+    """Record which process runs `trial` (host, pid, and the trial it was recorded for: a
+    retry made by Optuna's callback copies its predecessor's attributes, and a copied pid is
+    not this trial's worker)."""
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("pid_trial", trial.number)
+
+
+def worker_gone(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial's worker ran on this machine and its process no longer exists: killed (even by
+    SIGKILL, which no handler sees), so the trial can be taken back at once."""
+    attrs = trial.user_attrs
     host, pid = attrs.get("host"), attrs.get("pid")
     if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
         return False
+    if attrs.get("pid_trial", trial.number) != trial.number:  # copied: not yet its own
+        return False
     return not pid_alive(pid)
+
+
+def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str | None) -> bool:
+    """Fail another process's RUNNING trial, first recording `reason`; False when another
+    process finished it first."""
+    with warnings.catch_warnings():  # telling another process's trial is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            if reason is not None:
+                study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+    return True
+
+
+def fail_gone(study: optuna.Study, select: Callable[[optuna.trial.FrozenTrial], bool],
+              ) -> list[optuna.trial.FrozenTrial]:
+    """Fail every RUNNING trial chosen by `select` whose worker on this machine is gone, with
+    no reason recorded (as Optuna's heartbeat fails a trial); returns those this call
+    failed."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if select(t) and worker_gone(t) and _fail(study, t, None)]
 
 
 def heartbeat_storage(study: optuna.Study) -> optuna.storages.BaseStorage | None:
@@ -189,7 +227,7 @@ def reclaim(study: optuna.Study, stale_after_s: float = STALE_AFTER_S,
     running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if unit_of(t) is not None]
     for t in running:
-        if worker_gone(t.user_attrs):
+        if worker_gone(t):
             reason = (f"its worker (pid {t.user_attrs['pid']} on this machine) is gone "
                       "(killed)")
         elif not hb:
@@ -200,11 +238,8 @@ def reclaim(study: optuna.Study, stale_after_s: float = STALE_AFTER_S,
             reason = f"stale: no beat for {silent:.0f} s (worker lost)"
         else:
             continue
-        with warnings.catch_warnings():  # telling another process's trial is the point here
-            warnings.simplefilter("ignore", UserWarning)
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
-                study.tell(t.number, state=TrialState.FAIL)
+        if not _fail(study, t, reason):
+            continue
         n += 1
         if log is not None:
             log(f"{t.user_attrs['key']}, seed {t.user_attrs['seed']}: taken back ({reason})")
@@ -319,8 +354,7 @@ def run(study: optuna.Study, train: Trainer,
                 except optuna.exceptions.UpdateFinishedTrialError:
                     raise TakenElsewhere from None
 
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+        mark_worker(trial)
         try:
             with heartbeat(study, trial):
                 beat("training")

@@ -80,10 +80,17 @@ def test_processes_opening_a_new_sqlite_database_together_all_get_it(tmp_path):
         assert outcomes == ["ok"] * 6
 
 
-def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
-    url = f"sqlite:///{tmp_path / 'k.db'}"
+@pytest.mark.parametrize("kind, heartbeat, wait", [
+    ("sqlite", "1", 3.5),  # after three missed beats: Optuna's heartbeat fails it
+    ("sqlite", "30", 0.0),  # at once, long before the grace period: its worker here is gone
+    ("journal", "30", 0.0),  # a storage with no heartbeat at all
+])
+def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path, kind, heartbeat,
+                                                                   wait):
+    path = tmp_path / ("k.db" if kind == "sqlite" else "k.journal")
+    url = f"sqlite:///{path}" if kind == "sqlite" else f"journal:{path}"
     args = ["--study-name", "k", "--storage", url, "--trials", "5", "--epochs", "6",
-            "--heartbeat", "1", "--no-baselines", "--n-jobs", "1"]  # one process to kill
+            "--heartbeat", heartbeat, "--no-baselines", "--n-jobs", "1"]  # one process to kill
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(search_cmd(*args), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,7 +98,7 @@ def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
         deadline = time.time() + 300
         while time.time() < deadline:
             time.sleep(0.5)
-            if not (tmp_path / "k.db").exists():
+            if not path.exists():
                 continue
             trials = stored_trials(url, "k")
             done = [t for t in trials if "val_acc" in t.user_attrs]
@@ -109,10 +116,13 @@ def test_kill_9_then_rerun_keeps_trials_and_retries_the_killed_one(tmp_path):
               for t in load(url, "k").get_trials() if "val_acc" in t.user_attrs}
     killed = [t for t in load(url, "k").get_trials() if t.state == State.RUNNING]
     assert len(killed) == 1
-    time.sleep(3.5)  # three missed heartbeats
+    time.sleep(wait)
     r = subprocess.run(search_cmd(*args), cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    if not wait:
+        assert (f"trial {killed[0].number}: its worker (pid {proc.pid} on this machine) is gone"
+                in r.stdout)
     study = load(url, "k")
     assert trained_count(study) == 5
     trials = {t.number: t for t in study.get_trials()}

@@ -39,6 +39,20 @@ def orphan(study: optuna.Study, host: str = "another-machine") -> optuna.Trial:
     return t
 
 
+def orphan_of_a_dead_worker(tmp_path) -> tuple[optuna.Study, optuna.Trial, int]:
+    """A unit left RUNNING by a process of this machine that has exited (its pid)."""
+    import socket
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    study = optuna.create_study(study_name="u", storage=f"sqlite:///{tmp_path / 'd.db'}")
+    units.queue(study, "a", 0, 0)
+    t = orphan(study, host=socket.gethostname())
+    t.set_user_attr("pid", proc.pid)
+    return study, t, proc.pid
+
+
 def test_a_unit_longer_than_the_grace_period_keeps_beating_and_trains_once(tmp_path):
     """On a heartbeat storage the unit beats from a thread, whatever the trainer does: a
     unit that runs two grace periods without a single step is never taken back by a worker
@@ -93,20 +107,26 @@ def test_a_silent_unit_on_a_heartbeat_storage_is_failed_by_optuna_and_trained_on
 def test_a_unit_whose_worker_here_is_gone_is_taken_back_at_once(tmp_path):
     """A worker of this machine whose process no longer exists (SIGKILL) loses its unit at
     once, on any storage, without waiting for a stale time."""
-    import socket
-    import subprocess
-
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    study = optuna.create_study(study_name="u", storage=f"sqlite:///{tmp_path / 'j.db'}")
-    units.queue(study, "a", 0, 0)
-    t = orphan(study, host=socket.gethostname())
-    t.set_user_attr("pid", proc.pid)
+    study, t, pid = orphan_of_a_dead_worker(tmp_path)
     t.set_user_attr("alive_at", units.now_utc())  # beat just now: not stale
     said: list[str] = []
     assert units.reclaim(study, stale_after_s=3600, log=said.append) == 1
-    assert f"pid {proc.pid} on this machine) is gone" in said[0]
+    assert f"pid {pid} on this machine) is gone" in said[0]
     assert units.unfinished(study) == [("a", 0)]
+
+
+def test_a_pid_copied_from_a_predecessor_is_not_taken_for_the_trials_own_worker(tmp_path):
+    """Optuna's retry callback copies a killed trial's attributes into its retry: until the
+    retry's worker records itself, the dead predecessor's pid must not fail the retry."""
+    study, t, pid = orphan_of_a_dead_worker(tmp_path)
+    t.set_user_attr("pid_trial", t.number + 1)  # recorded for another trial
+    assert units.fail_gone(study, lambda t: True) == []
+    assert study.trials[0].state == TrialState.RUNNING
+    units.mark_worker(t)  # its own worker records itself: this process, alive
+    assert units.fail_gone(study, lambda t: True) == []
+    t.set_user_attr("pid", pid)  # now this trial's own worker, and it is gone
+    assert [g.number for g in units.fail_gone(study, lambda t: True)] == [t.number]
+    assert study.trials[0].state == TrialState.FAIL and "reason" not in study.trials[0].user_attrs
 
 
 def test_a_failing_unit_is_given_up_after_its_retries_and_an_interrupt_is_not_counted(

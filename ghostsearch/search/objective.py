@@ -15,9 +15,10 @@ from ..arch.counting import analytic_counts
 from ..spaces.limits import Limits
 from ..train.data import Dataset
 from ..train.loop import train_proxy
+from ..units import mark_worker
 from .proxy import proxy_config
 from .settings import SearchSettings
-from .study import _counts_as_trained
+from .study import _counts_as_trained, take_back_killed
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -100,6 +101,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
+        mark_worker(trial)  # a rerun on this machine takes the trial back if this process dies
+        take_back_killed(trial.study)  # and so does every trial's start, as Optuna's heartbeat
         try:
             return self._run(trial)
         except optuna.TrialPruned:

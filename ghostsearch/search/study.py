@@ -4,15 +4,19 @@ sampler (one seed per worker), the reference baselines enqueued once, and querie
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import warnings
 
 import optuna
 
 from ..errors import StudyError
+from ..log import logger
 from ..spaces.limits import Limits
 from ..spaces.sampler import BandSampler, base_sampler
 from ..spaces.space import SearchSpace
+from ..units import fail_gone, unit_of
 from .prescreen import PRESCREEN_KEY
 from .settings import SearchSettings
 from .storage import make_storage
@@ -194,3 +198,22 @@ def best_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.user_attrs.get("feasible") and t.user_attrs.get("val_acc") is not None]
     return max(done, key=lambda t: (t.user_attrs["val_acc"], -t.number), default=None)
+
+
+def take_back_killed(study: optuna.Study) -> int:
+    """Fail the trials left RUNNING by a worker of this machine whose process is gone (killed,
+    even by SIGKILL) and retry each once, as Optuna's heartbeat does after its grace period:
+    a search rerun at once retrains the killed trial's architecture instead of leaving it
+    RUNNING (for ever, on a journal storage, which has no heartbeat). Returns how many."""
+    storage = study._storage
+    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if retry is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    gone = fail_gone(study, lambda t: unit_of(t) is None)
+    for t in gone:
+        retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+        logger.info(f"trial {t.number}: its worker (pid {t.user_attrs['pid']} on this "
+                    "machine) is gone; its architecture is trained again")
+    return len(gone)

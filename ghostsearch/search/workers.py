@@ -25,7 +25,7 @@ from .estimate import format_duration, remaining_seconds, worker_threads
 from .objective import INTERRUPTS, Objective
 from .prescreen import ensure_prescreen
 from .settings import SearchSettings
-from .study import best_feasible, open_study, record_data, trained_count
+from .study import best_feasible, open_study, record_data, take_back_killed, trained_count
 
 # a sampler that keeps proposing over-budget candidates is stopped after this many in a row
 MAX_INFEASIBLE_STREAK = 2000
@@ -48,6 +48,7 @@ def run_worker(settings: SearchSettings, data: Dataset | None = None, *, device:
     Raises KeyboardInterrupt after Ctrl-C, once the running trial is recorded as interrupted.
     """
     study = open_study(settings, worker)
+    take_back_killed(study)  # a worker killed here is retried now, not after the grace period
     if trained_count(study) >= settings.trials:
         return study
     data = data if data is not None else settings.data.load(progress=False)
