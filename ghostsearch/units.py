@@ -166,8 +166,8 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str | No
             if reason is not None:
                 study._storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             study.tell(trial.number, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            return False  # finished meanwhile (ValueError: tell read it finished already)
     return True
 
 

@@ -8,6 +8,7 @@ import optuna
 import pytest
 import torch
 
+import ghostsearch
 import ghostsearch.search.objective as objective_mod
 import ghostsearch.search.study as study_mod
 from ghostsearch import (
@@ -84,6 +85,9 @@ def test_search_trains_only_within_the_band_and_records_everything(tmp_path, spa
         if a.get("trained") and t.state == optuna.trial.TrialState.COMPLETE:
             assert len(a["val_curve"]) == 2 and a["val_acc"] == a["val_curve"][-1]
             assert a["test_acc"] is not None and a["train_seconds"] > 0 and "seed" in a
+            ran = a["ran_on"]  # what trained it, as every confirmation unit records
+            assert (ran["device"], ran["threads"]) == ("cpu", torch.get_num_threads())
+            assert ran["ghostsearch"] == ghostsearch.__version__ and "git_commit" in ran
     for t in sampled:  # the sampler proposes in [0.85 B, B] only, and says how many draws
         assert 0.85 * 2_500_000 <= t.user_attrs["flops"] <= 2_500_000
         assert t.user_attrs["in_band"] and t.user_attrs["trained"]

@@ -125,7 +125,10 @@ def test_a_pid_copied_from_a_predecessor_is_not_taken_for_the_trials_own_worker(
     units.mark_worker(t)  # its own worker records itself: this process, alive
     assert units.fail_gone(study, lambda t: True) == []
     t.set_user_attr("pid", pid)  # now this trial's own worker, and it is gone
+    seen_running = study.trials[0]  # what a second rerun, looking at the same moment, read
     assert [g.number for g in units.fail_gone(study, lambda t: True)] == [t.number]
+    assert not units._fail(study, seen_running, None)  # the second rerun fails it no more
+    assert not units._fail(study, seen_running, "a reason")
     assert study.trials[0].state == TrialState.FAIL and "reason" not in study.trials[0].user_attrs
 
 

@@ -12,6 +12,7 @@ import torch
 
 from ..arch.config import NetConfig
 from ..arch.counting import analytic_counts
+from ..provenance import runtime_info
 from ..spaces.limits import Limits
 from ..train.data import Dataset
 from ..train.loop import train_proxy
@@ -164,6 +165,7 @@ class Objective:
             raise optuna.TrialPruned()
         trial.set_user_attr("decision", "train")
         trial.set_user_attr("trained", True)
+        trial.set_user_attr("ran_on", runtime_info(self.device))  # versions, commit, threads
         if not check.within:
             trial.set_user_attr("reason", "baseline over a limit: trained for comparison only")
         pcfg = proxy_config(cfg, self.data, s.protocol)
