@@ -102,8 +102,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("decision", "pending")  # others wait for this trial's decision
-        mark_worker(trial)  # a rerun on this machine takes the trial back if this process dies
-        take_back_killed(trial.study)  # and so does every trial's start, as Optuna's heartbeat
         try:
             return self._run(trial)
         except optuna.TrialPruned:
@@ -157,6 +155,8 @@ class Objective:
             trial.set_user_attr("reason", check.reasons(self.limits))
             trial.set_user_attr("decision", "skip")
             raise optuna.TrialPruned(check.reasons(self.limits))
+        mark_worker(trial)  # a rerun on this machine takes the trial back if this process dies
+        take_back_killed(trial.study)  # a killed worker's trial holds no training slot
         if not claim_training_slot(trial.study, trial.number, s.trials):
             trial.set_user_attr("decision", "surplus")
             trial.set_user_attr("reason", f"surplus: {s.trials} trials were already trained "

@@ -42,8 +42,7 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
                     storage = optuna.storages.RDBStorage(
                         url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                         grace_period=3 * heartbeat_s,
-                        heartbeat_stale_trial_callback=(
-                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+                        heartbeat_stale_trial_callback=retry_once())
                 if url.startswith("sqlite:"):
                     _serialise_sqlite(storage.engine)
                 return storage
@@ -59,6 +58,13 @@ def make_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
     from optuna.storages.journal import JournalFileBackend  # journal:PATH, the one left
 
     return optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+
+
+def retry_once() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that queues a lost trial's configuration again, once."""
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
 
 
 def _serialise_sqlite(engine) -> None:

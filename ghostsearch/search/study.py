@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import warnings
 
 import optuna
 
@@ -19,7 +18,7 @@ from ..spaces.space import SearchSpace
 from ..units import fail_gone, unit_of
 from .prescreen import PRESCREEN_KEY
 from .settings import SearchSettings
-from .storage import make_storage
+from .storage import make_storage, retry_once
 
 BASELINE_WIDTHS = (0.5, 1.0)
 
@@ -205,15 +204,11 @@ def take_back_killed(study: optuna.Study) -> int:
     even by SIGKILL) and retry each once, as Optuna's heartbeat does after its grace period:
     a search rerun at once retrains the killed trial's architecture instead of leaving it
     RUNNING (for ever, on a journal storage, which has no heartbeat). Returns how many."""
-    storage = study._storage
-    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
-    if retry is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = (getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+             or retry_once())
     gone = fail_gone(study, lambda t: unit_of(t) is None)
     for t in gone:
-        retry(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+        retry(study, copy.deepcopy(t))  # the callback extends the trial's retry history
         logger.info(f"trial {t.number}: its worker (pid {t.user_attrs['pid']} on this "
                     "machine) is gone; its architecture is trained again")
     return len(gone)
